@@ -1,0 +1,253 @@
+//! The command line: argument definitions and dispatch to the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::gpu::GpuOptions;
+use crate::precompute::BackendChoice;
+
+/// Exact similar/different orderings of a poem corpus on the GPU or CPU, and
+/// the static site that shows them.
+#[derive(Debug, Parser)]
+#[command(version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Hide progress bars.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compute every poem's similar and different orderings into a cache.
+    Precompute(PrecomputeArgs),
+    /// Write a cache's orderings as JSON Lines, by key.
+    Export {
+        #[arg(long)]
+        cache: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Recompute random starts with the CPU reference and compare with a cache.
+    Verify {
+        #[arg(long)]
+        cache: PathBuf,
+        /// How many starts to check.
+        #[arg(long, default_value_t = 20)]
+        sample: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// List GPU adapters with the limits that matter here.
+    Adapters,
+}
+
+/// Options shared by commands that run a GPU.
+#[derive(Debug, Clone, Args)]
+pub struct GpuArgs {
+    /// Select an adapter by (case-insensitive) substring of its name.
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Use the shared-memory reduction even where subgroups are available.
+    #[arg(long)]
+    pub no_subgroups: bool,
+    /// Split the similarity matrix into tiles of this many rows.
+    #[arg(long, hide = true)]
+    pub tile_rows: Option<usize>,
+    /// Starts per GPU batch.
+    #[arg(long, hide = true)]
+    pub gpu_batch: Option<usize>,
+    /// Walk steps per GPU dispatch.
+    #[arg(long, hide = true)]
+    pub steps_per_dispatch: Option<u32>,
+}
+
+impl GpuArgs {
+    pub fn options(&self) -> GpuOptions {
+        GpuOptions {
+            adapter: self.adapter.clone(),
+            allow_software: false,
+            no_subgroups: self.no_subgroups,
+            tile_rows: self.tile_rows,
+            batch: self.gpu_batch,
+            steps_per_dispatch: self.steps_per_dispatch,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PrecomputeArgs {
+    /// poems.json (original layout) or a .jsonl corpus.
+    #[arg(long)]
+    pub poems: PathBuf,
+    /// embeddings.json (original layout) or .jsonl; omit when the poems file carries vectors.
+    #[arg(long)]
+    pub embeddings: Option<PathBuf>,
+    /// Cache directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Keep only the first K entries of each ordering.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Treat any unusable embedding or stray entry as an error.
+    #[arg(long)]
+    pub strict: bool,
+    /// File of keys to leave out everywhere, one per line.
+    #[arg(long)]
+    pub exclude: Option<PathBuf>,
+    /// Subtract the corpus mean before normalising (fewer "hub" poems).
+    #[arg(long)]
+    pub center: bool,
+    /// Starts per checkpoint.
+    #[arg(long, default_value_t = 256)]
+    pub chunk: usize,
+    /// Stop after computing this many chunks (for testing resumption).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+}
+
+impl PrecomputeArgs {
+    pub fn options(&self, progress: bool) -> crate::precompute::Options {
+        crate::precompute::Options {
+            poems: self.poems.clone(),
+            embeddings: self.embeddings.clone(),
+            out: self.out.clone(),
+            backend: self.backend,
+            top_k: self.top_k,
+            threads: self.threads,
+            strict: self.strict,
+            exclude: self.exclude.clone(),
+            center: self.center,
+            chunk: self.chunk,
+            gpu: self.gpu.options(),
+            progress,
+            stop_after: self.stop_after,
+        }
+    }
+}
+
+/// Runs the CLI; errors are printed with their causes.
+pub fn main(cli: Cli) -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp(None)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn progress(cli_quiet: bool) -> bool {
+    !cli_quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+/// Prints a phase → seconds table.
+pub fn print_timings(title: &str, timings: &std::collections::BTreeMap<String, f64>) {
+    let total: f64 = ["load", "normalise", "similarity", "selection", "similar", "write"]
+        .iter()
+        .filter_map(|k| timings.get(*k))
+        .sum();
+    eprintln!("{title}");
+    for (k, v) in timings {
+        eprintln!("  {k:<16} {v:>9.3} s");
+    }
+    eprintln!("  {:<16} {total:>9.3} s", "total");
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let show = progress(cli.quiet);
+    match cli.command {
+        Command::Precompute(args) => {
+            let outcome = crate::precompute::run(&args.options(show))?;
+            match outcome.manifest {
+                Some(m) if outcome.up_to_date => {
+                    eprintln!("{} is up to date ({} poems, backend {}); nothing to do", args.out.display(), m.included, m.backend);
+                }
+                Some(m) => {
+                    eprintln!(
+                        "wrote {} orderings of {} entries for {} poems ({} left out) with {}",
+                        2 * m.included,
+                        m.params.width,
+                        m.included,
+                        m.report.unusable.len() + m.report.excluded.len(),
+                        m.backend
+                    );
+                    print_timings("timing:", &m.timings);
+                }
+                None => {
+                    eprintln!("stopped after {} chunks; run the same command again to resume", outcome.chunks_computed);
+                    return Ok(ExitCode::from(3));
+                }
+            }
+        }
+        Command::Export { cache, out } => {
+            let c = crate::cache::Cache::open(&cache)?;
+            match out {
+                Some(path) => {
+                    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+                    let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+                    let mut w = std::io::BufWriter::new(tmp);
+                    crate::export::export(&c, &mut w)?;
+                    let tmp = w.into_inner().map_err(|e| e.into_error())?;
+                    tmp.persist(&path).with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                None => {
+                    let stdout = std::io::stdout();
+                    let mut w = std::io::BufWriter::new(stdout.lock());
+                    crate::export::export(&c, &mut w)?;
+                }
+            }
+        }
+        Command::Verify { cache, sample, seed } => {
+            let v = crate::precompute::verify(&cache, sample, seed)?;
+            if !v.mismatches.is_empty() {
+                for m in &v.mismatches {
+                    eprintln!("mismatch: {m}");
+                }
+                bail!("{} of {} sampled starts differ from the CPU reference", v.mismatches.len(), v.checked);
+            }
+            eprintln!("{} sampled starts match the CPU reference exactly", v.checked);
+        }
+        Command::Adapters => {
+            let list = crate::gpu::adapters();
+            let mut out = std::io::stdout().lock();
+            if list.is_empty() {
+                writeln!(out, "no GPU adapters found (on Debian, `apt-get install mesa-vulkan-drivers` adds lavapipe)")?;
+            }
+            for a in list {
+                writeln!(
+                    out,
+                    "{}\n  type {}  backend {}  driver {}\n  max storage binding {} MiB  max buffer {} MiB  workgroup storage {} KiB\n  subgroups {}  (sizes {}..{})  timestamps {}",
+                    a.name,
+                    a.device_type,
+                    a.backend,
+                    a.driver,
+                    a.max_binding >> 20,
+                    a.max_buffer >> 20,
+                    a.max_workgroup_storage >> 10,
+                    a.subgroups,
+                    a.subgroup_sizes.0,
+                    a.subgroup_sizes.1,
+                    a.timestamps
+                )?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,684 @@
+//! Corpus loading and validation: poems, their embeddings, and the report of
+//! what could not be used.
+//!
+//! Two layouts are read:
+//! - the original system's `poems.json` / `embeddings.json` (one JSON document
+//!   each, unknown fields tolerated);
+//! - JSON Lines (`.jsonl` / `.ndjson`): `{"id", "text", "embedding"?}` per line.
+//!
+//! Every poem has one stable key: `category/id` when it has a category, else
+//! `id`. Embeddings are matched to poems by key (falling back to `poem_index`
+//! only for entries without an id), never by array position.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// A hard error in the input: it names the file, the poem and the problem.
+#[derive(Debug, thiserror::Error)]
+pub enum CorpusError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: malformed JSON at line {line}, column {column}: {message}")]
+    Json {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: duplicate key {key:?} (entries {first} and {second})")]
+    DuplicateKey {
+        path: PathBuf,
+        key: String,
+        first: usize,
+        second: usize,
+    },
+    #[error("{path}: poem {key:?} has an unusable embedding ({reason}) and --strict is set")]
+    Strict {
+        path: PathBuf,
+        key: String,
+        reason: Reason,
+    },
+    #[error("no usable embedding is left in {path} ({poems} poems, {unusable} unusable, {excluded} excluded)")]
+    NothingUsable {
+        path: PathBuf,
+        poems: usize,
+        unusable: usize,
+        excluded: usize,
+    },
+}
+
+fn json_error(path: &Path, e: serde_json::Error) -> CorpusError {
+    CorpusError::Json {
+        path: path.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    }
+}
+
+/// Why a poem has no usable embedding.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Reason {
+    /// No entry for this poem at all.
+    Missing,
+    /// The entry carries an `"error"` field.
+    Error { message: String },
+    /// The vector has the wrong number of components.
+    Dimension { expected: usize, found: usize },
+    /// A component is NaN or infinite (e.g. a JSON number out of range).
+    NotFinite { component: usize },
+    /// Every component is zero, so it has no direction.
+    Zero,
+    /// The `embedding` field is not an array of numbers.
+    NotNumbers,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Missing => write!(f, "no embedding"),
+            Reason::Error { message } => write!(f, "embedding failed: {message}"),
+            Reason::Dimension { expected, found } => {
+                write!(f, "wrong dimension: {found} instead of {expected}")
+            }
+            Reason::NotFinite { component } => {
+                write!(f, "component {component} is NaN or infinite")
+            }
+            Reason::Zero => write!(f, "all-zero vector"),
+            Reason::NotNumbers => write!(f, "embedding is not an array of numbers"),
+        }
+    }
+}
+
+/// One poem, as the site shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Poem {
+    pub key: String,
+    pub category: Option<String>,
+    pub date: Option<String>,
+    pub text: String,
+}
+
+/// A poem's key with the reason it is left out of the orderings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Problem {
+    pub key: String,
+    #[serde(flatten)]
+    pub reason: Reason,
+}
+
+/// What was left out, and why. It goes into the cache manifest.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    /// Poems whose embedding is unusable.
+    pub unusable: Vec<Problem>,
+    /// Poems left out by `--exclude`.
+    pub excluded: Vec<String>,
+    /// Embedding entries that match no poem (their key, or `#index`).
+    pub orphans: Vec<String>,
+    /// Keys in the exclude file that match no poem.
+    pub unknown_excludes: Vec<String>,
+}
+
+/// The whole input: poems in canonical (input) order, and each poem's vector
+/// or the reason it has none.
+#[derive(Debug)]
+pub struct Corpus {
+    pub poems: Vec<Poem>,
+    /// Parallel to `poems`.
+    pub vectors: Vec<Result<Vec<f64>, Reason>>,
+    pub dimension: usize,
+    pub model: String,
+    pub report: Report,
+}
+
+/// Options that decide which poems take part.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Turn every unusable embedding into an error.
+    pub strict: bool,
+    /// Keys to leave out everywhere.
+    pub exclude: Vec<String>,
+}
+
+/// Whether a path is read as JSON Lines.
+pub fn is_jsonl(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("jsonl" | "ndjson")
+    )
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CorpusError> {
+    std::fs::read(path).map_err(|source| CorpusError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// An id may be written as a string or a number.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Id {
+    Str(String),
+    Num(serde_json::Number),
+}
+
+impl Id {
+    fn into_string(self) -> String {
+        match self {
+            Id::Str(s) => s,
+            Id::Num(n) => n.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct PoemsFile {
+    poems: Vec<RawPoem>,
+}
+
+#[derive(Deserialize)]
+struct RawPoem {
+    id: Option<Id>,
+    category: Option<String>,
+    poem_index: Option<u64>,
+    content: Option<String>,
+    text: Option<String>,
+    creation_date: Option<String>,
+    date: Option<String>,
+    // JSONL lines may carry their vector inline.
+    embedding: Option<Box<RawValue>>,
+    error: Option<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingsFile {
+    #[serde(default)]
+    metadata: EmbeddingsMeta,
+    embeddings: Vec<RawEmbedding>,
+}
+
+#[derive(Deserialize, Default)]
+struct EmbeddingsMeta {
+    embedding_model: Option<String>,
+    embedding_dimension: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct RawEmbedding {
+    id: Option<Id>,
+    category: Option<String>,
+    poem_index: Option<u64>,
+    embedding: Option<Box<RawValue>>,
+    error: Option<serde_json::Value>,
+}
+
+fn make_key(category: Option<&str>, id: &str) -> String {
+    match category {
+        Some(c) if !c.is_empty() => format!("{c}/{id}"),
+        _ => id.to_owned(),
+    }
+}
+
+fn error_message(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Parses a raw `[n, n, ...]` without serde's range check, so that a number
+/// out of range becomes an infinity (reported per poem) instead of failing
+/// the whole file.
+fn parse_vector(raw: &RawValue) -> Result<Option<Vec<f64>>, Reason> {
+    let s = raw.get().trim();
+    if s == "null" {
+        return Ok(None);
+    }
+    let inner = s
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .ok_or(Reason::NotNumbers)?;
+    if inner.trim().is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    inner
+        .split(',')
+        .map(|t| t.trim().parse::<f64>().map_err(|_| Reason::NotNumbers))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Loads poems (and, where given, embeddings) and validates them.
+pub fn load(
+    poems_path: &Path,
+    embeddings_path: Option<&Path>,
+    opts: &LoadOptions,
+) -> Result<Corpus, CorpusError> {
+    let (raw_poems, inline) = read_poems(poems_path)?;
+    let mut poems = Vec::with_capacity(raw_poems.len());
+    let mut index_of: HashMap<String, usize> = HashMap::with_capacity(raw_poems.len());
+    let mut by_poem_index: HashMap<u64, usize> = HashMap::new();
+    let mut inline_vectors = Vec::new();
+    for (i, p) in raw_poems.into_iter().enumerate() {
+        let id = p.id.map(Id::into_string).ok_or_else(|| CorpusError::Invalid {
+            path: poems_path.to_owned(),
+            message: format!("poem #{} (0-based entry {i}) has no \"id\"", i + 1),
+        })?;
+        let key = make_key(p.category.as_deref(), &id);
+        if let Some(first) = index_of.insert(key.clone(), i) {
+            return Err(CorpusError::DuplicateKey {
+                path: poems_path.to_owned(),
+                key,
+                first: first + 1,
+                second: i + 1,
+            });
+        }
+        if let Some(pi) = p.poem_index {
+            by_poem_index.insert(pi, i);
+        }
+        if inline {
+            inline_vectors.push((p.embedding, p.error));
+        }
+        poems.push(Poem {
+            key,
+            category: p.category,
+            date: p.creation_date.or(p.date),
+            text: p.content.or(p.text).unwrap_or_default(),
+        });
+    }
+
+    let mut report = Report::default();
+    let mut raw_vectors: Vec<Result<Vec<f64>, Reason>> = vec![Err(Reason::Missing); poems.len()];
+    let mut declared_dim = None;
+    let mut model = String::from("unknown");
+    let source_path = embeddings_path.unwrap_or(poems_path);
+
+    let mut place = |slot: usize, embedding: Option<Box<RawValue>>, error: Option<serde_json::Value>| {
+        raw_vectors[slot] = match (error, embedding) {
+            (Some(e), _) => Err(Reason::Error {
+                message: error_message(&e),
+            }),
+            (None, None) => Err(Reason::Missing),
+            (None, Some(raw)) => match parse_vector(&raw) {
+                Ok(Some(v)) => Ok(v),
+                Ok(None) => Err(Reason::Missing),
+                Err(r) => Err(r),
+            },
+        };
+    };
+
+    if let Some(epath) = embeddings_path {
+        let entries = read_embeddings(epath, &mut declared_dim, &mut model)?;
+        let mut seen: HashMap<usize, usize> = HashMap::new();
+        for (i, e) in entries.into_iter().enumerate() {
+            let (slot, label) = match (e.id, e.poem_index) {
+                (Some(id), _) => {
+                    let key = make_key(e.category.as_deref(), &id.into_string());
+                    (index_of.get(&key).copied(), key)
+                }
+                (None, Some(pi)) => (by_poem_index.get(&pi).copied(), format!("#{pi}")),
+                (None, None) => (None, format!("entry {}", i + 1)),
+            };
+            let Some(slot) = slot else {
+                report.orphans.push(label);
+                continue;
+            };
+            if let Some(first) = seen.insert(slot, i) {
+                return Err(CorpusError::DuplicateKey {
+                    path: epath.to_owned(),
+                    key: poems[slot].key.clone(),
+                    first: first + 1,
+                    second: i + 1,
+                });
+            }
+            place(slot, e.embedding, e.error);
+        }
+    } else {
+        for (slot, (embedding, error)) in inline_vectors.into_iter().enumerate() {
+            place(slot, embedding, error);
+        }
+    }
+
+    // The dimension is the declared one, else the most common length.
+    let dimension = declared_dim.unwrap_or_else(|| {
+        let mut counts: HashMap<usize, usize> = HashMap::new();
+        for v in raw_vectors.iter().flatten() {
+            *counts.entry(v.len()).or_default() += 1;
+        }
+        counts
+            .into_iter()
+            .max_by_key(|&(len, c)| (c, std::cmp::Reverse(len)))
+            .map_or(0, |(len, _)| len)
+    });
+
+    let vectors: Vec<Result<Vec<f64>, Reason>> = raw_vectors
+        .into_iter()
+        .map(|r| r.and_then(|v| check_vector(v, dimension)))
+        .collect();
+
+    let excluded: std::collections::HashSet<&str> = opts.exclude.iter().map(String::as_str).collect();
+    for key in &opts.exclude {
+        if !index_of.contains_key(key) {
+            report.unknown_excludes.push(key.clone());
+        }
+    }
+    let mut usable = 0;
+    for (poem, v) in poems.iter().zip(&vectors) {
+        if excluded.contains(poem.key.as_str()) {
+            report.excluded.push(poem.key.clone());
+            continue;
+        }
+        match v {
+            Ok(_) => usable += 1,
+            Err(reason) => {
+                if opts.strict {
+                    return Err(CorpusError::Strict {
+                        path: source_path.to_owned(),
+                        key: poem.key.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                report.unusable.push(Problem {
+                    key: poem.key.clone(),
+                    reason: reason.clone(),
+                });
+            }
+        }
+    }
+    if opts.strict {
+        if let Some(orphan) = report.orphans.first() {
+            return Err(CorpusError::Invalid {
+                path: source_path.to_owned(),
+                message: format!(
+                    "embedding {orphan:?} matches no poem ({} such entries) and --strict is set",
+                    report.orphans.len()
+                ),
+            });
+        }
+    }
+    if usable == 0 {
+        return Err(CorpusError::NothingUsable {
+            path: source_path.to_owned(),
+            poems: poems.len(),
+            unusable: report.unusable.len(),
+            excluded: report.excluded.len(),
+        });
+    }
+    // Excluded poems take no part: their vectors are dropped here, once.
+    let vectors = poems
+        .iter()
+        .zip(vectors)
+        .map(|(p, v)| {
+            if excluded.contains(p.key.as_str()) {
+                Err(Reason::Missing)
+            } else {
+                v
+            }
+        })
+        .collect();
+    Ok(Corpus {
+        poems,
+        vectors,
+        dimension,
+        model,
+        report,
+    })
+}
+
+fn check_vector(v: Vec<f64>, dimension: usize) -> Result<Vec<f64>, Reason> {
+    if v.len() != dimension {
+        return Err(Reason::Dimension {
+            expected: dimension,
+            found: v.len(),
+        });
+    }
+    if let Some(component) = v.iter().position(|x| !x.is_finite()) {
+        return Err(Reason::NotFinite { component });
+    }
+    if v.iter().all(|&x| x == 0.0) {
+        return Err(Reason::Zero);
+    }
+    Ok(v)
+}
+
+/// Reads the poems file; the flag says whether vectors may be inline (JSONL).
+fn read_poems(path: &Path) -> Result<(Vec<RawPoem>, bool), CorpusError> {
+    let bytes = read(path)?;
+    if is_jsonl(path) {
+        return Ok((read_lines(path, &bytes)?, true));
+    }
+    let file: PoemsFile = serde_json::from_slice(&bytes).map_err(|e| json_error(path, e))?;
+    Ok((file.poems, false))
+}
+
+fn read_lines<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<Vec<T>, CorpusError> {
+    let mut out = Vec::new();
+    for (lineno, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let item = serde_json::from_slice(line).map_err(|e| CorpusError::Json {
+            path: path.to_owned(),
+            line: lineno + 1,
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+        out.push(item);
+    }
+    Ok(out)
+}
+
+fn read_embeddings(
+    path: &Path,
+    dim: &mut Option<usize>,
+    model: &mut String,
+) -> Result<Vec<RawEmbedding>, CorpusError> {
+    let bytes = read(path)?;
+    if is_jsonl(path) {
+        return read_lines(path, &bytes);
+    }
+    let file: EmbeddingsFile = serde_json::from_slice(&bytes).map_err(|e| json_error(path, e))?;
+    *dim = file.metadata.embedding_dimension;
+    if let Some(m) = file.metadata.embedding_model {
+        *model = m;
+    }
+    Ok(file.embeddings)
+}
+
+/// Reads an exclude file: one key per line; blank lines and `#` comments skipped.
+pub fn read_exclude(path: &Path) -> Result<Vec<String>, CorpusError> {
+    let text = String::from_utf8(read(path)?).map_err(|e| CorpusError::Invalid {
+        path: path.to_owned(),
+        message: format!("not UTF-8: {e}"),
+    })?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Loads only the poems (for `render`, which needs no embeddings).
+pub fn load_poems(path: &Path) -> Result<Vec<Poem>, CorpusError> {
+    let (raw, _) = read_poems(path)?;
+    let mut seen = HashMap::with_capacity(raw.len());
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let id = p.id.map(Id::into_string).ok_or_else(|| CorpusError::Invalid {
+                path: path.to_owned(),
+                message: format!("poem #{} has no \"id\"", i + 1),
+            })?;
+            let key = make_key(p.category.as_deref(), &id);
+            if let Some(first) = seen.insert(key.clone(), i) {
+                return Err(CorpusError::DuplicateKey {
+                    path: path.to_owned(),
+                    key,
+                    first: first + 1,
+                    second: i + 1,
+                });
+            }
+            Ok(Poem {
+                key,
+                category: p.category,
+                date: p.creation_date.or(p.date),
+                text: p.content.or(p.text).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::File::create(&p).unwrap().write_all(body.as_bytes()).unwrap();
+        p
+    }
+
+    fn poems_json(keys: &[(&str, &str)]) -> String {
+        let items: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, (c, id))| {
+                format!(
+                    r#"{{"poem_index": {}, "category": "{c}", "id": "{id}", "content": "text {i}", "extra": [1,2]}}"#,
+                    i + 1
+                )
+            })
+            .collect();
+        format!(r#"{{"metadata": {{"total_poems": {}}}, "poems": [{}]}}"#, keys.len(), items.join(","))
+    }
+
+    fn setup(embeddings: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "poems.json", &poems_json(&[("a", "1"), ("a", "2"), ("b", "1")]));
+        let e = write(dir.path(), "embeddings.json", embeddings);
+        (dir, p, e)
+    }
+
+    #[test]
+    fn matches_by_key_not_position_and_reports_problems() {
+        let (_d, p, e) = setup(
+            r#"{"metadata": {"embedding_model": "m", "embedding_dimension": 2}, "embeddings": [
+              {"category": "b", "id": "1", "embedding": [1, 0]},
+              {"category": "a", "id": "1", "embedding": [0, 1e999]},
+              {"category": "a", "id": "2", "embedding": [0.5, 0.5]},
+              {"category": "z", "id": "9", "embedding": [1, 1]}]}"#,
+        );
+        let c = load(&p, Some(&e), &LoadOptions::default()).unwrap();
+        assert_eq!(c.model, "m");
+        assert_eq!(c.vectors[2], Ok(vec![1.0, 0.0]));
+        assert_eq!(c.vectors[1], Ok(vec![0.5, 0.5]));
+        assert_eq!(c.vectors[0], Err(Reason::NotFinite { component: 1 }));
+        assert_eq!(c.report.unusable[0].key, "a/1");
+        assert_eq!(c.report.orphans, vec!["z/9".to_string()]);
+    }
+
+    #[test]
+    fn each_unusable_kind_is_reported_with_its_key() {
+        let (_d, p, e) = setup(
+            r#"{"metadata": {"embedding_dimension": 2}, "embeddings": [
+              {"category": "a", "id": "1", "error": "timeout"},
+              {"category": "a", "id": "2", "embedding": [0, 0]},
+              {"category": "b", "id": "1", "embedding": [1, 2, 3]}]}"#,
+        );
+        let err = load(&p, Some(&e), &LoadOptions::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("no usable embedding") && msg.contains("embeddings.json"), "{msg}");
+
+        let (_d, p, e) = setup(
+            r#"{"embeddings": [
+              {"category": "a", "id": "1", "error": {"code": 500}},
+              {"category": "a", "id": "2", "embedding": [0, 0]},
+              {"category": "b", "id": "1", "embedding": [1, 2]},
+              {"poem_index": 77, "embedding": [1, 2]}]}"#,
+        );
+        let c = load(&p, Some(&e), &LoadOptions::default()).unwrap();
+        let reasons: Vec<String> = c.report.unusable.iter().map(|p| format!("{}: {}", p.key, p.reason)).collect();
+        assert_eq!(reasons, vec!["a/1: embedding failed: {\"code\":500}", "a/2: all-zero vector"]);
+        assert_eq!(c.report.orphans, vec!["#77".to_string()]);
+
+        let err = load(&p, Some(&e), &LoadOptions { strict: true, ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("\"a/1\""), "{err}");
+    }
+
+    #[test]
+    fn wrong_dimension_and_missing_are_reported() {
+        let (_d, p, e) = setup(
+            r#"{"embeddings": [
+              {"category": "a", "id": "1", "embedding": [1, 2, 3]},
+              {"category": "b", "id": "1", "embedding": [1, 2, 3]},
+              {"category": "a", "id": "2", "embedding": [1, 2]}]}"#,
+        );
+        let c = load(&p, Some(&e), &LoadOptions::default()).unwrap();
+        assert_eq!(c.dimension, 3);
+        assert_eq!(c.vectors[1], Err(Reason::Dimension { expected: 3, found: 2 }));
+        let (_d, p, e) = setup(r#"{"embeddings": [{"category": "a", "id": "1", "embedding": [1, 2]}]}"#);
+        let c = load(&p, Some(&e), &LoadOptions::default()).unwrap();
+        assert_eq!(c.report.unusable.len(), 2);
+        assert!(c.report.unusable.iter().all(|p| p.reason == Reason::Missing));
+    }
+
+    #[test]
+    fn malformed_json_names_file_line_and_column() {
+        let (_d, p, e) = setup("{\"embeddings\": [\n  {\"id\": 1,, }]}");
+        let msg = load(&p, Some(&e), &LoadOptions::default()).unwrap_err().to_string();
+        assert!(msg.contains("embeddings.json") && msg.contains("line 2"), "{msg}");
+        let (_d, p, e) = setup(r#"{"vectors": []}"#);
+        let msg = load(&p, Some(&e), &LoadOptions::default()).unwrap_err().to_string();
+        assert!(msg.contains("missing field `embeddings`"), "{msg}");
+    }
+
+    #[test]
+    fn duplicate_keys_and_missing_files_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "poems.json", &poems_json(&[("a", "1"), ("a", "1")]));
+        let msg = load(&p, None, &LoadOptions::default()).unwrap_err().to_string();
+        assert!(msg.contains("duplicate key \"a/1\"") && msg.contains("poems.json"), "{msg}");
+        let msg = load(&dir.path().join("nope.json"), None, &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("nope.json"), "{msg}");
+    }
+
+    #[test]
+    fn jsonl_with_inline_vectors_and_exclusions() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "c.jsonl",
+            "{\"id\": \"x\", \"text\": \"one\", \"embedding\": [1, 0]}\n\n{\"id\": 7, \"text\": \"two\", \"embedding\": [0, 1]}\n{\"id\": \"z\", \"text\": \"three\"}\n",
+        );
+        let opts = LoadOptions {
+            exclude: vec!["7".into(), "ghost".into()],
+            ..Default::default()
+        };
+        let c = load(&p, None, &opts).unwrap();
+        assert_eq!(c.poems[1].key, "7");
+        assert_eq!(c.poems[1].text, "two");
+        assert!(c.vectors[1].is_err());
+        assert_eq!(c.report.excluded, vec!["7".to_string()]);
+        assert_eq!(c.report.unknown_excludes, vec!["ghost".to_string()]);
+        assert_eq!(c.report.unusable[0].key, "z");
+        let bad = write(dir.path(), "bad.jsonl", "{\"id\": \"x\"}\n{\"id\": \n");
+        let msg = load(&bad, None, &LoadOptions::default()).unwrap_err().to_string();
+        assert!(msg.contains("bad.jsonl") && msg.contains("line 2"), "{msg}");
+    }
+}

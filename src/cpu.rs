@@ -1,0 +1,304 @@
+//! The multi-threaded CPU backend: the reference's arithmetic, made fast.
+//!
+//! The rounded similarity matrix is computed once (n × n i16, about 2 bytes
+//! per candidate update); each walk then streams one row per step through a
+//! fused "add the row and track the minimum" pass that the compiler
+//! vectorises. Results are identical to [`crate::reference`] for any thread
+//! count, because every value is an exact integer and ties are broken by
+//! index, not by the order work happens in.
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use crate::quantize::{dot, sim16, Quantized};
+
+/// Lanes of the fused pass; rows are padded to a multiple of this.
+pub const LANES: usize = 16;
+
+/// Marks a chosen candidate in the running sums. Real sums stay below it
+/// (at most 65 535 · 32 767 < i32::MAX), so it needs no separate flag array.
+pub const CHOSEN: i32 = i32::MAX;
+
+/// Rounds `n` up to the padded row length.
+pub fn padded(n: usize) -> usize {
+    n.div_ceil(LANES) * LANES
+}
+
+/// The rounded similarity matrix, row-major with rows padded to
+/// [`padded`]`(n)` entries (padding is zero).
+pub struct SimMatrix {
+    pub n: usize,
+    pub stride: usize,
+    pub data: Vec<i16>,
+}
+
+impl SimMatrix {
+    /// Computes every `sim16(dot(i, j))`, in parallel over blocks of rows.
+    pub fn compute(q: &Quantized) -> Self {
+        let n = q.n;
+        let stride = padded(n);
+        let mut data = vec![0i16; n * stride];
+        const BLOCK: usize = 8;
+        data.par_chunks_mut(stride * BLOCK).enumerate().for_each(|(b, rows)| {
+            let i0 = b * BLOCK;
+            // Each j's vector is loaded once for the whole block of rows.
+            for j in 0..n {
+                let vj = q.row(j);
+                for (r, row) in rows.chunks_mut(stride).enumerate() {
+                    row[j] = sim16(dot(q.row(i0 + r), vj));
+                }
+            }
+        });
+        SimMatrix { n, stride, data }
+    }
+
+    /// Row `i` (with padding).
+    #[inline]
+    pub fn row(&self, i: usize) -> &[i16] {
+        &self.data[i * self.stride..(i + 1) * self.stride]
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.data.len() * 2
+    }
+}
+
+/// One walk step: `sums += row` for unchosen candidates, returning the lowest
+/// new sum and its lowest index. Lane-parallel so that it vectorises.
+#[inline(always)]
+fn add_row_argmin_generic(sums: &mut [i32], row: &[i16]) -> (i32, usize) {
+    let mut best = [CHOSEN; LANES];
+    let mut best_chunk = [0u32; LANES];
+    let (sc, _) = sums.as_chunks_mut::<LANES>();
+    let (rc, _) = row.as_chunks::<LANES>();
+    for (ci, (s, r)) in sc.iter_mut().zip(rc).enumerate() {
+        for l in 0..LANES {
+            let v = s[l];
+            let nv = if v == CHOSEN { CHOSEN } else { v + r[l] as i32 };
+            s[l] = nv;
+            let lt = nv < best[l];
+            best[l] = if lt { nv } else { best[l] };
+            best_chunk[l] = if lt { ci as u32 } else { best_chunk[l] };
+        }
+    }
+    lanes_argmin(&best, &best_chunk)
+}
+
+/// Combines per-lane minima: lowest value, then lowest index.
+#[inline]
+fn lanes_argmin(best: &[i32; LANES], chunk: &[u32; LANES]) -> (i32, usize) {
+    let mut out = (CHOSEN, usize::MAX);
+    for l in 0..LANES {
+        let idx = chunk[l] as usize * LANES + l;
+        if best[l] < out.0 || (best[l] == out.0 && idx < out.1) {
+            out = (best[l], idx);
+        }
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn add_row_argmin_avx2(sums: &mut [i32], row: &[i16]) -> (i32, usize) {
+    add_row_argmin_generic(sums, row)
+}
+
+/// Picks the widest instruction set this CPU has, once.
+fn add_row_argmin_fn() -> fn(&mut [i32], &[i16]) -> (i32, usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU was just checked to support AVX2.
+        return |s, r| unsafe { add_row_argmin_avx2(s, r) };
+    }
+    add_row_argmin_generic
+}
+
+/// Runs the diversity walk from `s`, writing `out.len()` indices.
+/// `sums` is scratch of length `m.stride`.
+pub fn walk(m: &SimMatrix, s: usize, out: &mut [u32], sums: &mut [i32]) {
+    walk_with(m, s, out, sums, add_row_argmin_fn());
+}
+
+#[inline]
+fn walk_with(m: &SimMatrix, s: usize, out: &mut [u32], sums: &mut [i32], step: fn(&mut [i32], &[i16]) -> (i32, usize)) {
+    if out.is_empty() {
+        return;
+    }
+    // Padding and the start are "chosen" from the outset.
+    sums.fill(CHOSEN);
+    for (x, &r) in sums[..m.n].iter_mut().zip(m.row(s)) {
+        *x = r as i32;
+    }
+    sums[s] = CHOSEN;
+    let mut best = {
+        let mut b = (CHOSEN, usize::MAX);
+        for (c, &v) in sums.iter().enumerate() {
+            if v < b.0 {
+                b = (v, c);
+            }
+        }
+        b
+    };
+    for t in 0..out.len() {
+        let p = best.1;
+        out[t] = p as u32;
+        sums[p] = CHOSEN;
+        if t + 1 < out.len() {
+            best = step(sums, m.row(p));
+        }
+    }
+}
+
+/// Sort key for similar orderings: ascending key = descending dot, then
+/// ascending index.
+#[inline]
+fn similar_key(d: i32, j: usize) -> u64 {
+    let flipped = !((d as u32) ^ 0x8000_0000);
+    ((flipped as u64) << 32) | j as u64
+}
+
+/// similar(s) into `out` (its length is the width). `keys` is scratch.
+pub fn similar_row(q: &Quantized, s: usize, out: &mut [u32], keys: &mut Vec<u64>) {
+    keys.clear();
+    let vs = q.row(s);
+    keys.extend((0..q.n).filter(|&j| j != s).map(|j| similar_key(dot(vs, q.row(j)), j)));
+    let w = out.len();
+    if w < keys.len() {
+        keys.select_nth_unstable(w);
+        keys.truncate(w);
+    }
+    keys.sort_unstable();
+    for (o, k) in out.iter_mut().zip(keys.iter()) {
+        *o = *k as u32;
+    }
+}
+
+/// similar orderings for a range of starts, in parallel; `out` holds
+/// `starts.len() * width` indices.
+pub fn similar_rows(q: &Quantized, starts: Range<usize>, width: usize, out: &mut [u32], threads: &rayon::ThreadPool) {
+    if width == 0 {
+        return;
+    }
+    threads.install(|| {
+        out.par_chunks_mut(width)
+            .zip(starts)
+            .for_each_init(Vec::new, |keys, (row, s)| similar_row(q, s, row, keys));
+    });
+}
+
+/// The CPU backend: the matrix, and the pool that walks it.
+pub struct CpuBackend {
+    matrix: SimMatrix,
+    pool: rayon::ThreadPool,
+}
+
+impl CpuBackend {
+    /// Computes the similarity matrix with `pool`, which later runs the walks.
+    pub fn new(q: &Quantized, pool: rayon::ThreadPool) -> Self {
+        let matrix = pool.install(|| SimMatrix::compute(q));
+        CpuBackend { matrix, pool }
+    }
+
+    /// The matrix (for tests and the benchmark).
+    pub fn matrix(&self) -> &SimMatrix {
+        &self.matrix
+    }
+
+    /// Threads used.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// different orderings for a range of starts into `out`.
+    pub fn different(&self, starts: Range<usize>, width: usize, out: &mut [u32]) {
+        if width == 0 {
+            return;
+        }
+        let m = &self.matrix;
+        let step = add_row_argmin_fn();
+        self.pool.install(|| {
+            out.par_chunks_mut(width)
+                .zip(starts)
+                .for_each_init(|| vec![0i32; m.stride], |sums, (row, s)| walk_with(m, s, row, sums, step));
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference;
+    use proptest::prelude::*;
+
+    fn pool(n: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()
+    }
+
+    fn random(n: usize, dim: usize, levels: i32, seed: u64) -> Quantized {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let vecs: Vec<Vec<f64>> = (0..n)
+            .map(|_| loop {
+                let v: Vec<f64> = (0..dim).map(|_| rng.i32(-levels..=levels) as f64).collect();
+                if v.iter().any(|&x| x != 0.0) {
+                    break v;
+                }
+            })
+            .collect();
+        Quantized::from_vectors(&vecs, dim, false).unwrap()
+    }
+
+    fn all(q: &Quantized, threads: usize, width: usize) -> (Vec<u32>, Vec<u32>) {
+        let b = CpuBackend::new(q, pool(threads));
+        let mut d = vec![0; q.n * width];
+        b.different(0..q.n, width, &mut d);
+        let mut s = vec![0; q.n * width];
+        similar_rows(q, 0..q.n, width, &mut s, &b.pool);
+        (s, d)
+    }
+
+    fn reference_all(q: &Quantized, width: usize) -> (Vec<u32>, Vec<u32>) {
+        let s = (0..q.n).flat_map(|s| reference::similar(q, s, width)).collect();
+        let d = (0..q.n).flat_map(|s| reference::different(q, s, width)).collect();
+        (s, d)
+    }
+
+    #[test]
+    fn the_fused_step_matches_a_plain_scan() {
+        let mut sums: Vec<i32> = (0..48).map(|i| (i * 37 % 11) - 5).collect();
+        sums[3] = CHOSEN;
+        let row: Vec<i16> = (0..48).map(|i| ((i * 13 % 7) - 3) as i16).collect();
+        let mut expect = sums.clone();
+        for (e, r) in expect.iter_mut().zip(&row) {
+            if *e != CHOSEN {
+                *e += *r as i32;
+            }
+        }
+        let min = *expect.iter().min().unwrap();
+        let first = expect.iter().position(|&v| v == min).unwrap();
+        assert_eq!(add_row_argmin_fn()(&mut sums, &row), (min, first));
+        assert_eq!(add_row_argmin_generic(&mut expect.clone(), &vec![0; 48]), (min, first));
+        assert_eq!(sums, expect);
+    }
+
+    #[test]
+    fn thread_counts_give_identical_output() {
+        let q = random(203, 24, 3, 7);
+        let w = q.n - 1;
+        let one = all(&q, 1, w);
+        assert_eq!(one, all(&q, 2, w));
+        assert_eq!(one, all(&q, 5, w));
+        assert_eq!(one, reference_all(&q, w));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn matches_the_reference(n in 1usize..70, dim in 1usize..20, levels in 1i32..4, seed in any::<u64>(), k in 0usize..80) {
+            let q = random(n, dim, levels, seed);
+            let w = k.min(n - 1);
+            prop_assert_eq!(all(&q, 2, w), reference_all(&q, w));
+        }
+    }
+}

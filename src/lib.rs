@@ -1,0 +1,18 @@
+//! diversity-gpu: exact "similar" and "different" orderings of a poem corpus,
+//! computed on the GPU (wgpu compute shaders) or the CPU, bit-identical on
+//! both, and the static site that shows them.
+//!
+//! Data flows one way:
+//! [`corpus`] → [`quantize`] → orderings ([`reference`], [`cpu`], [`gpu`]) →
+//! [`cache`] → pages ([`render`]). [`embed`] produces the embeddings that
+//! [`corpus`] reads.
+
+pub mod cache;
+pub mod cli;
+pub mod corpus;
+pub mod cpu;
+pub mod export;
+pub mod gpu;
+pub mod precompute;
+pub mod quantize;
+pub mod reference;

@@ -1,0 +1,187 @@
+//! Normalised integer embeddings: the one representation every backend reads.
+//!
+//! Normalising and rounding happen once, here, on the CPU, in a fixed order of
+//! f64 operations. From then on all arithmetic is exact integer arithmetic, so
+//! the orderings are identical on every backend, thread count and GPU vendor.
+
+use crate::corpus::{Corpus, Reason};
+
+/// Scale of a unit vector's components: `q = round(x · 32767)`.
+pub const SCALE: f64 = 32767.0;
+
+/// The longest ordering whose running sums fit in i32: a sum adds at most
+/// `MAX_ROW - 1 + 1` rows of magnitude ≤ 2^15, and 65 535 · 2^15 < 2^31.
+pub const MAX_ROW: usize = 65_535;
+
+/// Quantised unit vectors of the included poems, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quantized {
+    /// Number of vectors.
+    pub n: usize,
+    /// Components per vector.
+    pub dim: usize,
+    /// `n * dim` components.
+    pub data: Vec<i16>,
+}
+
+impl Quantized {
+    /// The quantised vector of included poem `i`.
+    #[inline]
+    pub fn row(&self, i: usize) -> &[i16] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Exact similarity: the i32 dot product. By Cauchy–Schwarz no partial
+    /// sum exceeds `(32767 + √dim/2)²`, far below 2^31.
+    #[inline]
+    pub fn dot(&self, a: usize, b: usize) -> i32 {
+        dot(self.row(a), self.row(b))
+    }
+
+    /// Quantises f64 vectors (each must be non-zero and finite).
+    pub fn from_vectors(vectors: &[Vec<f64>], dim: usize, center: bool) -> Result<Self, (usize, Reason)> {
+        let mean = center.then(|| mean(vectors, dim));
+        let mut data = Vec::with_capacity(vectors.len() * dim);
+        let mut centered = vec![0.0f64; dim];
+        for (i, v) in vectors.iter().enumerate() {
+            for (c, (x, m)) in centered.iter_mut().zip(v.iter().zip(mean.iter().flatten().chain(std::iter::repeat(&0.0)))) {
+                *c = x - m;
+            }
+            let norm = centered.iter().fold(0.0f64, |acc, x| acc + x * x).sqrt();
+            if norm == 0.0 || !norm.is_finite() {
+                return Err((i, Reason::Zero));
+            }
+            data.extend(centered.iter().map(|x| quantize(x / norm)));
+        }
+        Ok(Quantized {
+            n: vectors.len(),
+            dim,
+            data,
+        })
+    }
+}
+
+#[inline]
+fn quantize(x: f64) -> i16 {
+    // |x| ≤ 1 after normalisation, so this never saturates.
+    (x * SCALE).round() as i16
+}
+
+fn mean(vectors: &[Vec<f64>], dim: usize) -> Vec<f64> {
+    let mut sum = vec![0.0f64; dim];
+    for v in vectors {
+        for (s, x) in sum.iter_mut().zip(v) {
+            *s += x;
+        }
+    }
+    let n = vectors.len() as f64;
+    sum.iter().map(|s| s / n).collect()
+}
+
+/// Exact i32 dot product of two quantised vectors.
+#[inline]
+pub fn dot(a: &[i16], b: &[i16]) -> i32 {
+    // Written as independent lanes so that it vectorises (pmaddwd on x86).
+    let mut acc = [0i32; 16];
+    let (ca, ra) = a.as_chunks::<16>();
+    let (cb, rb) = b.as_chunks::<16>();
+    for (x, y) in ca.iter().zip(cb) {
+        for l in 0..16 {
+            acc[l] += x[l] as i32 * y[l] as i32;
+        }
+    }
+    let mut tail = 0i32;
+    for (x, y) in ra.iter().zip(rb) {
+        tail += *x as i32 * *y as i32;
+    }
+    acc.iter().sum::<i32>() + tail
+}
+
+/// The similarity used in the diversity walk's running sums: the dot product
+/// rounded to i16, `(dot + 2^14) >> 15`, clamped to the i16 range (only
+/// near-identical vectors can reach the clamp).
+#[inline]
+pub fn sim16(dot: i32) -> i16 {
+    ((dot + (1 << 14)) >> 15).clamp(i16::MIN as i32, i16::MAX as i32) as i16
+}
+
+/// The included poems of a corpus, in canonical order, with their vectors.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Keys of the included poems, in canonical (input) order.
+    pub keys: Vec<String>,
+    pub vectors: Quantized,
+    /// Poems whose vector became zero after centring (reported, left out).
+    pub zero_after_centering: Vec<String>,
+}
+
+/// Normalises and quantises every usable vector of the corpus.
+pub fn prepare(corpus: &Corpus, center: bool) -> Prepared {
+    let mut keys = Vec::new();
+    let mut vecs = Vec::new();
+    for (p, v) in corpus.poems.iter().zip(&corpus.vectors) {
+        if let Ok(v) = v {
+            keys.push(p.key.clone());
+            vecs.push(v.clone());
+        }
+    }
+    let mut zero = Vec::new();
+    loop {
+        match Quantized::from_vectors(&vecs, corpus.dimension, center) {
+            Ok(vectors) => {
+                return Prepared {
+                    keys,
+                    vectors,
+                    zero_after_centering: zero,
+                }
+            }
+            // Only reachable with --center: a vector equal to the mean.
+            Err((i, _)) => {
+                zero.push(keys.remove(i));
+                vecs.remove(i);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantised_unit_vectors_have_the_expected_scale() {
+        let q = Quantized::from_vectors(&[vec![3.0, 4.0], vec![-1.0, 0.0]], 2, false).unwrap();
+        assert_eq!(q.data, vec![19660, 26214, -32767, 0]);
+        assert_eq!(q.dot(1, 1), 32767 * 32767);
+        // 32767² / 2^15 rounds to 32766: a unit self-similarity.
+        assert_eq!(sim16(q.dot(1, 1)), 32766);
+        assert_eq!(sim16(q.dot(0, 1)), sim16(-19660 * 32767));
+    }
+
+    #[test]
+    fn dot_handles_lengths_not_divisible_by_lanes() {
+        for len in [1, 15, 16, 17, 33, 384] {
+            let a: Vec<i16> = (0..len).map(|i| (i * 97 % 200) as i16 - 100).collect();
+            let b: Vec<i16> = (0..len).map(|i| (i * 31 % 150) as i16 - 75).collect();
+            let naive: i32 = a.iter().zip(&b).map(|(x, y)| *x as i32 * *y as i32).sum();
+            assert_eq!(dot(&a, &b), naive);
+        }
+    }
+
+    #[test]
+    fn sim16_rounds_half_up_and_clamps() {
+        assert_eq!(sim16(16384), 1);
+        assert_eq!(sim16(16383), 0);
+        assert_eq!(sim16(-16384), 0);
+        assert_eq!(sim16(-16385), -1);
+        assert_eq!(sim16(i32::MAX - (1 << 14)), i16::MAX);
+        assert_eq!(sim16(-(1 << 30) - (1 << 25)), i16::MIN);
+    }
+
+    #[test]
+    fn centering_subtracts_the_mean() {
+        let q = Quantized::from_vectors(&[vec![1.0, 1.0], vec![1.0, 3.0]], 2, true).unwrap();
+        assert_eq!(q.data, vec![0, -32767, 0, 32767]);
+        assert!(Quantized::from_vectors(&[vec![1.0, 1.0]], 2, true).is_err());
+    }
+}
