@@ -113,7 +113,10 @@ impl Manifest {
     pub fn differences(&self, newer: &Manifest) -> Vec<String> {
         let mut out = key_changes(&self.all_keys, &newer.all_keys);
         if self.embedding_model != newer.embedding_model {
-            out.push(format!("model {:?} → {:?}", self.embedding_model, newer.embedding_model));
+            out.push(format!(
+                "model {:?} → {:?}",
+                self.embedding_model, newer.embedding_model
+            ));
         }
         if self.params.top_k != newer.params.top_k || self.params.center != newer.params.center {
             out.push(format!(
@@ -177,10 +180,17 @@ pub fn fingerprint(keys: &[String], q: &Quantized, params: &Params, model: &str)
 /// Writes `bytes` to `path` atomically: a temp file in the same directory,
 /// synced, then renamed over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
-    tmp.write_all(bytes).and_then(|_| tmp.as_file().sync_all()).with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path).with_context(|| format!("cannot rename into {}", path.display()))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .and_then(|_| tmp.as_file().sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot rename into {}", path.display()))?;
     Ok(())
 }
 
@@ -189,7 +199,7 @@ pub enum Opened {
     /// A finished cache with the same fingerprint: nothing to do.
     Complete(Box<Manifest>),
     /// Ready to write; `done` marks chunks already on disk.
-    Writer(CacheWriter),
+    Writer(Box<CacheWriter>),
 }
 
 /// Writes a cache chunk by chunk, so an interrupted run can resume.
@@ -231,7 +241,8 @@ impl CacheWriter {
         if !resumable {
             write_atomic(&dir.join(VECTORS), bytemuck::cast_slice(&vectors.data))?;
             write_atomic(&dir.join(RUN), &serde_json::to_vec_pretty(&pending)?)?;
-            File::create(dir.join(PROGRESS)).with_context(|| format!("cannot create {}", dir.join(PROGRESS).display()))?;
+            File::create(dir.join(PROGRESS))
+                .with_context(|| format!("cannot create {}", dir.join(PROGRESS).display()))?;
         }
         let size = pending.ordering_bytes();
         let open = |name: &str| -> Result<File> {
@@ -243,13 +254,14 @@ impl CacheWriter {
                 .truncate(!resumable)
                 .open(&path)
                 .with_context(|| format!("cannot open {}", path.display()))?;
-            f.set_len(size).with_context(|| format!("cannot size {} to {size} bytes", path.display()))?;
+            f.set_len(size)
+                .with_context(|| format!("cannot size {} to {size} bytes", path.display()))?;
             Ok(f)
         };
         let similar = open(SIMILAR)?;
         let different = open(DIFFERENT)?;
         let progress = OpenOptions::new().append(true).create(true).open(dir.join(PROGRESS))?;
-        Ok(Opened::Writer(CacheWriter {
+        Ok(Opened::Writer(Box::new(CacheWriter {
             dir: dir.to_owned(),
             pending,
             similar,
@@ -257,7 +269,7 @@ impl CacheWriter {
             progress,
             done,
             resumed,
-        }))
+        })))
     }
 
     /// The run's parameters.
@@ -276,7 +288,10 @@ impl CacheWriter {
         let p = &self.pending.params;
         let offset = (self.chunk_starts(c).start * p.width * p.index_bytes) as u64;
         let mut buf = Vec::new();
-        for (file, rows, name) in [(&self.similar, similar, SIMILAR), (&self.different, different, DIFFERENT)] {
+        for (file, rows, name) in [
+            (&self.similar, similar, SIMILAR),
+            (&self.different, different, DIFFERENT),
+        ] {
             encode(rows, p.index_bytes, &mut buf);
             let mut f: &File = file;
             f.seek(SeekFrom::Start(offset))
@@ -310,7 +325,9 @@ impl CacheWriter {
 
 fn remove_if_exists(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", path.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -319,7 +336,9 @@ fn remove_if_exists(path: &Path) -> Result<()> {
 fn read_progress(path: &Path, done: &mut [bool]) -> Result<()> {
     let mut text = String::new();
     match File::open(path) {
-        Ok(mut f) => f.read_to_string(&mut text).with_context(|| format!("cannot read {}", path.display()))?,
+        Ok(mut f) => f
+            .read_to_string(&mut text)
+            .with_context(|| format!("cannot read {}", path.display()))?,
         Err(_) => return Ok(()),
     };
     let complete = text.rfind('\n').map_or("", |i| &text[..i]);
@@ -372,7 +391,10 @@ impl Cache {
                     dir.display()
                 );
             }
-            bail!("{} is not a cache (no {MANIFEST}); create one with `diversity-gpu precompute`", dir.display());
+            bail!(
+                "{} is not a cache (no {MANIFEST}); create one with `diversity-gpu precompute`",
+                dir.display()
+            );
         }
         let manifest = read_manifest(&mpath)?;
         if manifest.format_version != FORMAT_VERSION || manifest.algorithm_version != ALGORITHM_VERSION {
@@ -389,7 +411,12 @@ impl Cache {
             let f = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
             let len = f.metadata()?.len();
             if len != manifest.ordering_bytes() {
-                bail!("{} has {len} bytes, the manifest says {}; the cache is damaged, rebuild it with: {}", path.display(), manifest.ordering_bytes(), manifest.rebuild_command(dir));
+                bail!(
+                    "{} has {len} bytes, the manifest says {}; the cache is damaged, rebuild it with: {}",
+                    path.display(),
+                    manifest.ordering_bytes(),
+                    manifest.rebuild_command(dir)
+                );
             }
             if len == 0 {
                 return Ok(memmap2::MmapOptions::new().len(1).map_anon()?.make_read_only()?);
@@ -418,7 +445,10 @@ impl Cache {
         if p.index_bytes == 2 {
             out.extend(row.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32));
         } else {
-            out.extend(row.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])));
+            out.extend(
+                row.chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+            );
         }
     }
 
@@ -430,7 +460,10 @@ impl Cache {
         if bytes.len() != n * dim * 2 {
             bail!("{} has {} bytes, expected {}", path.display(), bytes.len(), n * dim * 2);
         }
-        let data = bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+        let data = bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
         Ok(Quantized { n, dim, data })
     }
 
@@ -470,7 +503,10 @@ mod tests {
     fn key_changes_are_described() {
         let old: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
         let new: Vec<String> = ["a", "c", "d", "e"].map(String::from).to_vec();
-        assert_eq!(key_changes(&old, &new), vec!["2 poems added (d, e)", "1 poems removed (b)"]);
+        assert_eq!(
+            key_changes(&old, &new),
+            vec!["2 poems added (d, e)", "1 poems removed (b)"]
+        );
     }
 
     #[test]

@@ -177,7 +177,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let outcome = crate::precompute::run(&args.options(show))?;
             match outcome.manifest {
                 Some(m) if outcome.up_to_date => {
-                    eprintln!("{} is up to date ({} poems, backend {}); nothing to do", args.out.display(), m.included, m.backend);
+                    eprintln!(
+                        "{} is up to date ({} poems, backend {}); nothing to do",
+                        args.out.display(),
+                        m.included,
+                        m.backend
+                    );
                 }
                 Some(m) => {
                     eprintln!(
@@ -191,7 +196,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     print_timings("timing:", &m.timings);
                 }
                 None => {
-                    eprintln!("stopped after {} chunks; run the same command again to resume", outcome.chunks_computed);
+                    eprintln!(
+                        "stopped after {} chunks; run the same command again to resume",
+                        outcome.chunks_computed
+                    );
                     return Ok(ExitCode::from(3));
                 }
             }
@@ -200,12 +208,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let c = crate::cache::Cache::open(&cache)?;
             match out {
                 Some(path) => {
-                    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-                    let tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
+                    let dir = path
+                        .parent()
+                        .filter(|p| !p.as_os_str().is_empty())
+                        .unwrap_or(std::path::Path::new("."));
+                    let tmp = tempfile::NamedTempFile::new_in(dir)
+                        .with_context(|| format!("cannot write in {}", dir.display()))?;
                     let mut w = std::io::BufWriter::new(tmp);
                     crate::export::export(&c, &mut w)?;
                     let tmp = w.into_inner().map_err(|e| e.into_error())?;
-                    tmp.persist(&path).with_context(|| format!("cannot write {}", path.display()))?;
+                    tmp.persist(&path)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
                 }
                 None => {
                     let stdout = std::io::stdout();
@@ -220,7 +233,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 for m in &v.mismatches {
                     eprintln!("mismatch: {m}");
                 }
-                bail!("{} of {} sampled starts differ from the CPU reference", v.mismatches.len(), v.checked);
+                bail!(
+                    "{} of {} sampled starts differ from the CPU reference",
+                    v.mismatches.len(),
+                    v.checked
+                );
             }
             eprintln!("{} sampled starts match the CPU reference exactly", v.checked);
         }
@@ -228,7 +245,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let list = crate::gpu::adapters();
             let mut out = std::io::stdout().lock();
             if list.is_empty() {
-                writeln!(out, "no GPU adapters found (on Debian, `apt-get install mesa-vulkan-drivers` adds lavapipe)")?;
+                writeln!(
+                    out,
+                    "no GPU adapters found (on Debian, `apt-get install mesa-vulkan-drivers` adds lavapipe)"
+                )?;
             }
             for a in list {
                 writeln!(

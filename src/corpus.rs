@@ -21,10 +21,7 @@ use serde_json::value::RawValue;
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
     #[error("cannot read {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path}: malformed JSON at line {line}, column {column}: {message}")]
     Json {
         path: PathBuf,
@@ -42,11 +39,7 @@ pub enum CorpusError {
         second: usize,
     },
     #[error("{path}: poem {key:?} has an unusable embedding ({reason}) and --strict is set")]
-    Strict {
-        path: PathBuf,
-        key: String,
-        reason: Reason,
-    },
+    Strict { path: PathBuf, key: String, reason: Reason },
     #[error("no usable embedding is left in {path} ({poems} poems, {unusable} unusable, {excluded} excluded)")]
     NothingUsable {
         path: PathBuf,
@@ -153,10 +146,7 @@ pub struct LoadOptions {
 
 /// Whether a path is read as JSON Lines.
 pub fn is_jsonl(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("jsonl" | "ndjson")
-    )
+    matches!(path.extension().and_then(|e| e.to_str()), Some("jsonl" | "ndjson"))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CorpusError> {
@@ -261,11 +251,7 @@ fn parse_vector(raw: &RawValue) -> Result<Option<Vec<f64>>, Reason> {
 }
 
 /// Loads poems (and, where given, embeddings) and validates them.
-pub fn load(
-    poems_path: &Path,
-    embeddings_path: Option<&Path>,
-    opts: &LoadOptions,
-) -> Result<Corpus, CorpusError> {
+pub fn load(poems_path: &Path, embeddings_path: Option<&Path>, opts: &LoadOptions) -> Result<Corpus, CorpusError> {
     let (raw_poems, inline) = read_poems(poems_path)?;
     let mut poems = Vec::with_capacity(raw_poems.len());
     let mut index_of: HashMap<String, usize> = HashMap::with_capacity(raw_poems.len());
@@ -480,11 +466,7 @@ fn read_lines<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Resu
     Ok(out)
 }
 
-fn read_embeddings(
-    path: &Path,
-    dim: &mut Option<usize>,
-    model: &mut String,
-) -> Result<Vec<RawEmbedding>, CorpusError> {
+fn read_embeddings(path: &Path, dim: &mut Option<usize>, model: &mut String) -> Result<Vec<RawEmbedding>, CorpusError> {
     let bytes = read(path)?;
     if is_jsonl(path) {
         return read_lines(path, &bytes);
@@ -563,12 +545,20 @@ mod tests {
                 )
             })
             .collect();
-        format!(r#"{{"metadata": {{"total_poems": {}}}, "poems": [{}]}}"#, keys.len(), items.join(","))
+        format!(
+            r#"{{"metadata": {{"total_poems": {}}}, "poems": [{}]}}"#,
+            keys.len(),
+            items.join(",")
+        )
     }
 
     fn setup(embeddings: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        let p = write(dir.path(), "poems.json", &poems_json(&[("a", "1"), ("a", "2"), ("b", "1")]));
+        let p = write(
+            dir.path(),
+            "poems.json",
+            &poems_json(&[("a", "1"), ("a", "2"), ("b", "1")]),
+        );
         let e = write(dir.path(), "embeddings.json", embeddings);
         (dir, p, e)
     }
@@ -601,7 +591,10 @@ mod tests {
         );
         let err = load(&p, Some(&e), &LoadOptions::default()).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("no usable embedding") && msg.contains("embeddings.json"), "{msg}");
+        assert!(
+            msg.contains("no usable embedding") && msg.contains("embeddings.json"),
+            "{msg}"
+        );
 
         let (_d, p, e) = setup(
             r#"{"embeddings": [
@@ -611,11 +604,27 @@ mod tests {
               {"poem_index": 77, "embedding": [1, 2]}]}"#,
         );
         let c = load(&p, Some(&e), &LoadOptions::default()).unwrap();
-        let reasons: Vec<String> = c.report.unusable.iter().map(|p| format!("{}: {}", p.key, p.reason)).collect();
-        assert_eq!(reasons, vec!["a/1: embedding failed: {\"code\":500}", "a/2: all-zero vector"]);
+        let reasons: Vec<String> = c
+            .report
+            .unusable
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.reason))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec!["a/1: embedding failed: {\"code\":500}", "a/2: all-zero vector"]
+        );
         assert_eq!(c.report.orphans, vec!["#77".to_string()]);
 
-        let err = load(&p, Some(&e), &LoadOptions { strict: true, ..Default::default() }).unwrap_err();
+        let err = load(
+            &p,
+            Some(&e),
+            &LoadOptions {
+                strict: true,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("\"a/1\""), "{err}");
     }
 
@@ -651,7 +660,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(dir.path(), "poems.json", &poems_json(&[("a", "1"), ("a", "1")]));
         let msg = load(&p, None, &LoadOptions::default()).unwrap_err().to_string();
-        assert!(msg.contains("duplicate key \"a/1\"") && msg.contains("poems.json"), "{msg}");
+        assert!(
+            msg.contains("duplicate key \"a/1\"") && msg.contains("poems.json"),
+            "{msg}"
+        );
         let msg = load(&dir.path().join("nope.json"), None, &LoadOptions::default())
             .unwrap_err()
             .to_string();

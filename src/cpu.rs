@@ -219,9 +219,10 @@ impl CpuBackend {
         let m = &self.matrix;
         let step = add_row_argmin_fn();
         self.pool.install(|| {
-            out.par_chunks_mut(width)
-                .zip(starts)
-                .for_each_init(|| vec![0i32; m.stride], |sums, (row, s)| walk_with(m, s, row, sums, step));
+            out.par_chunks_mut(width).zip(starts).for_each_init(
+                || vec![0i32; m.stride],
+                |sums, (row, s)| walk_with(m, s, row, sums, step),
+            );
         });
     }
 }
@@ -278,7 +279,7 @@ mod tests {
         let min = *expect.iter().min().unwrap();
         let first = expect.iter().position(|&v| v == min).unwrap();
         assert_eq!(add_row_argmin_fn()(&mut sums, &row), (min, first));
-        assert_eq!(add_row_argmin_generic(&mut expect.clone(), &vec![0; 48]), (min, first));
+        assert_eq!(add_row_argmin_generic(&mut expect.clone(), &[0; 48]), (min, first));
         assert_eq!(sums, expect);
     }
 

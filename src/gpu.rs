@@ -28,8 +28,14 @@ const WG: u32 = 256;
 const UPDATES_PER_DISPATCH: u64 = 1 << 27;
 
 const SIMILARITY_WGSL: &str = include_str!("../shaders/similarity.wgsl");
-const SELECT_SHARED_WGSL: &str = concat!(include_str!("../shaders/reduce_shared.wgsl"), include_str!("../shaders/select.wgsl"));
-const SELECT_SUBGROUP_WGSL: &str = concat!(include_str!("../shaders/reduce_subgroup.wgsl"), include_str!("../shaders/select.wgsl"));
+const SELECT_SHARED_WGSL: &str = concat!(
+    include_str!("../shaders/reduce_shared.wgsl"),
+    include_str!("../shaders/select.wgsl")
+);
+const SELECT_SUBGROUP_WGSL: &str = concat!(
+    include_str!("../shaders/reduce_subgroup.wgsl"),
+    include_str!("../shaders/select.wgsl")
+);
 
 /// How to pick and drive an adapter.
 #[derive(Debug, Clone, Default)]
@@ -183,7 +189,9 @@ impl GpuContext {
             .into_iter()
             .filter(|a| {
                 let s = summarize(a);
-                a.get_info().backend != wgpu::Backend::Gl && name_matches(&s.name, opts.adapter.as_deref()) && (opts.allow_software || !s.software)
+                a.get_info().backend != wgpu::Backend::Gl
+                    && name_matches(&s.name, opts.adapter.as_deref())
+                    && (opts.allow_software || !s.software)
             })
             .collect();
         // Discrete first, then integrated, virtual, software.
@@ -195,7 +203,10 @@ impl GpuContext {
             wgpu::DeviceType::Other => 4,
         });
         let Some(adapter) = candidates.into_iter().next() else {
-            let seen: Vec<String> = adapters().iter().map(|a| format!("{} ({}, {})", a.name, a.backend, a.device_type)).collect();
+            let seen: Vec<String> = adapters()
+                .iter()
+                .map(|a| format!("{} ({}, {})", a.name, a.backend, a.device_type))
+                .collect();
             bail!(
                 "no suitable GPU adapter{}{}; adapters seen: {}. On Debian, `apt-get install mesa-vulkan-drivers` provides the lavapipe software adapter",
                 opts.adapter.as_ref().map(|a| format!(" matching {a:?}")).unwrap_or_default(),
@@ -210,8 +221,14 @@ impl GpuContext {
             features |= wgpu::Features::SUBGROUP;
         }
         let limits = adapter.limits();
-        if limits.max_storage_buffers_per_shader_stage < 7 || limits.max_compute_invocations_per_workgroup < WG || limits.max_compute_workgroup_size_x < WG {
-            bail!("adapter {} lacks the limits this tool needs (7 storage buffers per stage, workgroups of {WG})", summary.name);
+        if limits.max_storage_buffers_per_shader_stage < 7
+            || limits.max_compute_invocations_per_workgroup < WG
+            || limits.max_compute_workgroup_size_x < WG
+        {
+            bail!(
+                "adapter {} lacks the limits this tool needs (7 storage buffers per stage, workgroups of {WG})",
+                summary.name
+            );
         }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("diversity-gpu"),
@@ -225,7 +242,9 @@ impl GpuContext {
         let sink = errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| sink.lock().unwrap().push(e.to_string())));
         let lost = errors.clone();
-        device.set_device_lost_callback(move |reason, msg| lost.lock().unwrap().push(format!("device lost ({reason:?}): {msg}")));
+        device.set_device_lost_callback(move |reason, msg| {
+            lost.lock().unwrap().push(format!("device lost ({reason:?}): {msg}"))
+        });
 
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let similarity_layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
@@ -261,13 +280,12 @@ impl GpuContext {
             })
         };
         let similarity = pipeline("similarity", SIMILARITY_WGSL, &similarity_layout, &[]);
-        let select_src = if uses_subgroups { SELECT_SUBGROUP_WGSL } else { SELECT_SHARED_WGSL };
-        let select = pipeline(
-            "select",
-            select_src,
-            &select_layout,
-            &[("WG", WG as f64)],
-        );
+        let select_src = if uses_subgroups {
+            SELECT_SUBGROUP_WGSL
+        } else {
+            SELECT_SHARED_WGSL
+        };
+        let select = pipeline("select", select_src, &select_layout, &[("WG", WG as f64)]);
         if let Some(e) = pollster::block_on(scope.pop()) {
             bail!("the GPU driver rejected the shaders on {}: {e}", summary.name);
         }
@@ -290,7 +308,11 @@ impl GpuContext {
         if errs.is_empty() {
             Ok(())
         } else {
-            Err(anyhow!("GPU error on {}: {}", self.summary.name, errs.drain(..).collect::<Vec<_>>().join("; ")))
+            Err(anyhow!(
+                "GPU error on {}: {}",
+                self.summary.name,
+                errs.drain(..).collect::<Vec<_>>().join("; ")
+            ))
         }
     }
 
@@ -331,7 +353,12 @@ impl Layout {
                 bytesize::ByteSize((rows_per_tile as u64 * row_bytes).min(max_binding.min(max_buffer)))
             );
         }
-        Ok(Layout { n, stride, rows_per_tile, tiles })
+        Ok(Layout {
+            n,
+            stride,
+            rows_per_tile,
+            tiles,
+        })
     }
 }
 
@@ -358,7 +385,12 @@ impl GpuBackend {
     /// Uploads the vectors and computes the matrix on `ctx`'s device.
     pub fn new(ctx: Arc<GpuContext>, q: &Quantized, opts: &GpuOptions) -> Result<Self> {
         let limits = ctx.device.limits();
-        let layout = Layout::plan(q.n, limits.max_storage_buffer_binding_size, limits.max_buffer_size, opts.tile_rows)?;
+        let layout = Layout::plan(
+            q.n,
+            limits.max_storage_buffer_binding_size,
+            limits.max_buffer_size,
+            opts.tile_rows,
+        )?;
         let t0 = Instant::now();
         let dim_words = q.dim.div_ceil(2);
         let mut packed = vec![0u32; q.n * dim_words];
@@ -430,8 +462,14 @@ impl GpuBackend {
                 label: Some("similarity"),
                 layout: &ctx.similarity_layout,
                 entries: &[
-                    wgpu::BindGroupEntry { binding: 0, resource: emb.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 1, resource: tile.as_entire_binding() },
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: emb.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: tile.as_entire_binding(),
+                    },
                     wgpu::BindGroupEntry {
                         binding: 2,
                         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -480,7 +518,11 @@ impl GpuBackend {
             s.name,
             s.backend,
             s.device_type,
-            if self.ctx.uses_subgroups { "subgroup" } else { "shared-memory" },
+            if self.ctx.uses_subgroups {
+                "subgroup"
+            } else {
+                "shared-memory"
+            },
             self.layout.tiles
         )
     }
@@ -520,26 +562,65 @@ impl GpuBackend {
         let scope = dev.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let sums = mk("sums", (batch * l.stride * 4) as u64, wgpu::BufferUsages::STORAGE);
         let out_bytes = (batch * width * 4) as u64;
-        let obuf = mk("orderings", out_bytes, wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC);
+        let obuf = mk(
+            "orderings",
+            out_bytes,
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        );
         let last = mk("last", (batch * 4).max(16) as u64, wgpu::BufferUsages::STORAGE);
-        let staging = [0, 1].map(|_| mk("staging", out_bytes, wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST));
+        let staging = [0, 1].map(|_| {
+            mk(
+                "staging",
+                out_bytes,
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            )
+        });
         let dispatches = width.div_ceil(steps_per as usize);
-        let pbuf = mk("select params", dispatches as u64 * PARAM_SLOT, wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST);
+        let pbuf = mk(
+            "select params",
+            dispatches as u64 * PARAM_SLOT,
+            wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        );
         if let Some(e) = pollster::block_on(scope.pop()) {
-            bail!("the GPU ({}) has no room for a batch of {batch} starts ({} MiB): {e}", ctx.summary.name, (batch as u64 * per_start * 2) >> 20);
+            bail!(
+                "the GPU ({}) has no room for a batch of {batch} starts ({} MiB): {e}",
+                ctx.summary.name,
+                (batch as u64 * per_start * 2) >> 20
+            );
         }
         let mat = |t: usize| self.tiles.get(t).unwrap_or(&self._dummy).as_entire_binding();
         let bg = dev.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("select"),
             layout: &ctx.select_layout,
             entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: mat(0) },
-                wgpu::BindGroupEntry { binding: 1, resource: mat(1) },
-                wgpu::BindGroupEntry { binding: 2, resource: mat(2) },
-                wgpu::BindGroupEntry { binding: 3, resource: mat(3) },
-                wgpu::BindGroupEntry { binding: 4, resource: sums.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 5, resource: obuf.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 6, resource: last.as_entire_binding() },
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: mat(0),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: mat(1),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 2,
+                    resource: mat(2),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 3,
+                    resource: mat(3),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 4,
+                    resource: sums.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 5,
+                    resource: obuf.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 6,
+                    resource: last.as_entire_binding(),
+                },
                 wgpu::BindGroupEntry {
                     binding: 7,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -551,7 +632,10 @@ impl GpuBackend {
             ],
         });
 
-        let batches: Vec<Range<usize>> = (starts.start..starts.end).step_by(batch).map(|b| b..(b + batch).min(starts.end)).collect();
+        let batches: Vec<Range<usize>> = (starts.start..starts.end)
+            .step_by(batch)
+            .map(|b| b..(b + batch).min(starts.end))
+            .collect();
         let mut pending: Option<(usize, wgpu::SubmissionIndex, Range<usize>)> = None;
         let t_sel = Instant::now();
         let mut readback = Duration::ZERO;
@@ -570,7 +654,8 @@ impl GpuBackend {
                     steps: (width - step0).min(steps_per as usize) as u32,
                     rows_per_tile: l.rows_per_tile as u32,
                 };
-                params[d * PARAM_SLOT as usize..][..std::mem::size_of::<SelectParams>()].copy_from_slice(bytemuck::bytes_of(&p));
+                params[d * PARAM_SLOT as usize..][..std::mem::size_of::<SelectParams>()]
+                    .copy_from_slice(bytemuck::bytes_of(&p));
             }
             // Queue writes are ordered after the previous batch's dispatches
             // (WebGPU queue timeline), so one parameter buffer serves all.
@@ -612,7 +697,15 @@ impl GpuBackend {
 
     /// Copies a finished batch out of its staging buffer; returns the time
     /// spent waiting for the GPU to finish it.
-    fn read_staging(&self, buf: &wgpu::Buffer, idx: wgpu::SubmissionIndex, range: &Range<usize>, starts: &Range<usize>, width: usize, out: &mut [u32]) -> Result<Duration> {
+    fn read_staging(
+        &self,
+        buf: &wgpu::Buffer,
+        idx: wgpu::SubmissionIndex,
+        range: &Range<usize>,
+        starts: &Range<usize>,
+        width: usize,
+        out: &mut [u32],
+    ) -> Result<Duration> {
         let bytes = (range.len() * width * 4) as u64;
         let slice = buf.slice(..bytes);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -626,7 +719,9 @@ impl GpuBackend {
             .map_err(|_| anyhow!("GPU readback did not complete"))?
             .map_err(|e| anyhow!("GPU readback failed: {e}"))?;
         {
-            let view = slice.get_mapped_range().map_err(|e| anyhow!("GPU readback failed: {e:?}"))?;
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| anyhow!("GPU readback failed: {e:?}"))?;
             let dst = &mut out[(range.start - starts.start) * width..(range.end - starts.start) * width];
             dst.copy_from_slice(bytemuck::cast_slice(&view));
         }
@@ -700,7 +795,12 @@ pub(crate) mod tests {
     fn check(q: &Quantized, width: usize, opts: &GpuOptions) {
         for no_subgroups in [false, true] {
             let Some(ctx) = context(no_subgroups) else { return };
-            assert_eq!(gpu_different(ctx, q, width, opts), cpu_different(q, width), "n={} width={width} no_subgroups={no_subgroups} {opts:?}", q.n);
+            assert_eq!(
+                gpu_different(ctx, q, width, opts),
+                cpu_different(q, width),
+                "n={} width={width} no_subgroups={no_subgroups} {opts:?}",
+                q.n
+            );
         }
     }
 
@@ -738,7 +838,12 @@ pub(crate) mod tests {
     #[test]
     fn real_embeddings_with_top_k_match() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/corpus");
-        let corpus = crate::corpus::load(&dir.join("poems.json"), Some(&dir.join("embeddings.json")), &Default::default()).unwrap();
+        let corpus = crate::corpus::load(
+            &dir.join("poems.json"),
+            Some(&dir.join("embeddings.json")),
+            &Default::default(),
+        )
+        .unwrap();
         let q = crate::quantize::prepare(&corpus, false).vectors;
         check(&q, 40, &GpuOptions::default());
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
@@ -749,7 +854,9 @@ pub(crate) mod tests {
 
     #[test]
     fn too_many_tiles_is_a_clear_error() {
-        let e = Layout::plan(100_000, 128 << 20, 256 << 20, None).unwrap_err().to_string();
+        let e = Layout::plan(100_000, 128 << 20, 256 << 20, None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("100000 poems") && e.contains("fit"), "{e}");
         let l = Layout::plan(10_000, 128 << 20, 256 << 20, None).unwrap();
         assert_eq!((l.tiles, l.stride), (2, 10_000));

@@ -153,7 +153,12 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         },
     )?;
     for p in &corpus.report.unusable {
-        log::warn!("{}: poem {:?} left out: {}", opts.embeddings.as_ref().unwrap_or(&opts.poems).display(), p.key, p.reason);
+        log::warn!(
+            "{}: poem {:?} left out: {}",
+            opts.embeddings.as_ref().unwrap_or(&opts.poems).display(),
+            p.key,
+            p.reason
+        );
     }
     for o in &corpus.report.orphans {
         log::warn!("embedding {o:?} matches no poem in {}", opts.poems.display());
@@ -168,7 +173,10 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let mut report = corpus.report.clone();
     for k in &prepared.zero_after_centering {
         log::warn!("poem {k:?} left out: its vector equals the corpus mean");
-        report.unusable.push(Problem { key: k.clone(), reason: Reason::Zero });
+        report.unusable.push(Problem {
+            key: k.clone(),
+            reason: Reason::Zero,
+        });
     }
     let q = prepared.vectors;
     timings.insert("normalise".into(), t.elapsed().as_secs_f64());
@@ -210,7 +218,11 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     };
     let todo: Vec<usize> = (0..writer.done.len()).filter(|&c| !writer.done[c]).collect();
     if writer.resumed {
-        log::info!("resuming: {} of {} chunks already done", writer.done.len() - todo.len(), writer.done.len());
+        log::info!(
+            "resuming: {} of {} chunks already done",
+            writer.done.len() - todo.len(),
+            writer.done.len()
+        );
     }
 
     let t = Instant::now();
@@ -246,7 +258,9 @@ pub fn run(opts: &Options) -> Result<Outcome> {
                 let (a, b) = std::thread::scope(|s| {
                     let h = s.spawn(|| {
                         let t = Instant::now();
-                        engine.different(starts.clone(), width, &mut diff).map(|_| t.elapsed().as_secs_f64())
+                        engine
+                            .different(starts.clone(), width, &mut diff)
+                            .map(|_| t.elapsed().as_secs_f64())
                     });
                     let t = Instant::now();
                     cpu::similar_rows(&q, starts.clone(), width, &mut sim, &sim_pool);
@@ -297,8 +311,10 @@ pub fn progress_bar(show: bool, len: u64, unit: &str) -> indicatif::ProgressBar 
     }
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  ETA {{eta}}  {{elapsed_precise}}"))
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  ETA {{eta}}  {{elapsed_precise}}"
+        ))
+        .expect("valid template"),
     );
     bar
 }
@@ -327,12 +343,18 @@ pub fn verify(dir: &std::path::Path, sample: usize, seed: u64) -> Result<Verifie
     for &s in &starts {
         for (kind, expect) in [
             (cache::Kind::Similar, crate::reference::similar(&q, s, w)),
-            (cache::Kind::Different, crate::reference::different_by(q.n, s, w, |a, c| m.row(a)[c])),
+            (
+                cache::Kind::Different,
+                crate::reference::different_by(q.n, s, w, |a, c| m.row(a)[c]),
+            ),
         ] {
             c.row(kind, s, &mut row);
             if row != expect {
                 let at = row.iter().zip(&expect).position(|(a, b)| a != b).unwrap_or(0);
-                mismatches.push(format!("{:?} of {:?}: first difference at position {at}", kind, c.manifest.keys[s]));
+                mismatches.push(format!(
+                    "{:?} of {:?}: first difference at position {at}",
+                    kind, c.manifest.keys[s]
+                ));
             }
         }
     }

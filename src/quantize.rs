@@ -44,7 +44,10 @@ impl Quantized {
         let mut data = Vec::with_capacity(vectors.len() * dim);
         let mut centered = vec![0.0f64; dim];
         for (i, v) in vectors.iter().enumerate() {
-            for (c, (x, m)) in centered.iter_mut().zip(v.iter().zip(mean.iter().flatten().chain(std::iter::repeat(&0.0)))) {
+            for (c, (x, m)) in centered
+                .iter_mut()
+                .zip(v.iter().zip(mean.iter().flatten().chain(std::iter::repeat(&0.0))))
+            {
                 *c = x - m;
             }
             let norm = centered.iter().fold(0.0f64, |acc, x| acc + x * x).sqrt();

@@ -68,7 +68,12 @@ pub fn different_naive_f64(vectors: &[Vec<f64>], s: usize, width: usize) -> Vec<
     chosen[s] = true;
     let mut order = Vec::with_capacity(width);
     for step in 1..width.min(n - 1) + 1 {
-        let c_norm = centroid.iter().map(|x| x * x).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+        let c_norm = centroid
+            .iter()
+            .map(|x| x * x)
+            .sum::<f64>()
+            .sqrt()
+            .max(f64::MIN_POSITIVE);
         let mut best = (f64::INFINITY, usize::MAX);
         for (j, u) in unit.iter().enumerate() {
             if chosen[j] {
@@ -118,7 +123,12 @@ mod tests {
 
     #[test]
     fn ties_go_to_the_lower_index() {
-        let q = Quantized::from_vectors(&[vec![1.0, 0.0], vec![0.0, 1.0], vec![0.0, 1.0], vec![0.0, 1.0]], 2, false).unwrap();
+        let q = Quantized::from_vectors(
+            &[vec![1.0, 0.0], vec![0.0, 1.0], vec![0.0, 1.0], vec![0.0, 1.0]],
+            2,
+            false,
+        )
+        .unwrap();
         assert_eq!(similar(&q, 0, 3), vec![1, 2, 3]);
         assert_eq!(different(&q, 0, 3), vec![1, 2, 3]);
         assert_eq!(similar(&q, 2, 3), vec![1, 3, 0]);
@@ -139,9 +149,17 @@ mod tests {
         let mut chosen = vec![s];
         for &pick in &diff {
             let score = |c: usize| chosen.iter().map(|&j| cos(&unit[j], &unit[c])).sum::<f64>();
-            let best = (0..q.n).filter(|c| !chosen.contains(c)).map(score).fold(f64::INFINITY, f64::min);
+            let best = (0..q.n)
+                .filter(|c| !chosen.contains(c))
+                .map(score)
+                .fold(f64::INFINITY, f64::min);
             let tol = 2.0 * per_pair * chosen.len() as f64;
-            assert!(score(pick as usize) <= best + tol, "step {}: {} > {best}", chosen.len(), score(pick as usize));
+            assert!(
+                score(pick as usize) <= best + tol,
+                "step {}: {} > {best}",
+                chosen.len(),
+                score(pick as usize)
+            );
             chosen.push(pick as usize);
         }
     }
@@ -149,7 +167,12 @@ mod tests {
     #[test]
     fn agrees_with_f64_on_real_embeddings() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/corpus");
-        let corpus = crate::corpus::load(&path.join("poems.json"), Some(&path.join("embeddings.json")), &Default::default()).unwrap();
+        let corpus = crate::corpus::load(
+            &path.join("poems.json"),
+            Some(&path.join("embeddings.json")),
+            &Default::default(),
+        )
+        .unwrap();
         let vecs: Vec<Vec<f64>> = corpus.vectors.iter().flatten().take(120).cloned().collect();
         let q = Quantized::from_vectors(&vecs, corpus.dimension, false).unwrap();
         // The integer similarity tracks the f64 cosine within 1e-4.
