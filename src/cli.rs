@@ -46,6 +46,135 @@ pub enum Command {
     },
     /// List GPU adapters with the limits that matter here.
     Adapters,
+    /// Write the static site from a cache (no GPU needed).
+    Render(RenderArgs),
+    /// Precompute (auto backend), then render: the whole job in one command.
+    Build(BuildArgs),
+}
+
+fn bundled(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/corpus")
+        .join(name)
+}
+
+/// Options shared by `render` and `build`.
+#[derive(Debug, Clone, Args)]
+pub struct SiteArgs {
+    /// Poems per page.
+    #[arg(long, default_value_t = 100)]
+    pub per_page: usize,
+    /// At most this many pages per ordering.
+    #[arg(long)]
+    pub max_pages: Option<usize>,
+    /// Largest site size (e.g. 2GB, 500MiB); picks the page cap that fits.
+    #[arg(long)]
+    pub budget: Option<bytesize::ByteSize>,
+    /// Also write plain-text twins of every page.
+    #[arg(long)]
+    pub txt: bool,
+    /// poem_colors.json: {"poem_colors": {key: {"color": "#hex"}}}.
+    #[arg(long)]
+    pub colors: Option<PathBuf>,
+    /// Print the projected size and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    #[arg(long)]
+    pub cache: PathBuf,
+    /// The poems file the cache was computed from.
+    #[arg(long)]
+    pub poems: PathBuf,
+    /// Site directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub site: SiteArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    /// Poems (default: the bundled corpus).
+    #[arg(long, default_value_os_t = bundled("poems.json"))]
+    pub poems: PathBuf,
+    /// Embeddings (default: the bundled corpus's).
+    #[arg(long, default_value_os_t = bundled("embeddings.json"))]
+    pub embeddings: PathBuf,
+    /// Cache directory.
+    #[arg(long, default_value = "cache")]
+    pub cache: PathBuf,
+    /// Site directory.
+    #[arg(long, default_value = "site")]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long)]
+    pub exclude: Option<PathBuf>,
+    #[arg(long)]
+    pub center: bool,
+    #[command(flatten)]
+    pub site: SiteArgs,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+}
+
+fn render_options(
+    cache: PathBuf,
+    poems: PathBuf,
+    out: PathBuf,
+    threads: Option<usize>,
+    site: &SiteArgs,
+    progress: bool,
+) -> crate::render::Options {
+    crate::render::Options {
+        cache,
+        poems,
+        out,
+        per_page: site.per_page,
+        max_pages: site.max_pages,
+        budget: site.budget.map(|b| b.as_u64()),
+        txt: site.txt,
+        colors: site.colors.clone(),
+        threads,
+        progress,
+        dry_run: site.dry_run,
+    }
+}
+
+fn report_render(s: &crate::render::Summary, out: &std::path::Path) -> Result<()> {
+    print_timings("render timing:", &s.timings);
+    if s.pages > 0 {
+        eprintln!(
+            "{} pages ({}) in {}: {} written, {} unchanged, {} removed",
+            s.pages,
+            bytesize::ByteSize(s.bytes),
+            out.display(),
+            s.written,
+            s.unchanged,
+            s.removed
+        );
+    }
+    if !s.failures.is_empty() {
+        for f in s.failures.iter().take(20) {
+            eprintln!("failed: {f}");
+        }
+        bail!(
+            "{} pages could not be written (first: {})",
+            s.failures.len(),
+            s.failures[0]
+        );
+    }
+    Ok(())
 }
 
 /// Options shared by commands that run a GPU.
@@ -267,6 +396,52 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     a.timestamps
                 )?;
             }
+        }
+        Command::Render(a) => {
+            let s = crate::render::render(&render_options(
+                a.cache,
+                a.poems,
+                a.out.clone(),
+                a.threads,
+                &a.site,
+                show,
+            ))?;
+            report_render(&s, &a.out)?;
+        }
+        Command::Build(a) => {
+            let pre = PrecomputeArgs {
+                poems: a.poems.clone(),
+                embeddings: Some(a.embeddings.clone()),
+                out: a.cache.clone(),
+                backend: a.backend,
+                top_k: a.top_k,
+                threads: a.threads,
+                strict: false,
+                exclude: a.exclude.clone(),
+                center: a.center,
+                chunk: 256,
+                stop_after: None,
+                gpu: a.gpu.clone(),
+            };
+            let outcome = crate::precompute::run(&pre.options(show))?;
+            if let Some(m) = &outcome.manifest {
+                if outcome.up_to_date {
+                    eprintln!("cache {} is up to date", a.cache.display());
+                } else {
+                    eprintln!("precomputed {} poems with {}", m.included, m.backend);
+                    print_timings("precompute timing:", &m.timings);
+                }
+            }
+            let s = crate::render::render(&render_options(
+                a.cache,
+                a.poems,
+                a.out.clone(),
+                a.threads,
+                &a.site,
+                show,
+            ))?;
+            report_render(&s, &a.out)?;
+            eprintln!("open {}", a.out.join("index.html").display());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -16,3 +16,4 @@ pub mod gpu;
 pub mod precompute;
 pub mod quantize;
 pub mod reference;
+pub mod render;

@@ -1,0 +1,146 @@
+//! Page templates (maud). A designer changes the site's look here; the
+//! renderer only fills them in.
+//!
+//! Every link is relative. Pages live one folder down (`similar/`,
+//! `different/`, `chronological/`), so a block's links start with `../`.
+
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+/// The site's only styling: a few lines, no scripts.
+const STYLE: &str =
+    "body{max-width:46em;margin:1em auto;padding:0 1em;font:16px/1.45 Georgia,serif;color:#222;background:#fdfcf8}\
+pre{font:14px/1.4 ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap;margin:.4em 0}\
+.poem{border-top:1px solid #ddd;padding:.6em 0}.anchor{background:#f3efe3;padding:.6em;border:1px solid #d8cfb6}\
+.meta{font-size:13px;color:#555}.meta a{margin-left:.6em}.bar{height:5px;margin:.2em 0}\
+nav{margin:.8em 0;font-size:15px}nav a{margin-right:.8em}h1{font-size:1.4em}";
+
+/// What a poem block shows.
+pub struct BlockData<'a> {
+    pub key: &'a str,
+    /// The `id` attribute, unique per page.
+    pub anchor_id: &'a str,
+    pub category: Option<&'a str>,
+    pub date: Option<&'a str>,
+    pub color: Option<&'a str>,
+    /// Already wrapped at 80 columns; escaped by the template.
+    pub text: &'a str,
+    /// Links to the poem's own first similar and different pages.
+    pub similar_href: Option<&'a str>,
+    pub different_href: Option<&'a str>,
+    pub chronological_href: &'a str,
+    /// Shown when the poem has no orderings.
+    pub note: Option<&'a str>,
+}
+
+/// One poem: key, category, date, colour bar, text and links.
+pub fn block(b: &BlockData) -> Markup {
+    html! {
+        div.poem id=(b.anchor_id) {
+            @if let Some(c) = b.color {
+                div.bar style={ "background:" (c) } {}
+            }
+            div.meta {
+                strong { (b.key) }
+                @if let Some(c) = b.category { " · " (c) }
+                @if let Some(d) = b.date { " · " (d) }
+                @if let Some(h) = b.similar_href { a href=(h) { "similar" } }
+                @if let Some(h) = b.different_href { a href=(h) { "different" } }
+                a href=(b.chronological_href) { "in reading order" }
+            }
+            @if let Some(n) = b.note { div.meta { em { (n) } } }
+            pre { (b.text) }
+        }
+    }
+}
+
+/// Navigation between the pages of one listing.
+pub struct Nav<'a> {
+    pub page: usize,
+    pub pages: usize,
+    pub prev: Option<&'a str>,
+    pub next: Option<&'a str>,
+    pub home: &'a str,
+}
+
+fn nav(n: &Nav) -> Markup {
+    html! {
+        nav {
+            a href=(n.home) { "index" }
+            @if let Some(p) = n.prev { a href=(p) rel="prev" { "← previous" } }
+            "page " (n.page + 1) " of " (n.pages)
+            @if let Some(x) = n.next { a href=(x) rel="next" style="margin-left:.8em" { "next →" } }
+        }
+    }
+}
+
+/// The start of a listing page, up to where the pre-rendered blocks go.
+pub fn page_head(title: &str, heading: &str, intro: &str, n: &Nav) -> String {
+    let head = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+        }
+    };
+    // maud closes elements it opens, so the open <body> is written by hand.
+    let mut s = head.into_string();
+    s.truncate(s.len() - "</html>".len());
+    s.push_str("<body>");
+    s.push_str(&html! { (nav(n)) h1 { (heading) } p.meta { (intro) } }.into_string());
+    s
+}
+
+/// The end of a listing page.
+pub fn page_foot(n: &Nav) -> String {
+    let mut s = nav(n).into_string();
+    s.push_str("</body></html>\n");
+    s
+}
+
+/// A heading between the anchor poem and its ordering.
+pub fn divider(text: &str) -> String {
+    html! { h2 style="font-size:1.1em;margin-top:1.2em" { (text) } }.into_string()
+}
+
+/// The entry point.
+pub fn index(
+    title: &str,
+    poems: usize,
+    included: usize,
+    first_chronological: &str,
+    samples: &[(String, String, String)],
+) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                h1 { (title) }
+                p {
+                    (poems) " poems. Every poem has two kinds of page: "
+                    strong { "similar" } " lists every other poem, closest in meaning first; "
+                    strong { "different" } " starts at the poem and keeps adding the poem least like everything chosen so far, a walk away from it."
+                }
+                p { a href=(first_chronological) { "Read all poems in order" } " (" (included) " have similar and different pages)." }
+                @if !samples.is_empty() {
+                    h2 style="font-size:1.1em" { "Start somewhere" }
+                    ul {
+                        @for (key, sim, diff) in samples {
+                            li { (key) " — " a href=(sim) { "similar" } " · " a href=(diff) { "different" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    .into_string()
+}
