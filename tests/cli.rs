@@ -1,0 +1,322 @@
+//! End-to-end tests of precompute, export, verify and their errors.
+
+mod common;
+
+use common::*;
+use std::collections::HashSet;
+
+#[test]
+fn precompute_export_and_verify_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let o = precompute(&cache, &[]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("translate-me/0001") && err.contains("no embedding"),
+        "{err}"
+    );
+    for phase in ["load", "normalise", "similarity", "selection", "write"] {
+        assert!(err.contains(phase), "timing breakdown lacks {phase}: {err}");
+    }
+    let out = dir.path().join("export.jsonl");
+    ok(&[
+        "export",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 440);
+    let keys: HashSet<&str> = lines.iter().map(|l| l["key"].as_str().unwrap()).collect();
+    assert!(!keys.contains("translate-me/0001"));
+    for l in &lines {
+        for kind in ["similar", "different"] {
+            let list: Vec<&str> = l[kind]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
+            let set: HashSet<&str> = list.iter().copied().collect();
+            assert_eq!(list.len(), 439);
+            assert_eq!(set.len(), 439, "{kind} of {} repeats a poem", l["key"]);
+            assert!(!set.contains(l["key"].as_str().unwrap()));
+        }
+    }
+    let v = ok(&["verify", "--cache", cache.to_str().unwrap(), "--sample", "6"]);
+    assert!(stderr(&v).contains("6 sampled starts match"), "{}", stderr(&v));
+    // A second run finds the cache up to date.
+    assert!(stderr(&precompute(&cache, &[])).contains("up to date"));
+}
+
+#[test]
+fn thread_counts_and_top_k_give_consistent_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, k) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("k"));
+    precompute(&a, &["--threads", "1"]);
+    precompute(&b, &["--threads", "2", "--chunk", "7"]);
+    precompute(&k, &["--top-k", "25"]);
+    for f in ["similar.bin", "different.bin"] {
+        let full = std::fs::read(a.join(f)).unwrap();
+        assert_eq!(
+            full,
+            std::fs::read(b.join(f)).unwrap(),
+            "{f} differs between thread counts"
+        );
+        // Top-k rows are prefixes of the full rows.
+        let top = std::fs::read(k.join(f)).unwrap();
+        assert_eq!(top.len(), 440 * 25 * 2);
+        for r in 0..440 {
+            assert_eq!(top[r * 50..(r + 1) * 50], full[r * 878..r * 878 + 50], "{f} row {r}");
+        }
+    }
+}
+
+fn manifest_without_timings(dir: &std::path::Path) -> serde_json::Value {
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    m.as_object_mut().unwrap().remove("timings");
+    m
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_an_identical_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    precompute(&whole, &["--chunk", "50"]);
+    let part = dir.path().join("part");
+    let p = corpus("poems.json");
+    let e = corpus("embeddings.json");
+    let o = run(&[
+        "precompute",
+        "--poems",
+        p.to_str().unwrap(),
+        "--embeddings",
+        e.to_str().unwrap(),
+        "--out",
+        part.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--chunk",
+        "50",
+        "--stop-after",
+        "3",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        !part.join("manifest.json").exists(),
+        "an unfinished cache must not look complete"
+    );
+    let refused = run(&["export", "--cache", part.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("unfinished precompute"),
+        "{}",
+        stderr(&refused)
+    );
+    let o = precompute(&part, &["--chunk", "50"]);
+    assert!(
+        stderr(&o).contains("resuming: 3 of 9 chunks already done"),
+        "{}",
+        stderr(&o)
+    );
+    for f in ["similar.bin", "different.bin", "vectors.bin"] {
+        assert_eq!(
+            std::fs::read(whole.join(f)).unwrap(),
+            std::fs::read(part.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let (mut a, mut b) = (manifest_without_timings(&whole), manifest_without_timings(&part));
+    a.as_object_mut().unwrap().remove("inputs");
+    b.as_object_mut().unwrap().remove("inputs");
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_killed_run_resumes_to_an_identical_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.jsonl");
+    synthetic(&corpus, 1400, 32, 3);
+    let c = corpus.to_str().unwrap();
+    let args = |out: &str| -> Vec<String> {
+        [
+            "precompute",
+            "--poems",
+            c,
+            "--out",
+            out,
+            "--backend",
+            "cpu",
+            "--chunk",
+            "8",
+            "--threads",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let killed = dir.path().join("killed");
+    let mut child = bin().args(args(killed.to_str().unwrap())).spawn().unwrap();
+    let log = killed.join("progress.log");
+    let t = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map(|s| s.lines().count()).unwrap_or(0) < 3 {
+        assert!(t.elapsed().as_secs() < 120, "no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be killed; make the corpus larger"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!killed.join("manifest.json").exists());
+    let done_before = std::fs::read_to_string(&log).unwrap().lines().count();
+    let o = bin().args(args(killed.to_str().unwrap())).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
+    assert!(done_before < 175, "the kill came too late to test anything");
+    let whole = dir.path().join("whole");
+    let o = bin().args(args(whole.to_str().unwrap())).output().unwrap();
+    assert!(o.status.success());
+    for f in ["similar.bin", "different.bin"] {
+        assert_eq!(
+            std::fs::read(whole.join(f)).unwrap(),
+            std::fs::read(killed.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+}
+
+#[test]
+fn changed_inputs_make_the_cache_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    precompute(&cache, &[]);
+    // Drop one poem, add another: render must refuse and say what changed.
+    let mut poems: serde_json::Value = serde_json::from_slice(&std::fs::read(corpus("poems.json")).unwrap()).unwrap();
+    let list = poems["poems"].as_array_mut().unwrap();
+    list.remove(0);
+    let mut extra = list[0].clone();
+    extra["id"] = "9999".into();
+    list.push(extra);
+    let changed = dir.path().join("poems.json");
+    std::fs::write(&changed, serde_json::to_vec(&poems).unwrap()).unwrap();
+    let o = run(&[
+        "render",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--poems",
+        changed.to_str().unwrap(),
+        "--out",
+        dir.path().join("site").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("stale") && err.contains("1 poems added (literature/9999)") && err.contains("1 poems removed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("diversity-gpu precompute --poems"),
+        "no rebuild command: {err}"
+    );
+    // Precompute with different parameters rebuilds, saying why.
+    let o = precompute(&cache, &["--top-k", "10"]);
+    assert!(stderr(&o).contains("is stale (parameters top-k None"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("cache");
+    let o = run(&[
+        "precompute",
+        "--poems",
+        d.join("missing.json").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("missing.json"), "{}", stderr(&o));
+
+    let bad = d.join("bad.json");
+    std::fs::write(&bad, "{\"poems\": [\n {\"id\": \"a\",}\n]}").unwrap();
+    let o = run(&[
+        "precompute",
+        "--poems",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("bad.json: malformed JSON at line 2"),
+        "{}",
+        stderr(&o)
+    );
+
+    let dup = d.join("dup.jsonl");
+    std::fs::write(
+        &dup,
+        "{\"id\": \"x\", \"embedding\": [1]}\n{\"id\": \"x\", \"embedding\": [2]}\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "precompute",
+        "--poems",
+        dup.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(stderr(&o).contains("duplicate key \"x\""), "{}", stderr(&o));
+
+    let strict = d.join("strict.jsonl");
+    std::fs::write(
+        &strict,
+        "{\"id\": \"x\", \"embedding\": [1, 0]}\n{\"id\": \"y\", \"embedding\": [0, 0]}\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "precompute",
+        "--poems",
+        strict.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--strict",
+    ]);
+    assert!(
+        stderr(&o).contains("poem \"y\" has an unusable embedding (all-zero vector)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[
+        "precompute",
+        "--poems",
+        strict.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains("poem \"y\" left out: all-zero vector"),
+        "{}",
+        stderr(&o)
+    );
+
+    let excl = d.join("exclude.txt");
+    std::fs::write(&excl, "# comment\nx\n").unwrap();
+    let o = run(&[
+        "precompute",
+        "--poems",
+        strict.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--exclude",
+        excl.to_str().unwrap(),
+    ]);
+    assert!(stderr(&o).contains("no usable embedding is left"), "{}", stderr(&o));
+}

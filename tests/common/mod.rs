@@ -1,0 +1,67 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_diversity-gpu"));
+    c.env("RUST_LOG", "info");
+    c
+}
+
+pub fn corpus(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/corpus").join(name)
+}
+
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn ok(args: &[&str]) -> Output {
+    let o = run(args);
+    assert!(o.status.success(), "{args:?} failed:\n{}", stderr(&o));
+    o
+}
+
+/// Precomputes the bundled corpus on the CPU into `dir`.
+pub fn precompute(dir: &Path, extra: &[&str]) -> Output {
+    let p = corpus("poems.json");
+    let e = corpus("embeddings.json");
+    let mut args = vec![
+        "precompute",
+        "--poems",
+        p.to_str().unwrap(),
+        "--embeddings",
+        e.to_str().unwrap(),
+        "--out",
+        dir.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args)
+}
+
+/// A synthetic JSONL corpus of `n` poems with `dim`-d vectors.
+pub fn synthetic(path: &Path, n: usize, dim: usize, seed: u64) {
+    let mut s = String::new();
+    let mut x = seed;
+    for i in 0..n {
+        let v: Vec<String> = (0..dim)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                format!("{:.5}", ((x >> 33) as f64 / (1u64 << 31) as f64) - 0.5)
+            })
+            .collect();
+        s.push_str(&format!(
+            "{{\"id\": \"p{i:05}\", \"text\": \"poem {i}\", \"embedding\": [{}]}}\n",
+            v.join(",")
+        ));
+    }
+    std::fs::write(path, s).unwrap();
+}
