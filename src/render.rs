@@ -69,16 +69,29 @@ pub fn wrap(text: &str) -> String {
     out
 }
 
+/// Expands tabs and drops control characters, which are not allowed in
+/// HTML. Old fortune files underline and embolden by overstriking
+/// (`_\bX`, `X\bX`): a backspace removes the character before it.
 fn expand_tabs(line: &str) -> String {
     let mut s = String::with_capacity(line.len());
+    let mut cols: Vec<usize> = Vec::new();
     let mut col = 0;
     for c in line.chars() {
         if c == '\t' {
             let n = 8 - col % 8;
             s.extend(std::iter::repeat_n(' ', n));
+            cols.extend(std::iter::repeat_n(1, n));
             col += n;
-        } else {
+        } else if c == '\u{8}' {
+            if let Some(w) = cols.pop() {
+                for _ in 0..w {
+                    s.pop();
+                }
+                col -= w;
+            }
+        } else if !c.is_control() {
             s.push(c);
+            cols.push(1);
             col += 1;
         }
     }
@@ -220,7 +233,9 @@ impl Site<'_> {
             intro,
             &nav,
         ));
+        buf.push_str(templates::ANCHOR_OPEN);
         buf.push_str(&self.blocks[p]);
+        buf.push_str(templates::ANCHOR_CLOSE);
         buf.push_str(&templates::divider(&format!(
             "{} {}–{} of {}",
             what,
@@ -487,7 +502,8 @@ pub fn render(opts: &Options) -> Result<Summary> {
         let hash = blake3::hash(data).to_hex().to_string();
         let path = out.join(&rel);
         bytes.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let same = old.get(&rel) == Some(&hash) && path.exists();
+        let same = old.get(&rel) == Some(&hash)
+            && std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == data.len() as u64);
         if same {
             unchanged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         } else {
@@ -628,6 +644,7 @@ mod tests {
             assert!(l.chars().count() <= COLUMNS, "{l:?}");
         }
         assert_eq!(wrap("a\n\n  b"), "a\n\n  b\n");
+        assert_eq!(wrap("_\u{8}a_\u{8}b c\u{7}d\r"), "ab cd\n");
         let unbroken = "x".repeat(200);
         assert!(wrap(&unbroken).lines().all(|l| l.len() <= COLUMNS));
     }

@@ -14,6 +14,10 @@ pre{font:14px/1.4 ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap;mar
 .meta{font-size:13px;color:#555}.meta a{margin-left:.6em}.bar{height:5px;margin:.2em 0}\
 nav{margin:.8em 0;font-size:15px}nav a{margin-right:.8em}h1{font-size:1.4em}";
 
+/// Wraps the anchor poem (the one a listing is about) in a highlight.
+pub const ANCHOR_OPEN: &str = "<div class=\"anchor\">";
+pub const ANCHOR_CLOSE: &str = "</div>";
+
 /// What a poem block shows.
 pub struct BlockData<'a> {
     pub key: &'a str,

@@ -1,0 +1,367 @@
+//! End-to-end tests of `render`: links, well-formed HTML, a golden page,
+//! order, caps, incremental writes, failures, and a real browser.
+
+mod common;
+
+use common::*;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+const VOID: [&str; 6] = ["meta", "br", "link", "img", "input", "hr"];
+
+/// Tokenises a page: ids in order, hrefs, and well-formedness problems.
+struct Parsed {
+    ids: Vec<String>,
+    hrefs: Vec<String>,
+    problems: Vec<String>,
+}
+
+fn parse(html: &str) -> Parsed {
+    use html5gum::{Token, Tokenizer};
+    let mut p = Parsed {
+        ids: vec![],
+        hrefs: vec![],
+        problems: vec![],
+    };
+    let mut stack: Vec<String> = Vec::new();
+    for Ok(tok) in Tokenizer::new(html) {
+        match tok {
+            Token::StartTag(t) => {
+                let name = String::from_utf8_lossy(&t.name).into_owned();
+                for (k, v) in &t.attributes {
+                    let (k, v) = (String::from_utf8_lossy(k), String::from_utf8_lossy(v).into_owned());
+                    if k == "id" {
+                        p.ids.push(v);
+                    } else if k == "href" {
+                        p.hrefs.push(v);
+                    }
+                }
+                if !VOID.contains(&name.as_str()) && !t.self_closing {
+                    stack.push(name);
+                }
+            }
+            Token::EndTag(t) => {
+                let name = String::from_utf8_lossy(&t.name).into_owned();
+                match stack.pop() {
+                    Some(open) if open == name => {}
+                    other => p.problems.push(format!("</{name}> closes {other:?}")),
+                }
+            }
+            Token::Error(e) => p.problems.push(format!("parse error: {e:?}")),
+            _ => {}
+        }
+    }
+    if !stack.is_empty() {
+        p.problems.push(format!("unclosed: {stack:?}"));
+    }
+    p
+}
+
+fn pages(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for sub in ["", "similar", "different", "chronological"] {
+        for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == ext) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn render(cache: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let p = corpus("poems.json");
+    let mut args = vec![
+        "render",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--poems",
+        p.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+fn site(extra: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    precompute(&cache, &["--top-k", "120"]);
+    let out = dir.path().join("site");
+    let o = render(&cache, &out, extra);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (dir, cache, out)
+}
+
+#[test]
+fn every_link_resolves_and_every_page_is_well_formed() {
+    let (_d, _c, out) = site(&["--per-page", "50", "--txt"]);
+    let files = pages(&out, "html");
+    // 440 poems × 2 orderings × 3 pages, 9 chronological pages, the index.
+    assert_eq!(files.len(), 440 * 2 * 3 + 9 + 1);
+    assert_eq!(pages(&out, "txt").len(), 440 * 2 * 3 + 9);
+    let mut ids: HashMap<PathBuf, HashSet<String>> = HashMap::new();
+    let mut parsed = Vec::new();
+    for f in &files {
+        let p = parse(&std::fs::read_to_string(f).unwrap());
+        assert!(p.problems.is_empty(), "{}: {:?}", f.display(), p.problems);
+        let unique: HashSet<String> = p.ids.iter().cloned().collect();
+        assert_eq!(unique.len(), p.ids.len(), "{} repeats an id", f.display());
+        ids.insert(f.canonicalize().unwrap(), unique);
+        parsed.push((f.clone(), p.hrefs));
+    }
+    let mut checked = 0;
+    for (f, hrefs) in parsed {
+        for h in hrefs {
+            assert!(
+                !h.contains("://") && !h.starts_with('/'),
+                "{}: non-relative link {h}",
+                f.display()
+            );
+            let (file, anchor) = h.split_once('#').map_or((h.as_str(), None), |(a, b)| (a, Some(b)));
+            let target = f.parent().unwrap().join(file);
+            let target = target
+                .canonicalize()
+                .unwrap_or_else(|_| panic!("{}: broken link {h}", f.display()));
+            if let Some(a) = anchor {
+                assert!(
+                    ids[&target].contains(a),
+                    "{}: no #{a} in {}",
+                    f.display(),
+                    target.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 10_000, "only {checked} links checked");
+}
+
+#[test]
+fn pages_follow_the_cache_order() {
+    let (dir, cache, out) = site(&["--per-page", "50"]);
+    let export = dir.path().join("e.jsonl");
+    ok(&[
+        "export",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--out",
+        export.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&export).unwrap();
+    for line in text.lines().step_by(37) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = v["key"].as_str().unwrap();
+        for kind in ["similar", "different"] {
+            let expect: Vec<String> = v[kind]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap().to_owned())
+                .collect();
+            let mut shown = Vec::new();
+            for page in 0..3 {
+                let f = out.join(kind).join(format!("{}-{page:03}.html", safe(key)));
+                let ids = parse(&std::fs::read_to_string(&f).unwrap()).ids;
+                assert_eq!(ids[0], format!("p-{}", safe(key)), "anchor first on {}", f.display());
+                shown.extend(ids[1..].iter().map(|i| i.clone()));
+            }
+            let expect: Vec<String> = expect.iter().map(|k| format!("p-{}", safe(k))).collect();
+            assert_eq!(shown, expect, "{kind} of {key}");
+        }
+    }
+}
+
+fn safe(key: &str) -> String {
+    diversity_gpu::render::safe_key(key)
+}
+
+#[test]
+fn caps_budgets_and_incremental_writes() {
+    let (dir, cache, out) = site(&["--per-page", "50"]);
+    // Nothing changed: nothing written.
+    let o = render(&cache, &out, &["--per-page", "50"]);
+    assert!(
+        stderr(&o).contains("0 written, 2650 unchanged, 0 removed"),
+        "{}",
+        stderr(&o)
+    );
+    // A smaller cap removes the pages beyond it.
+    let o = render(&cache, &out, &["--per-page", "50", "--max-pages", "2"]);
+    let err = stderr(&o);
+    assert!(err.contains("0 written") && err.contains("880 removed"), "{err}");
+    assert!(out
+        .join("similar")
+        .join(format!("{}-001.html", safe("literature/0001")))
+        .exists());
+    assert!(!out
+        .join("similar")
+        .join(format!("{}-002.html", safe("literature/0001")))
+        .exists());
+    // A colour changes the pages that show that poem, and only those.
+    let colors = dir.path().join("colors.json");
+    std::fs::write(&colors, r##"{"poem_colors": {"love/0001": {"color": "#c04000"}}}"##).unwrap();
+    let o = render(
+        &cache,
+        &out,
+        &[
+            "--per-page",
+            "50",
+            "--max-pages",
+            "2",
+            "--colors",
+            colors.to_str().unwrap(),
+        ],
+    );
+    let err = stderr(&o);
+    let written: usize = err
+        .split(" written")
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(written > 0 && written < 1760, "{err}");
+    // A budget picks the largest cap that fits, and the site fits it.
+    let budget_site = dir.path().join("budget");
+    let o = render(&cache, &budget_site, &["--per-page", "50", "--budget", "60MB"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let size: u64 = pages(&budget_site, "html")
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert!(size <= 60_000_000, "site is {size} bytes");
+    // One page per ordering is about 28 MB: the budget allowed a second.
+    assert!(size > 40_000_000, "the budget was not used: {size} bytes");
+    assert!(stderr(&o).contains("2 of 3 pages per ordering"), "{}", stderr(&o));
+    let o = render(&cache, &dir.path().join("tiny"), &["--budget", "10kB"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot hold even one page"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_page_that_cannot_be_written_is_reported_and_the_rest_continue() {
+    let (_d, cache, out) = site(&["--per-page", "50"]);
+    // A directory where a page should go: that page fails, with its path.
+    let blocked = out.join("different").join(format!("{}-001.html", safe("love/0002")));
+    std::fs::remove_file(&blocked).unwrap();
+    std::fs::create_dir(&blocked).unwrap();
+    std::fs::write(blocked.join("x"), "").unwrap();
+    std::fs::remove_file(out.join("index.html")).unwrap();
+    let o = render(&cache, &out, &["--per-page", "50"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("1 pages could not be written") && err.contains("love_2F0002-001.html"),
+        "{err}"
+    );
+    assert!(out.join("index.html").exists(), "other pages must still be written");
+    // An output path below a file fails as a whole, naming it.
+    let file = out.join("index.html");
+    let o = render(&cache, &file.join("sub"), &[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("cannot create"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_small_page_matches_its_golden_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let poems = dir.path().join("tiny.jsonl");
+    std::fs::write(
+        &poems,
+        concat!(
+            "{\"id\": \"dawn\", \"date\": \"2001-05-01\", \"text\": \"First light\\n\\tover the <hills> & fields\", \"embedding\": [1, 0, 0]}\n",
+            "{\"id\": \"dusk\", \"date\": \"2001-04-01\", \"text\": \"Last light\", \"embedding\": [0.9, 0.1, 0]}\n",
+            "{\"id\": \"sea\", \"date\": \"2002-01-01\", \"text\": \"Salt and wind\", \"embedding\": [0, 0, 1]}\n",
+            "{\"id\": \"void\", \"date\": \"2003-01-01\", \"text\": \"No vector here\"}\n",
+        ),
+    )
+    .unwrap();
+    let colors = dir.path().join("colors.json");
+    std::fs::write(&colors, r##"{"poem_colors": {"dawn": {"color": "#ffaa00"}}}"##).unwrap();
+    let cache = dir.path().join("cache");
+    ok(&[
+        "precompute",
+        "--poems",
+        poems.to_str().unwrap(),
+        "--out",
+        cache.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
+    let out = dir.path().join("site");
+    ok(&[
+        "render",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--poems",
+        poems.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--colors",
+        colors.to_str().unwrap(),
+        "--txt",
+    ]);
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    for (page, name) in [
+        ("different/dawn-000.html", "different-dawn-000.html"),
+        ("different/dawn-000.txt", "different-dawn-000.txt"),
+        ("chronological/000.html", "chronological-000.html"),
+    ] {
+        let got = std::fs::read_to_string(out.join(page)).unwrap();
+        let want_path = golden.join(name);
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::create_dir_all(&golden).unwrap();
+            std::fs::write(&want_path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&want_path)
+            .unwrap_or_else(|_| panic!("missing {}; run with UPDATE_GOLDEN=1 once", want_path.display()));
+        assert_eq!(got, want, "{page} differs from {}", want_path.display());
+    }
+}
+
+#[test]
+fn a_real_browser_renders_a_page() {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(chromium) = chromium else {
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+            panic!("CI requires chromium (apt-get install chromium)");
+        }
+        eprintln!("SKIPPED: chromium not installed, browser check not run");
+        return;
+    };
+    let (dir, _c, out) = site(&["--per-page", "20"]);
+    let shot = dir.path().join("shot.png");
+    let page = out
+        .join("different")
+        .join(format!("{}-000.html", safe("songs-poems/0001")));
+    let o = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=900,1200",
+        ])
+        .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(&png[1..4], b"PNG");
+    // A page of text and blocks compresses far worse than a blank one.
+    assert!(png.len() > 30_000, "screenshot looks blank ({} bytes)", png.len());
+}
