@@ -50,6 +50,74 @@ pub enum Command {
     Render(RenderArgs),
     /// Precompute (auto backend), then render: the whole job in one command.
     Build(BuildArgs),
+    /// Measure throughput, side by side in one run.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Every benchmark, each in its own process.
+    All {
+        /// Include the GPU backend (whatever adapter is found).
+        #[arg(long)]
+        gpu: bool,
+    },
+    /// The ordering engine: naive, reference, fused CPU (1 and N threads), GPU.
+    Engine {
+        #[command(flatten)]
+        corpus: BenchCorpus,
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Full-length walks per thread for the fused CPU backend.
+        #[arg(long, default_value_t = 4)]
+        starts_per_thread: usize,
+        /// Also run the GPU backend.
+        #[arg(long)]
+        gpu: bool,
+        /// Starts for the GPU run.
+        #[arg(long, default_value_t = 256)]
+        gpu_starts: usize,
+        /// Steps per start for the GPU run (default: full length; 64 on a software adapter).
+        #[arg(long)]
+        gpu_steps: Option<usize>,
+        #[command(flatten)]
+        gpu_args: GpuArgs,
+    },
+    /// render: pages/s and MB/s beside the disk's bound.
+    Render {
+        #[command(flatten)]
+        corpus: BenchCorpus,
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, default_value_t = 100)]
+        per_page: usize,
+        /// Pages per ordering (top-k = per-page × pages).
+        #[arg(long, default_value_t = 1)]
+        pages: usize,
+        /// Scratch directory (default: the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The corpus a benchmark reads (default: ../shared/corpora/fortunes when
+/// present, else the bundled corpus).
+#[derive(Debug, Clone, Args)]
+pub struct BenchCorpus {
+    #[arg(long)]
+    pub poems: Option<PathBuf>,
+    #[arg(long)]
+    pub embeddings: Option<PathBuf>,
+}
+
+impl BenchCorpus {
+    fn paths(&self) -> (PathBuf, PathBuf) {
+        let (p, e) = crate::bench::default_corpus();
+        (self.poems.clone().unwrap_or(p), self.embeddings.clone().unwrap_or(e))
+    }
 }
 
 fn bundled(name: &str) -> PathBuf {
@@ -443,6 +511,64 @@ fn run(cli: Cli) -> Result<ExitCode> {
             report_render(&s, &a.out)?;
             eprintln!("open {}", a.out.join("index.html").display());
         }
+        Command::Bench { what } => bench(what)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn bench(what: BenchCommand) -> Result<()> {
+    match what {
+        BenchCommand::All { gpu } => {
+            let exe = std::env::current_exe()?;
+            let mut parts: Vec<Vec<&str>> = vec![vec!["bench", "engine"], vec!["bench", "render"]];
+            if gpu {
+                parts[0].push("--gpu");
+            }
+            for args in parts {
+                let status = std::process::Command::new(&exe).args(&args).status()?;
+                if !status.success() {
+                    bail!("`{}` failed", args.join(" "));
+                }
+            }
+        }
+        BenchCommand::Engine {
+            corpus,
+            threads,
+            starts_per_thread,
+            gpu,
+            gpu_starts,
+            gpu_steps,
+            gpu_args,
+        } => {
+            let (poems, embeddings) = corpus.paths();
+            crate::bench::engine(&crate::bench::EngineOptions {
+                poems,
+                embeddings,
+                threads,
+                starts_per_thread,
+                gpu,
+                gpu_starts,
+                gpu_steps,
+                gpu_opts: gpu_args.options(),
+            })?;
+        }
+        BenchCommand::Render {
+            corpus,
+            threads,
+            per_page,
+            pages,
+            dir,
+        } => {
+            let (poems, embeddings) = corpus.paths();
+            crate::bench::render(&crate::bench::RenderOptions {
+                poems,
+                embeddings,
+                threads,
+                per_page,
+                pages,
+                dir,
+            })?;
+        }
+    }
+    Ok(())
 }

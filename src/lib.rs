@@ -7,6 +7,7 @@
 //! [`cache`] → pages ([`render`]). [`embed`] produces the embeddings that
 //! [`corpus`] reads.
 
+pub mod bench;
 pub mod cache;
 pub mod cli;
 pub mod corpus;

@@ -167,7 +167,7 @@ fn pages_follow_the_cache_order() {
                 let f = out.join(kind).join(format!("{}-{page:03}.html", safe(key)));
                 let ids = parse(&std::fs::read_to_string(&f).unwrap()).ids;
                 assert_eq!(ids[0], format!("p-{}", safe(key)), "anchor first on {}", f.display());
-                shown.extend(ids[1..].iter().map(|i| i.clone()));
+                shown.extend(ids[1..].iter().cloned());
             }
             let expect: Vec<String> = expect.iter().map(|k| format!("p-{}", safe(k))).collect();
             assert_eq!(shown, expect, "{kind} of {key}");

@@ -1,0 +1,368 @@
+//! `bench`: throughput figures measured side by side in one run.
+//!
+//! Each part runs in its own process when called through `bench all`, so
+//! that the peak memory it reports is its own.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+
+use crate::cpu::{similar_rows, CpuBackend, SimMatrix};
+use crate::gpu::{GpuBackend, GpuContext, GpuOptions};
+use crate::quantize::Quantized;
+
+/// The corpus benchmarks use: the shared fortunes corpus when present,
+/// otherwise the bundled one.
+pub fn default_corpus() -> (PathBuf, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shared = root.join("../shared/corpora/fortunes");
+    let dir = if shared.join("poems.json").exists() {
+        shared
+    } else {
+        root.join("assets/corpus")
+    };
+    (dir.join("poems.json"), dir.join("embeddings.json"))
+}
+
+/// Peak resident memory of this process, from /proc (Linux), in bytes.
+pub fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn rate(x: f64) -> String {
+    if x >= 1e9 {
+        format!("{:.2} G", x / 1e9)
+    } else if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else {
+        format!("{:.2} k", x / 1e3)
+    }
+}
+
+/// Multi-threaded copy bandwidth (bytes read + written per second), best of 3.
+pub fn copy_bandwidth(bytes: usize, pool: &rayon::ThreadPool) -> f64 {
+    let src = vec![1u8; bytes];
+    let mut dst = vec![0u8; bytes];
+    let chunk = bytes.div_ceil(pool.current_num_threads() * 8).max(4096);
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        pool.install(|| {
+            dst.par_chunks_mut(chunk)
+                .zip(src.par_chunks(chunk))
+                .for_each(|(d, s)| d.copy_from_slice(s));
+        });
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&dst);
+    2.0 * bytes as f64 / best
+}
+
+/// Options of the engine benchmark.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub poems: PathBuf,
+    pub embeddings: PathBuf,
+    pub threads: Option<usize>,
+    /// Full-length walks per thread for the fused CPU backend.
+    pub starts_per_thread: usize,
+    /// Also run the GPU backend (on whatever adapter is found).
+    pub gpu: bool,
+    /// Starts and steps for the GPU run; a software adapter is slow.
+    pub gpu_starts: usize,
+    pub gpu_steps: Option<usize>,
+    pub gpu_opts: GpuOptions,
+}
+
+/// Candidate updates per second of each implementation, side by side.
+pub fn engine(o: &EngineOptions) -> Result<()> {
+    let t = Instant::now();
+    let corpus = crate::corpus::load(&o.poems, Some(&o.embeddings), &Default::default())?;
+    let prepared = crate::quantize::prepare(&corpus, false);
+    let q = prepared.vectors;
+    let vecs: Vec<Vec<f64>> = corpus.vectors.iter().flatten().cloned().collect();
+    drop(corpus);
+    let n = q.n;
+    println!(
+        "engine benchmark: {} ({} poems × {} dims), loaded in {:.2} s",
+        o.poems.display(),
+        n,
+        q.dim,
+        t.elapsed().as_secs_f64()
+    );
+    let pool = crate::precompute::pool(o.threads)?;
+    let threads = pool.current_num_threads();
+
+    let t = Instant::now();
+    let backend = CpuBackend::new(&q, pool);
+    let m = backend.matrix();
+    let t_matrix = t.elapsed().as_secs_f64();
+    println!(
+        "  similarity matrix (i16, {threads} threads) {:>8.3} s   {} dot products/s, {} MiB",
+        t_matrix,
+        rate((n * n) as f64 / t_matrix),
+        m.bytes() >> 20
+    );
+    let bw_pool = crate::precompute::pool(o.threads)?;
+    let bw = copy_bandwidth(m.bytes().max(256 << 20), &bw_pool);
+    let bound = bw / 2.0;
+    println!(
+        "  copy bandwidth ({threads} threads)     {:>10}B/s → bound {}updates/s at 2 bytes of row each",
+        rate(bw),
+        rate(bound)
+    );
+    println!(
+        "  {:<34} {:>14} {:>10} {:>9}",
+        "implementation", "updates/s", "of bound", "work"
+    );
+
+    let report = |name: &str, updates: f64, secs: f64, work: String| {
+        let r = updates / secs;
+        println!(
+            "  {name:<34} {:>14} {:>9.1}% {work:>9}",
+            format!("{}", rate(r)),
+            100.0 * r / bound
+        );
+        r
+    };
+    let w = n - 1;
+    // Naive f64 centroid: O(n·d) per step, so only a few steps.
+    let steps = 8.min(w);
+    let t = Instant::now();
+    std::hint::black_box(crate::reference::different_naive_f64(&vecs, 0, steps));
+    report(
+        "naive f64 centroid, 1 thread",
+        (steps * n) as f64,
+        t.elapsed().as_secs_f64(),
+        format!("{steps} steps"),
+    );
+    let t = Instant::now();
+    std::hint::black_box(crate::reference::different(&q, 0, steps));
+    report(
+        "reference (dots per step), 1 thread",
+        (steps * n) as f64,
+        t.elapsed().as_secs_f64(),
+        format!("{steps} steps"),
+    );
+    let t = Instant::now();
+    std::hint::black_box(crate::reference::different_by(n, 0, w, |a, c| m.row(a)[c]));
+    report(
+        "reference over matrix, 1 thread",
+        (w * n) as f64,
+        t.elapsed().as_secs_f64(),
+        "1 start".into(),
+    );
+
+    let one = crate::precompute::pool(Some(1))?;
+    let mut out = vec![0u32; w * o.starts_per_thread];
+    let t = Instant::now();
+    one.install(|| {
+        let mut sums = vec![0i32; m.stride];
+        for (i, row) in out.chunks_mut(w).enumerate() {
+            crate::cpu::walk(m, i, row, &mut sums);
+        }
+    });
+    report(
+        "fused cpu backend, 1 thread",
+        (o.starts_per_thread * w * n) as f64,
+        t.elapsed().as_secs_f64(),
+        format!("{} starts", o.starts_per_thread),
+    );
+    let starts = (o.starts_per_thread * threads).min(n);
+    let mut out = vec![0u32; w * starts];
+    let t = Instant::now();
+    backend.different(0..starts, w, &mut out);
+    let cpu_rate = report(
+        &format!("fused cpu backend, {threads} threads"),
+        (starts * w * n) as f64,
+        t.elapsed().as_secs_f64(),
+        format!("{starts} starts"),
+    );
+    let est = (n * w * n) as f64 / cpu_rate;
+    println!("  → all {n} full different orderings on this CPU: about {est:.0} s");
+
+    let sim_pool = crate::precompute::pool(o.threads)?;
+    let sim_starts = (64 * threads).min(n);
+    let mut sim = vec![0u32; sim_starts * w];
+    let t = Instant::now();
+    similar_rows(&q, 0..sim_starts, w, &mut sim, &sim_pool);
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "  similar orderings (cpu, {threads} threads)   {} rows/s (all {n}: about {:.1} s)",
+        rate(sim_starts as f64 / s),
+        n as f64 * s / sim_starts as f64
+    );
+
+    if o.gpu {
+        gpu_engine(o, &q, m, bound, cpu_rate)?;
+    }
+    if let Some(p) = peak_rss() {
+        println!(
+            "  peak RSS {} MiB (the matrix is {} MiB; no n×n float matrix is held)",
+            p >> 20,
+            m.bytes() >> 20
+        );
+    }
+    Ok(())
+}
+
+fn gpu_engine(o: &EngineOptions, q: &Quantized, m: &SimMatrix, bound: f64, cpu_rate: f64) -> Result<()> {
+    let opts = GpuOptions {
+        allow_software: true,
+        ..o.gpu_opts.clone()
+    };
+    let ctx = match GpuContext::new(&opts) {
+        Ok(c) => std::sync::Arc::new(c),
+        Err(e) => {
+            println!("  gpu: not run ({e:#})");
+            return Ok(());
+        }
+    };
+    let software = ctx.summary.software;
+    let mut g = GpuBackend::new(ctx, q, &opts)?;
+    let n = q.n;
+    let w = o.gpu_steps.unwrap_or(if software { 64 } else { n - 1 }).min(n - 1);
+    let starts = o.gpu_starts.min(n);
+    // Warm-up (pipeline compilation, first-touch allocation), then measure.
+    let mut out = vec![0u32; starts * w];
+    g.different(0..starts.min(2), w, &mut out[..starts.min(2) * w])?;
+    g.timings.selection = 0.0;
+    g.timings.readback = 0.0;
+    let t = Instant::now();
+    g.different(0..starts, w, &mut out)?;
+    let secs = t.elapsed().as_secs_f64();
+    let r = (starts * w * n) as f64 / secs;
+    println!(
+        "  {:<34} {:>14} {:>9.1}% {:>9}",
+        format!("gpu ({})", g.summary().name),
+        rate(r),
+        100.0 * r / bound,
+        format!("{starts}×{w}")
+    );
+    println!(
+        "    gpu timing: upload {:.3} s, similarity matrix {:.3} s, selection {:.3} s, readback {:.3} s; {:.2}× the cpu backend{}",
+        g.timings.upload,
+        g.timings.similarity,
+        g.timings.selection,
+        g.timings.readback,
+        r / cpu_rate,
+        if software { " (software adapter: correctness only, not speed)" } else { "" }
+    );
+    // The GPU's bytes must equal the CPU's.
+    let mut sums = vec![0i32; m.stride];
+    let mut row = vec![0u32; w];
+    for s in [0, starts / 2, starts - 1] {
+        crate::cpu::walk(m, s, &mut row, &mut sums);
+        anyhow::ensure!(row == out[s * w..(s + 1) * w], "GPU and CPU differ for start {s}");
+    }
+    println!("    gpu output checked against the cpu backend: identical");
+    Ok(())
+}
+
+/// Options of the render benchmark.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    pub poems: PathBuf,
+    pub embeddings: PathBuf,
+    pub threads: Option<usize>,
+    pub per_page: usize,
+    pub pages: usize,
+    pub dir: Option<PathBuf>,
+}
+
+/// Pages/s and MB/s of `render`, beside writing the same bytes as plain files.
+pub fn render(o: &RenderOptions) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("diversity-bench-")
+        .tempdir_in(o.dir.clone().unwrap_or_else(std::env::temp_dir))
+        .context("cannot create a scratch directory")?;
+    let cache = tmp.path().join("cache");
+    let top_k = o.per_page * o.pages;
+    // Precompute in a child process, so the peak memory below is render's own.
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "--quiet",
+        "precompute",
+        "--backend",
+        "cpu",
+        "--top-k",
+        &top_k.to_string(),
+    ])
+    .arg("--poems")
+    .arg(&o.poems)
+    .arg("--embeddings")
+    .arg(&o.embeddings)
+    .arg("--out")
+    .arg(&cache)
+    .env("RUST_LOG", "error");
+    if let Some(t) = o.threads {
+        cmd.args(["--threads", &t.to_string()]);
+    }
+    let status = cmd.status().context("cannot run precompute")?;
+    anyhow::ensure!(status.success(), "precompute for the render benchmark failed");
+    let site = tmp.path().join("site");
+    let before = peak_rss().unwrap_or(0);
+    let t = Instant::now();
+    let s = crate::render::render(&crate::render::Options {
+        cache,
+        poems: o.poems.clone(),
+        out: site.clone(),
+        per_page: o.per_page,
+        max_pages: None,
+        budget: None,
+        txt: false,
+        colors: None,
+        threads: o.threads,
+        progress: false,
+        dry_run: false,
+    })?;
+    let secs = t.elapsed().as_secs_f64();
+    let threads = crate::precompute::pool(o.threads)?.current_num_threads();
+    let poems = s.pages.saturating_sub(1) / (2 * o.pages).max(1);
+    println!(
+        "render benchmark: {} ({poems} poems, {} pages of {} entries, {threads} threads)",
+        o.poems.display(),
+        s.pages,
+        o.per_page
+    );
+    println!(
+        "  render        {:>8.3} s  {:>9.0} pages/s  {:>8.1} MB/s  ({} MB)",
+        secs,
+        s.pages as f64 / secs,
+        s.bytes as f64 / 1e6 / secs,
+        s.bytes / 1_000_000
+    );
+    let plain = tmp.path().join("plain");
+    let pool = crate::precompute::pool(o.threads)?;
+    let t = Instant::now();
+    crate::render::write_plain_files(&plain, s.pages, (s.bytes / s.pages.max(1) as u64) as usize, &pool)?;
+    let bound = t.elapsed().as_secs_f64();
+    println!(
+        "  plain writes  {:>8.3} s  {:>9.0} files/s  {:>8.1} MB/s  (same count and bytes: the disk's bound)",
+        bound,
+        s.pages as f64 / bound,
+        s.bytes as f64 / 1e6 / bound
+    );
+    println!("  render / bound: {:.2}×", secs / bound);
+    let per_thread = poems as f64 / secs / threads as f64;
+    println!(
+        "  {:.0} poems/s per thread (old system: 81): {:.0}×",
+        per_thread,
+        per_thread / 81.0
+    );
+    if let Some(p) = peak_rss() {
+        println!(
+            "  peak RSS {} MiB (before render {} MiB); site {} MiB",
+            p >> 20,
+            before >> 20,
+            s.bytes >> 20
+        );
+    }
+    Ok(())
+}
