@@ -65,38 +65,88 @@ impl SimMatrix {
     }
 }
 
+/// Adds one chunk of a row to the unchosen sums and folds them into `best`.
+#[inline(always)]
+fn update_chunk(s: &mut [i32; LANES], r: &[i16; LANES], best: &mut [i32; LANES]) {
+    // Branch-free masks, so the compiler emits vector compares and blends.
+    for l in 0..LANES {
+        let v = s[l];
+        let open = -((v != CHOSEN) as i32);
+        let nv = v + (r[l] as i32 & open);
+        s[l] = nv;
+        best[l] = best[l].min(nv);
+    }
+}
+
 /// One walk step: `sums += row` for unchosen candidates, returning the lowest
-/// new sum and its lowest index. Lane-parallel so that it vectorises.
+/// new sum and its lowest index. Two vectorisable passes: the fused update
+/// with a running minimum, then a scan for the first position holding it
+/// (cheap: `sums` is still in cache, and the scan stops early).
 #[inline(always)]
 fn add_row_argmin_generic(sums: &mut [i32], row: &[i16]) -> (i32, usize) {
     let mut best = [CHOSEN; LANES];
-    let mut best_chunk = [0u32; LANES];
     let (sc, _) = sums.as_chunks_mut::<LANES>();
     let (rc, _) = row.as_chunks::<LANES>();
     for (ci, (s, r)) in sc.iter_mut().zip(rc).enumerate() {
-        for l in 0..LANES {
-            let v = s[l];
-            let nv = if v == CHOSEN { CHOSEN } else { v + r[l] as i32 };
-            s[l] = nv;
-            let lt = nv < best[l];
-            best[l] = if lt { nv } else { best[l] };
-            best_chunk[l] = if lt { ci as u32 } else { best_chunk[l] };
-        }
+        prefetch(row, (ci + PREFETCH_CHUNKS) * LANES);
+        update_chunk(s, r, &mut best);
     }
-    lanes_argmin(&best, &best_chunk)
+    let min = best.iter().copied().min().unwrap_or(CHOSEN);
+    (min, first_equal(sums, min))
 }
 
-/// Combines per-lane minima: lowest value, then lowest index.
-#[inline]
-fn lanes_argmin(best: &[i32; LANES], chunk: &[u32; LANES]) -> (i32, usize) {
-    let mut out = (CHOSEN, usize::MAX);
-    for l in 0..LANES {
-        let idx = chunk[l] as usize * LANES + l;
-        if best[l] < out.0 || (best[l] == out.0 && idx < out.1) {
-            out = (best[l], idx);
+/// The same step for two independent walks at once: two rows stream from
+/// memory side by side, which hides more of each row's latency.
+#[inline(always)]
+fn add_rows2_generic(a: &mut [i32], ra: &[i16], b: &mut [i32], rb: &[i16]) -> [(i32, usize); 2] {
+    let mut best_a = [CHOSEN; LANES];
+    let mut best_b = [CHOSEN; LANES];
+    let (ac, _) = a.as_chunks_mut::<LANES>();
+    let (bc, _) = b.as_chunks_mut::<LANES>();
+    let (rac, _) = ra.as_chunks::<LANES>();
+    let (rbc, _) = rb.as_chunks::<LANES>();
+    for (ci, ((sa, xa), (sb, xb))) in ac.iter_mut().zip(rac).zip(bc.iter_mut().zip(rbc)).enumerate() {
+        prefetch(ra, (ci + PREFETCH_CHUNKS) * LANES);
+        prefetch(rb, (ci + PREFETCH_CHUNKS) * LANES);
+        update_chunk(sa, xa, &mut best_a);
+        update_chunk(sb, xb, &mut best_b);
+    }
+    let min_a = best_a.iter().copied().min().unwrap_or(CHOSEN);
+    let min_b = best_b.iter().copied().min().unwrap_or(CHOSEN);
+    [(min_a, first_equal(a, min_a)), (min_b, first_equal(b, min_b))]
+}
+
+/// How far ahead (in chunks) the row is prefetched: each step's row is a
+/// fresh, unpredictable 2n-byte stretch of the matrix, and the hardware
+/// prefetcher only catches up a page at a time.
+const PREFETCH_CHUNKS: usize = 64;
+
+#[inline(always)]
+fn prefetch(row: &[i16], at: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if at < row.len() {
+        // SAFETY: a prefetch of an in-bounds address has no effect on memory.
+        unsafe { std::arch::x86_64::_mm_prefetch(row.as_ptr().add(at) as *const i8, std::arch::x86_64::_MM_HINT_T0) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (row, at);
+}
+
+/// Index of the first element equal to `v` (`usize::MAX` if none).
+#[inline(always)]
+fn first_equal(sums: &[i32], v: i32) -> usize {
+    let (sc, _) = sums.as_chunks::<LANES>();
+    for (ci, s) in sc.iter().enumerate() {
+        // A bit per lane: compiles to a vector compare and a movemask.
+        let mut hits = 0u32;
+        for (l, x) in s.iter().enumerate() {
+            hits |= ((*x == v) as u32) << l;
+        }
+        if hits != 0 {
+            return ci * LANES + hits.trailing_zeros() as usize;
         }
     }
-    out
+    usize::MAX
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -105,8 +155,27 @@ fn add_row_argmin_avx2(sums: &mut [i32], row: &[i16]) -> (i32, usize) {
     add_row_argmin_generic(sums, row)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn add_rows2_avx2(a: &mut [i32], ra: &[i16], b: &mut [i32], rb: &[i16]) -> [(i32, usize); 2] {
+    add_rows2_generic(a, ra, b, rb)
+}
+
+type Step = fn(&mut [i32], &[i16]) -> (i32, usize);
+type Step2 = fn(&mut [i32], &[i16], &mut [i32], &[i16]) -> [(i32, usize); 2];
+
+/// The two-walk step for this CPU.
+fn add_rows2_fn() -> Step2 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU was just checked to support AVX2.
+        return |a, ra, b, rb| unsafe { add_rows2_avx2(a, ra, b, rb) };
+    }
+    add_rows2_generic
+}
+
 /// Picks the widest instruction set this CPU has, once.
-fn add_row_argmin_fn() -> fn(&mut [i32], &[i16]) -> (i32, usize) {
+fn add_row_argmin_fn() -> Step {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU was just checked to support AVX2.
@@ -121,32 +190,50 @@ pub fn walk(m: &SimMatrix, s: usize, out: &mut [u32], sums: &mut [i32]) {
     walk_with(m, s, out, sums, add_row_argmin_fn());
 }
 
-#[inline]
-fn walk_with(m: &SimMatrix, s: usize, out: &mut [u32], sums: &mut [i32], step: fn(&mut [i32], &[i16]) -> (i32, usize)) {
-    if out.is_empty() {
-        return;
-    }
-    // Padding and the start are "chosen" from the outset.
+/// Seeds the sums with the start's row (start and padding chosen) and
+/// returns the first pick.
+fn seed(m: &SimMatrix, s: usize, sums: &mut [i32]) -> (i32, usize) {
     sums.fill(CHOSEN);
     for (x, &r) in sums[..m.n].iter_mut().zip(m.row(s)) {
         *x = r as i32;
     }
     sums[s] = CHOSEN;
-    let mut best = {
-        let mut b = (CHOSEN, usize::MAX);
-        for (c, &v) in sums.iter().enumerate() {
-            if v < b.0 {
-                b = (v, c);
-            }
-        }
-        b
-    };
+    let min = sums.iter().copied().min().unwrap_or(CHOSEN);
+    (min, first_equal(sums, min))
+}
+
+#[inline]
+fn walk_with(m: &SimMatrix, s: usize, out: &mut [u32], sums: &mut [i32], step: Step) {
+    if out.is_empty() {
+        return;
+    }
+    let mut best = seed(m, s, sums);
     for t in 0..out.len() {
         let p = best.1;
         out[t] = p as u32;
         sums[p] = CHOSEN;
         if t + 1 < out.len() {
             best = step(sums, m.row(p));
+        }
+    }
+}
+
+/// Two walks of equal length in lockstep (see [`add_rows2_generic`]).
+fn walk_pair(m: &SimMatrix, starts: [usize; 2], out: [&mut [u32]; 2], sums: [&mut [i32]; 2], step: Step2) {
+    let [oa, ob] = out;
+    let [sa, sb] = sums;
+    if oa.is_empty() {
+        return;
+    }
+    let mut best = [seed(m, starts[0], sa), seed(m, starts[1], sb)];
+    for t in 0..oa.len() {
+        let (pa, pb) = (best[0].1, best[1].1);
+        oa[t] = pa as u32;
+        ob[t] = pb as u32;
+        sa[pa] = CHOSEN;
+        sb[pb] = CHOSEN;
+        if t + 1 < oa.len() {
+            best = step(sa, m.row(pa), sb, m.row(pb));
         }
     }
 }
@@ -216,15 +303,30 @@ impl CpuBackend {
         if width == 0 {
             return;
         }
-        let m = &self.matrix;
-        let step = add_row_argmin_fn();
-        self.pool.install(|| {
-            out.par_chunks_mut(width).zip(starts).for_each_init(
-                || vec![0i32; m.stride],
-                |sums, (row, s)| walk_with(m, s, row, sums, step),
-            );
-        });
+        self.pool.install(|| different_rows(&self.matrix, starts, width, out));
     }
+}
+
+/// different orderings for a range of starts, in the current rayon pool.
+pub fn different_rows(m: &SimMatrix, starts: Range<usize>, width: usize, out: &mut [u32]) {
+    if width == 0 {
+        return;
+    }
+    let (step, step2) = (add_row_argmin_fn(), add_rows2_fn());
+    // Pairs of starts per task; a lone last start walks by itself.
+    out.par_chunks_mut(2 * width)
+        .zip(starts.into_par_iter().step_by(2))
+        .for_each_init(
+            || (vec![0i32; m.stride], vec![0i32; m.stride]),
+            |(a, b), (rows, s)| {
+                if rows.len() == 2 * width {
+                    let (ra, rb) = rows.split_at_mut(width);
+                    walk_pair(m, [s, s + 1], [ra, rb], [a, b], step2);
+                } else {
+                    walk_with(m, s, rows, a, step);
+                }
+            },
+        );
 }
 
 #[cfg(test)]
