@@ -50,11 +50,61 @@ pub enum Command {
     Render(RenderArgs),
     /// Precompute (auto backend), then render: the whole job in one command.
     Build(BuildArgs),
+    /// Embed the poems through an Ollama or OpenAI-compatible server.
+    Embed(EmbedArgs),
     /// Measure throughput, side by side in one run.
     Bench {
         #[command(subcommand)]
         what: BenchCommand,
     },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EmbedArgs {
+    /// poems.json (original layout) or .jsonl.
+    #[arg(long)]
+    pub poems: PathBuf,
+    /// Output embeddings.json (original layout); its cache is <out>.cache.jsonl.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Server base URL, e.g. http://localhost:11434 (Ollama) or http://localhost:8080 (llama.cpp).
+    #[arg(long)]
+    pub url: String,
+    #[arg(long, value_enum, default_value_t = crate::embed::Api::Ollama)]
+    pub api: crate::embed::Api,
+    /// Model name, e.g. all-minilm or nomic-embed-text.
+    #[arg(long)]
+    pub model: String,
+    /// Texts per request.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4, env = "DIVERSITY_EMBED_CONCURRENCY")]
+    pub concurrency: usize,
+    /// Prepended to every text (some models want e.g. "search_document: ").
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Longer texts are split and their chunk vectors averaged.
+    #[arg(long, default_value_t = 4000)]
+    pub max_chars: usize,
+    /// Seconds per request.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Retries per request for 429, 5xx, timeouts and connection errors.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// Stop at the first text that cannot be embedded.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Bearer token (for OpenAI-compatible servers, OPENAI_API_KEY is read too).
+    #[arg(long, env = "DIVERSITY_EMBED_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Seconds between checkpoints of the output file.
+    #[arg(long, default_value_t = 5.0)]
+    pub flush_every: f64,
+    /// Base of the retry backoff, in seconds.
+    #[arg(long, default_value_t = 0.5, hide = true)]
+    pub backoff: f64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -512,6 +562,54 @@ fn run(cli: Cli) -> Result<ExitCode> {
             eprintln!("open {}", a.out.join("index.html").display());
         }
         Command::Bench { what } => bench(what)?,
+        Command::Embed(a) => {
+            let token = a.token.clone().or_else(|| {
+                (a.api == crate::embed::Api::Openai)
+                    .then(|| std::env::var("OPENAI_API_KEY").ok())
+                    .flatten()
+            });
+            let s = crate::embed::run(&crate::embed::Options {
+                poems: a.poems,
+                out: a.out.clone(),
+                url: a.url,
+                api: a.api,
+                model: a.model,
+                batch_size: a.batch_size,
+                concurrency: a.concurrency,
+                prefix: a.prefix,
+                max_chars: a.max_chars,
+                timeout: std::time::Duration::from_secs_f64(a.timeout),
+                retries: a.retries,
+                fail_fast: a.fail_fast,
+                token,
+                progress: show,
+                flush_every: std::time::Duration::from_secs_f64(a.flush_every),
+                backoff: std::time::Duration::from_secs_f64(a.backoff),
+            })?;
+            eprintln!(
+                "{} poems: {} embedded, {} from cache, {} failed; {} requests ({} texts, {} retries) in {:.1} s, {:.1} texts/s; dimension {}",
+                s.poems,
+                s.embedded,
+                s.cached,
+                s.failures.len(),
+                s.requests,
+                s.texts_sent,
+                s.retries,
+                s.seconds,
+                s.texts_sent as f64 / s.seconds.max(1e-9),
+                s.dimension
+            );
+            for (reason, n) in s.failures_by_reason() {
+                eprintln!("  failed ({reason}): {n}");
+            }
+            for (k, r) in s.failures.iter().take(10) {
+                eprintln!("  {k}: {r}");
+            }
+            eprintln!("wrote {}", a.out.display());
+            if !s.failures.is_empty() {
+                return Ok(ExitCode::from(2));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

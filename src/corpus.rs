@@ -97,6 +97,8 @@ impl fmt::Display for Reason {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Poem {
     pub key: String,
+    /// The id within its category (the key without the category).
+    pub id: String,
     pub category: Option<String>,
     pub date: Option<String>,
     pub text: String,
@@ -279,6 +281,7 @@ pub fn load(poems_path: &Path, embeddings_path: Option<&Path>, opts: &LoadOption
         }
         poems.push(Poem {
             key,
+            id,
             category: p.category,
             date: p.creation_date.or(p.date),
             text: p.content.or(p.text).unwrap_or_default(),
@@ -515,6 +518,7 @@ pub fn load_poems(path: &Path) -> Result<Vec<Poem>, CorpusError> {
             }
             Ok(Poem {
                 key,
+                id,
                 category: p.category,
                 date: p.creation_date.or(p.date),
                 text: p.content.or(p.text).unwrap_or_default(),

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod cli;
 pub mod corpus;
 pub mod cpu;
+pub mod embed;
 pub mod export;
 pub mod gpu;
 pub mod precompute;
