@@ -14,7 +14,6 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
