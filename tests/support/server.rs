@@ -14,6 +14,8 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,43 +49,110 @@ pub struct Stats {
 pub struct Server {
     pub url: String,
     pub stats: Arc<Stats>,
-    server: Arc<tiny_http::Server>,
-    threads: Vec<std::thread::JoinHandle<()>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    addr: std::net::SocketAddr,
+    acceptor: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.server.unblock();
-        for _ in 0..self.threads.len() {
-            self.server.unblock();
-        }
-        for t in self.threads.drain(..) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the acceptor so it sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+        if let Some(t) = self.acceptor.take() {
             let _ = t.join();
         }
     }
 }
 
+/// One parsed request.
+struct Request {
+    path: String,
+    auth: Option<String>,
+    body: Vec<u8>,
+}
+
+/// Reads one HTTP/1.1 request (headers parsed by httparse); `None` at EOF.
+fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Request> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head)) = req.parse(buf) {
+            let len = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            let auth = req
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                .map(|h| String::from_utf8_lossy(h.value).into_owned());
+            let path = req.path.unwrap_or("/").to_owned();
+            while buf.len() < head + len {
+                let mut chunk = [0u8; 65536];
+                let n = stream.read(&mut chunk).ok().filter(|&n| n > 0)?;
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            let body = buf[head..head + len].to_vec();
+            buf.drain(..head + len);
+            return Some(Request { path, auth, body });
+        }
+        let mut chunk = [0u8; 65536];
+        let n = stream.read(&mut chunk).ok().filter(|&n| n > 0)?;
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn respond(stream: &mut TcpStream, code: u16, body: &str, extra: Option<(&str, &str)>) -> std::io::Result<()> {
+    let mut head = format!(
+        "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nContent-Type: application/json\r\n",
+        body.len()
+    );
+    if let Some((k, v)) = extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.push_str(body);
+    stream.write_all(head.as_bytes())
+}
+
 impl Server {
-    /// Starts a server with a fixed latency per request.
+    /// Starts a server with a fixed latency per request: a thread per
+    /// connection, keep-alive, TCP_NODELAY (as Ollama and vLLM set).
     pub fn start(latency: Duration) -> Server {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1"));
-        let url = format!("http://{}", server.server_addr().to_ip().unwrap());
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().unwrap();
         let stats = Arc::new(Stats::default());
-        let threads = (0..32)
-            .map(|_| {
-                let (server, stats) = (server.clone(), stats.clone());
-                std::thread::spawn(move || {
-                    while let Ok(req) = server.recv() {
-                        handle(req, &stats, latency);
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acceptor = {
+            let (stats, stop) = (stats.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
                     }
-                })
+                    let Ok(mut stream) = conn else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let stats = stats.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = Vec::new();
+                        while let Some(req) = read_request(&mut stream, &mut buf) {
+                            if handle(&mut stream, req, &stats, latency).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
             })
-            .collect();
+        };
         Server {
-            url,
+            url: format!("http://{addr}"),
             stats,
-            server,
-            threads,
+            stop,
+            addr,
+            acceptor: Some(acceptor),
         }
     }
 
@@ -101,16 +170,15 @@ impl Server {
     }
 }
 
-fn handle(mut req: tiny_http::Request, stats: &Stats, latency: Duration) {
+/// Answers one request; an error closes the connection.
+fn handle(stream: &mut TcpStream, req: Request, stats: &Stats, latency: Duration) -> std::io::Result<()> {
     let now = stats.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     stats.max_in_flight.fetch_max(now, Ordering::SeqCst);
     stats.requests.fetch_add(1, Ordering::SeqCst);
-    let mut body = String::new();
-    let _ = req.as_reader().read_to_string(&mut body);
-    if let Some(h) = req.headers().iter().find(|h| h.field.equiv("Authorization")) {
-        stats.auth.lock().unwrap().push(h.value.to_string());
+    if let Some(a) = &req.auth {
+        stats.auth.lock().unwrap().push(a.clone());
     }
-    let texts: Vec<String> = serde_json::from_str::<serde_json::Value>(&body)
+    let texts: Vec<String> = serde_json::from_slice::<serde_json::Value>(&req.body)
         .ok()
         .and_then(|v| {
             v["input"]
@@ -120,39 +188,28 @@ fn handle(mut req: tiny_http::Request, stats: &Stats, latency: Duration) {
         .unwrap_or_default();
     stats.inputs.lock().unwrap().push(texts.clone());
     std::thread::sleep(latency);
-    let openai = req.url().ends_with("/v1/embeddings");
+    let openai = req.path.ends_with("/v1/embeddings");
     let tries = {
         let mut t = stats.tries.lock().unwrap();
-        let key = texts.join("\u{0}");
-        let n = t.entry(key).or_default();
+        let n = t.entry(texts.join("\u{0}")).or_default();
         *n += 1;
         *n
     };
     let has = |m: &str| texts.iter().any(|t| t.contains(m));
-    let respond = |req: tiny_http::Request, code: u16, body: String, extra: Option<(&str, &str)>| {
-        let mut r = tiny_http::Response::from_string(body).with_status_code(code);
-        if let Some((k, v)) = extra {
-            r = r.with_header(tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap());
-        }
-        let _ = req.respond(r);
-    };
-    let done = || stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+    let _done = InFlight(stats);
     if has("@drop") && tries == 1 {
-        done();
-        drop(req.into_writer());
-        return;
+        // Close the connection without an answer.
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return Err(std::io::Error::other("dropped on purpose"));
     }
     if has("@429") && tries <= 2 {
-        done();
-        return respond(req, 429, "slow down".into(), Some(("Retry-After", "0")));
+        return respond(stream, 429, "slow down", Some(("Retry-After", "0")));
     }
     if (has("@flaky") && tries <= 2) || has("@500") {
-        done();
-        return respond(req, 500, "internal error".into(), None);
+        return respond(stream, 500, "internal error", None);
     }
     if has("@malformed") {
-        done();
-        return respond(req, 200, "{\"embeddings\": [[0.1, ".into(), None);
+        return respond(stream, 200, "{\"embeddings\": [[0.1, ", None);
     }
     let mut vectors: Vec<Vec<f32>> = texts
         .iter()
@@ -172,6 +229,14 @@ fn handle(mut req: tiny_http::Request, stats: &Stats, latency: Duration) {
     } else {
         serde_json::json!({"embeddings": vectors, "model": "test"})
     };
-    done();
-    respond(req, 200, body.to_string(), Some(("Content-Type", "application/json")));
+    respond(stream, 200, &body.to_string(), None)
+}
+
+/// Counts a request out of flight when its answer is written.
+struct InFlight<'a>(&'a Stats);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
