@@ -412,9 +412,9 @@ pub fn print_timings(title: &str, timings: &std::collections::BTreeMap<String, f
         .sum();
     eprintln!("{title}");
     for (k, v) in timings {
-        eprintln!("  {k:<16} {v:>9.3} s");
+        eprintln!("  {k:<22} {v:>9.3} s");
     }
-    eprintln!("  {:<16} {total:>9.3} s", "total");
+    eprintln!("  {:<22} {total:>9.3} s", "total");
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {

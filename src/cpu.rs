@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::quantize::{dot, sim16, Quantized};
+use crate::quantize::{dot_rows, sim16, Quantized, DOT_BLOCK};
 
 /// Lanes of the fused pass; rows are padded to a multiple of this.
 pub const LANES: usize = 16;
@@ -39,17 +39,20 @@ impl SimMatrix {
         let n = q.n;
         let stride = padded(n);
         let mut data = vec![0i16; n * stride];
-        const BLOCK: usize = 8;
-        data.par_chunks_mut(stride * BLOCK).enumerate().for_each(|(b, rows)| {
-            let i0 = b * BLOCK;
-            // Each j's vector is loaded once for the whole block of rows.
-            for j in 0..n {
-                let vj = q.row(j);
-                for (r, row) in rows.chunks_mut(stride).enumerate() {
-                    row[j] = sim16(dot(q.row(i0 + r), vj));
-                }
-            }
-        });
+        data.par_chunks_mut((stride * DOT_BLOCK).max(1))
+            .enumerate()
+            .for_each_init(
+                || vec![0i32; DOT_BLOCK * n],
+                |dots, (b, rows)| {
+                    let count = rows.len() / stride;
+                    dot_rows(q, b * DOT_BLOCK, count, dots);
+                    for (row, d) in rows.chunks_mut(stride).zip(dots.chunks(n)) {
+                        for (r, &x) in row.iter_mut().zip(d) {
+                            *r = sim16(x);
+                        }
+                    }
+                },
+            );
         SimMatrix { n, stride, data }
     }
 
@@ -246,32 +249,50 @@ fn similar_key(d: i32, j: usize) -> u64 {
     ((flipped as u64) << 32) | j as u64
 }
 
-/// similar(s) into `out` (its length is the width). `keys` is scratch.
-pub fn similar_row(q: &Quantized, s: usize, out: &mut [u32], keys: &mut Vec<u64>) {
+/// similar(s) into `out` (its length is the width), from `dots[j] = dot(s, j)`.
+/// `keys` is scratch.
+pub fn similar_row(s: usize, dots: &[i32], out: &mut [u32], keys: &mut Vec<u64>) {
     keys.clear();
-    let vs = q.row(s);
-    keys.extend((0..q.n).filter(|&j| j != s).map(|j| similar_key(dot(vs, q.row(j)), j)));
+    keys.extend(
+        dots.iter()
+            .enumerate()
+            .filter(|&(j, _)| j != s)
+            .map(|(j, &d)| similar_key(d, j)),
+    );
     let w = out.len();
-    if w < keys.len() {
+    if w < keys.len() / 8 {
+        // A short prefix: select it, then sort only that.
         keys.select_nth_unstable(w);
         keys.truncate(w);
+        keys.sort_unstable();
+    } else {
+        // Keys are distinct integers: a radix sort beats comparisons here.
+        radsort::sort(keys);
     }
-    keys.sort_unstable();
     for (o, k) in out.iter_mut().zip(keys.iter()) {
         *o = *k as u32;
     }
 }
 
-/// similar orderings for a range of starts, in parallel; `out` holds
-/// `starts.len() * width` indices.
+/// similar orderings for a range of starts, in parallel, in blocks of
+/// [`DOT_BLOCK`] starts; `out` holds `starts.len() * width` indices.
 pub fn similar_rows(q: &Quantized, starts: Range<usize>, width: usize, out: &mut [u32], threads: &rayon::ThreadPool) {
     if width == 0 {
         return;
     }
     threads.install(|| {
-        out.par_chunks_mut(width)
-            .zip(starts)
-            .for_each_init(Vec::new, |keys, (row, s)| similar_row(q, s, row, keys));
+        out.par_chunks_mut(width * DOT_BLOCK)
+            .zip(starts.into_par_iter().step_by(DOT_BLOCK))
+            .for_each_init(
+                || (Vec::new(), vec![0i32; DOT_BLOCK * q.n]),
+                |(keys, dots), (rows, s0)| {
+                    let count = rows.len() / width;
+                    dot_rows(q, s0, count, dots);
+                    for (r, row) in rows.chunks_mut(width).enumerate() {
+                        similar_row(s0 + r, &dots[r * q.n..(r + 1) * q.n], row, keys);
+                    }
+                },
+            );
     });
 }
 

@@ -127,6 +127,78 @@ pub struct GpuContext {
     pub uses_subgroups: bool,
 }
 
+/// Device time of compute passes, from timestamp queries where the adapter
+/// has them: pair `k` brackets the passes of one batch (or tile).
+struct Timer {
+    set: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    read: wgpu::Buffer,
+    pairs: u32,
+}
+
+impl Timer {
+    fn new(ctx: &GpuContext, pairs: usize) -> Option<Self> {
+        let queries = 2 * pairs as u32;
+        if !ctx.summary.timestamps || pairs == 0 || queries > wgpu::QUERY_SET_MAX_QUERIES {
+            return None;
+        }
+        let bytes = queries as u64 * 8;
+        let buf = |label, usage| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        Some(Timer {
+            set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: queries,
+            }),
+            resolve: buf(
+                "timestamps",
+                wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            ),
+            read: buf(
+                "timestamps readback",
+                wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            ),
+            pairs: pairs as u32,
+        })
+    }
+
+    /// Timestamp writes for a pass that begins and/or ends pair `k`.
+    fn writes(&self, k: usize, begin: bool, end: bool) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
+        (begin || end).then(|| wgpu::ComputePassTimestampWrites {
+            query_set: &self.set,
+            beginning_of_pass_write_index: begin.then_some(2 * k as u32),
+            end_of_pass_write_index: end.then_some(2 * k as u32 + 1),
+        })
+    }
+
+    /// Resolves every pair and returns their summed duration in seconds.
+    fn seconds(&self, ctx: &GpuContext) -> Result<f64> {
+        let mut enc = ctx.device.create_command_encoder(&Default::default());
+        enc.resolve_query_set(&self.set, 0..2 * self.pairs, &self.resolve, 0);
+        enc.copy_buffer_to_buffer(&self.resolve, 0, &self.read, 0, None);
+        let idx = ctx.queue.submit([enc.finish()]);
+        let slice = self.read.slice(..);
+        slice.map_async(wgpu::MapMode::Read, |_| {});
+        ctx.wait(Some(idx))?;
+        let ticks: u64 = {
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| anyhow!("timestamp readback failed: {e:?}"))?;
+            let stamps: &[u64] = bytemuck::cast_slice(&view);
+            stamps.chunks_exact(2).map(|p| p[1].saturating_sub(p[0])).sum()
+        };
+        self.read.unmap();
+        Ok(ticks as f64 * ctx.queue.get_timestamp_period() as f64 * 1e-9)
+    }
+}
+
 fn storage(binding: u32, read_only: bool) -> wgpu::BindGroupLayoutEntry {
     wgpu::BindGroupLayoutEntry {
         binding,
@@ -219,6 +291,9 @@ impl GpuContext {
         let mut features = wgpu::Features::empty();
         if uses_subgroups {
             features |= wgpu::Features::SUBGROUP;
+        }
+        if summary.timestamps {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
         }
         let limits = adapter.limits();
         if limits.max_storage_buffers_per_shader_stage < 7
@@ -369,6 +444,10 @@ pub struct GpuTimings {
     pub similarity: f64,
     pub selection: f64,
     pub readback: f64,
+    /// Device time of the similarity and selection passes (timestamp queries;
+    /// `None` where the adapter has none).
+    pub device_similarity: Option<f64>,
+    pub device_selection: Option<f64>,
 }
 
 /// The GPU backend: the matrix stays on the GPU; batches of starts walk it.
@@ -456,6 +535,7 @@ impl GpuBackend {
             contents: &params,
             usage: wgpu::BufferUsages::UNIFORM,
         });
+        let timer = Timer::new(&ctx, tiles.len());
         let mut enc = ctx.device.create_command_encoder(&Default::default());
         for (t, tile) in tiles.iter().enumerate() {
             let bg = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -481,7 +561,10 @@ impl GpuBackend {
                 ],
             });
             let rows = (layout.n - t * layout.rows_per_tile).min(layout.rows_per_tile) as u32;
-            let mut pass = enc.begin_compute_pass(&Default::default());
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("similarity"),
+                timestamp_writes: timer.as_ref().and_then(|tm| tm.writes(t, true, true)),
+            });
             pass.set_pipeline(&ctx.similarity);
             pass.set_bind_group(0, &bg, &[(t as u64 * PARAM_SLOT) as u32]);
             // Row blocks beyond 65 535 workgroups go to further dispatches.
@@ -495,6 +578,7 @@ impl GpuBackend {
         let idx = ctx.queue.submit([enc.finish()]);
         ctx.wait(Some(idx))?;
         let similarity = t1.elapsed().as_secs_f64();
+        let device_similarity = timer.map(|tm| tm.seconds(&ctx)).transpose()?;
         drop(emb);
         Ok(GpuBackend {
             ctx,
@@ -505,6 +589,7 @@ impl GpuBackend {
             timings: GpuTimings {
                 upload,
                 similarity,
+                device_similarity,
                 ..Default::default()
             },
         })
@@ -636,6 +721,7 @@ impl GpuBackend {
             .step_by(batch)
             .map(|b| b..(b + batch).min(starts.end))
             .collect();
+        let timer = Timer::new(ctx, batches.len());
         let mut pending: Option<(usize, wgpu::SubmissionIndex, Range<usize>)> = None;
         let t_sel = Instant::now();
         let mut readback = Duration::ZERO;
@@ -667,7 +753,10 @@ impl GpuBackend {
             for d in 0..dispatches {
                 let mut enc = dev.create_command_encoder(&Default::default());
                 {
-                    let mut pass = enc.begin_compute_pass(&Default::default());
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("select"),
+                        timestamp_writes: timer.as_ref().and_then(|tm| tm.writes(k, d == 0, d + 1 == dispatches)),
+                    });
                     pass.set_pipeline(&ctx.select);
                     pass.set_bind_group(0, &bg, &[(d as u64 * PARAM_SLOT) as u32]);
                     pass.dispatch_workgroups(x, y, 1);
@@ -692,6 +781,9 @@ impl GpuBackend {
         }
         self.timings.selection += (t_sel.elapsed() - readback).as_secs_f64();
         self.timings.readback += readback.as_secs_f64();
+        if let Some(tm) = timer {
+            *self.timings.device_selection.get_or_insert(0.0) += tm.seconds(&self.ctx)?;
+        }
         Ok(())
     }
 
@@ -783,12 +875,18 @@ pub(crate) mod tests {
     }
 
     fn gpu_different(ctx: Arc<GpuContext>, q: &Quantized, width: usize, opts: &GpuOptions) -> Vec<u32> {
+        let timestamps = ctx.summary.timestamps;
         let mut g = GpuBackend::new(ctx, q, opts).unwrap();
         let mut out = vec![0; q.n * width];
         // Two calls over split ranges, as precompute's chunks do.
         let mid = q.n / 2;
         g.different(0..mid, width, &mut out[..mid * width]).unwrap();
         g.different(mid..q.n, width, &mut out[mid * width..]).unwrap();
+        // Device timings come from timestamp queries wherever the adapter has them.
+        assert_eq!(g.timings.device_similarity.is_some(), timestamps);
+        if width > 0 && q.n > 1 {
+            assert_eq!(g.timings.device_selection.is_some(), timestamps);
+        }
         out
     }
 

@@ -294,6 +294,12 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         timings.insert("gpu_similarity".into(), g.timings.similarity);
         timings.insert("gpu_selection".into(), g.timings.selection);
         timings.insert("gpu_readback".into(), g.timings.readback);
+        if let Some(t) = g.timings.device_similarity {
+            timings.insert("gpu_device_similarity".into(), t);
+        }
+        if let Some(t) = g.timings.device_selection {
+            timings.insert("gpu_device_selection".into(), t);
+        }
     }
     let manifest = writer.finish(timings, backend)?;
     Ok(Outcome {
