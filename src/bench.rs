@@ -330,7 +330,7 @@ pub fn render(o: &RenderOptions) -> Result<()> {
     })?;
     let secs = t.elapsed().as_secs_f64();
     let threads = crate::precompute::pool(o.threads)?.current_num_threads();
-    let poems = s.pages.saturating_sub(1) / (2 * o.pages).max(1);
+    let poems = s.poems_with_orderings;
     println!(
         "render benchmark: {} ({poems} poems, {} pages of {} entries, {threads} threads)",
         o.poems.display(),

@@ -177,9 +177,20 @@ pub fn fingerprint(keys: &[String], q: &Quantized, params: &Params, model: &str)
     h.finalize().to_hex().to_string()
 }
 
-/// Writes `bytes` to `path` atomically: a temp file in the same directory,
-/// synced, then renamed over the target.
+/// Writes `bytes` to `path` atomically and durably: a temp file in the same
+/// directory, synced, then renamed over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_via_temp(path, bytes, true)
+}
+
+/// Writes `bytes` to `path` atomically but without waiting for the disk:
+/// readers never see a partial file, and a crash can at worst lose the
+/// newest version (for site pages, which a re-render rewrites).
+pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_via_temp(path, bytes, false)
+}
+
+fn write_via_temp(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -187,7 +198,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
     tmp.write_all(bytes)
-        .and_then(|_| tmp.as_file().sync_all())
+        .and_then(|_| if sync { tmp.as_file().sync_all() } else { Ok(()) })
         .with_context(|| format!("cannot write {}", path.display()))?;
     tmp.persist(path)
         .with_context(|| format!("cannot rename into {}", path.display()))?;

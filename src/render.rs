@@ -119,6 +119,8 @@ pub struct Options {
 /// What a render did.
 #[derive(Debug, Default)]
 pub struct Summary {
+    /// Poems with similar and different pages.
+    pub poems_with_orderings: usize,
     pub pages: usize,
     pub written: usize,
     pub unchanged: usize,
@@ -394,6 +396,7 @@ pub fn render(opts: &Options) -> Result<Summary> {
     // except for the small head/foot, which is measured once.
     let t = Instant::now();
     let rows = cache.manifest.keys.len();
+    summary.poems_with_orderings = rows;
     let overhead = {
         let mut b = String::new();
         let mut x = String::new();
@@ -507,7 +510,7 @@ pub fn render(opts: &Options) -> Result<Summary> {
         if same {
             unchanged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         } else {
-            match crate::cache::write_atomic(&path, data) {
+            match crate::cache::write_atomic_unsynced(&path, data) {
                 Ok(()) => {
                     written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
