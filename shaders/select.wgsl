@@ -2,8 +2,11 @@
 //
 // Each step adds the last chosen poem's row to the running sums of the
 // unchosen candidates and finds the lowest sum (lowest index on ties), in one
-// fused pass followed by a workgroup reduction. `reduce_argmin` comes from
-// reduce_shared.wgsl or reduce_subgroup.wgsl, prepended to this file.
+// fused pass followed by a workgroup reduction. Two small modules are
+// prepended to this file: `reduce_argmin` from reduce_shared.wgsl or
+// reduce_subgroup.wgsl, and the running sums' storage from sums_storage.wgsl
+// (a storage buffer) or sums_workgroup.wgsl (workgroup memory, loaded and
+// stored once per dispatch).
 // A dispatch runs a bounded number of steps; the sums and the last choice
 // stay in storage buffers between dispatches, so no dispatch runs long.
 
@@ -26,7 +29,6 @@ struct Params {
 @group(0) @binding(1) var<storage, read> mat1: array<u32>;
 @group(0) @binding(2) var<storage, read> mat2: array<u32>;
 @group(0) @binding(3) var<storage, read> mat3: array<u32>;
-@group(0) @binding(4) var<storage, read_write> sums: array<i32>;
 @group(0) @binding(5) var<storage, read_write> out: array<u32>;
 @group(0) @binding(6) var<storage, read_write> last: array<u32>;
 @group(0) @binding(7) var<uniform> p: Params;
@@ -70,7 +72,9 @@ fn main(
         return;
     }
     let s = p.start0 + slot;
-    let base = slot * p.stride_words * 2u;
+    let len = p.stride_words * 2u;
+    let base = slot * len;
+    sums_begin(base, lid, len, p.step0 == 0u);
     for (var t = p.step0; t < p.step0 + p.steps; t++) {
         var b = Best(CHOSEN, 0xffffffffu);
         if (t == 0u) {
@@ -82,8 +86,8 @@ fn main(
                 var v1 = hi(r);
                 if (c >= p.n || c == s) { v0 = CHOSEN; }
                 if (c + 1u >= p.n || c + 1u == s) { v1 = CHOSEN; }
-                sums[base + c] = v0;
-                sums[base + c + 1u] = v1;
+                store_sum(base, c, v0);
+                store_sum(base, c + 1u, v1);
                 consider(&b, v0, c);
                 consider(&b, v1, c + 1u);
             }
@@ -92,15 +96,15 @@ fn main(
             for (var w = lid; w < p.stride_words; w += WG) {
                 let r = row_word(prev, w);
                 let c = 2u * w;
-                var v0 = sums[base + c];
-                var v1 = sums[base + c + 1u];
+                var v0 = load_sum(base, c);
+                var v1 = load_sum(base, c + 1u);
                 if (v0 != CHOSEN) {
                     v0 += lo(r);
-                    sums[base + c] = v0;
+                    store_sum(base, c, v0);
                 }
                 if (v1 != CHOSEN) {
                     v1 += hi(r);
-                    sums[base + c + 1u] = v1;
+                    store_sum(base, c + 1u, v1);
                 }
                 consider(&b, v0, c);
                 consider(&b, v1, c + 1u);
@@ -109,11 +113,12 @@ fn main(
         let winner = reduce_argmin(b.v, b.i, lid);
         if (lid == 0u) {
             out[slot * p.width + t] = winner;
-            sums[base + winner] = CHOSEN;
+            store_sum(base, winner, CHOSEN);
             last[slot] = winner;
         }
         // The next step reads the choice and the sums this one wrote.
         storageBarrier();
         workgroupBarrier();
     }
+    sums_end(base, lid, len);
 }

@@ -195,7 +195,13 @@ fn write_via_temp(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+    let mut builder = tempfile::Builder::new();
+    // Temp files are private by default; outputs are ordinary files that a
+    // web server or another user may need to read.
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let mut tmp = builder
+        .tempfile_in(dir)
         .with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
     tmp.write_all(bytes)
         .and_then(|_| if sync { tmp.as_file().sync_all() } else { Ok(()) })

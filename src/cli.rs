@@ -304,6 +304,9 @@ pub struct GpuArgs {
     /// Use the shared-memory reduction even where subgroups are available.
     #[arg(long)]
     pub no_subgroups: bool,
+    /// Keep the walk's running sums in a storage buffer even where they fit in workgroup memory.
+    #[arg(long)]
+    pub storage_sums: bool,
     /// Split the similarity matrix into tiles of this many rows.
     #[arg(long, hide = true)]
     pub tile_rows: Option<usize>,
@@ -321,6 +324,7 @@ impl GpuArgs {
             adapter: self.adapter.clone(),
             allow_software: false,
             no_subgroups: self.no_subgroups,
+            storage_sums: self.storage_sums,
             tile_rows: self.tile_rows,
             batch: self.gpu_batch,
             steps_per_dispatch: self.steps_per_dispatch,

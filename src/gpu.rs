@@ -28,14 +28,28 @@ const WG: u32 = 256;
 const UPDATES_PER_DISPATCH: u64 = 1 << 27;
 
 const SIMILARITY_WGSL: &str = include_str!("../shaders/similarity.wgsl");
-const SELECT_SHARED_WGSL: &str = concat!(
-    include_str!("../shaders/reduce_shared.wgsl"),
-    include_str!("../shaders/select.wgsl")
-);
-const SELECT_SUBGROUP_WGSL: &str = concat!(
-    include_str!("../shaders/reduce_subgroup.wgsl"),
-    include_str!("../shaders/select.wgsl")
-);
+// The selection shader is composed of three modules (no text templating):
+// a workgroup reduction, a home for the running sums, and the walk itself.
+macro_rules! select_wgsl {
+    ($reduce:literal, $sums:literal) => {
+        concat!(
+            include_str!(concat!("../shaders/", $reduce)),
+            include_str!(concat!("../shaders/", $sums)),
+            include_str!("../shaders/select.wgsl")
+        )
+    };
+}
+/// Indexed by [uses subgroups][sums in workgroup memory].
+const SELECT_WGSL: [[&str; 2]; 2] = [
+    [
+        select_wgsl!("reduce_shared.wgsl", "sums_storage.wgsl"),
+        select_wgsl!("reduce_shared.wgsl", "sums_workgroup.wgsl"),
+    ],
+    [
+        select_wgsl!("reduce_subgroup.wgsl", "sums_storage.wgsl"),
+        select_wgsl!("reduce_subgroup.wgsl", "sums_workgroup.wgsl"),
+    ],
+];
 
 /// How to pick and drive an adapter.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +60,9 @@ pub struct GpuOptions {
     pub allow_software: bool,
     /// Force the plain shared-memory reduction even where subgroups exist.
     pub no_subgroups: bool,
+    /// Keep the running sums in a storage buffer even where they fit in
+    /// workgroup memory.
+    pub storage_sums: bool,
     /// Force matrix tiles of this many rows (to test tiling on small corpora).
     pub tile_rows: Option<usize>,
     /// Force the number of starts per batch.
@@ -119,7 +136,11 @@ pub struct GpuContext {
     pub queue: wgpu::Queue,
     pub summary: AdapterSummary,
     similarity: wgpu::ComputePipeline,
-    select: wgpu::ComputePipeline,
+    /// The walk with its sums in a storage buffer, and in workgroup memory.
+    select_storage: wgpu::ComputePipeline,
+    select_workgroup: wgpu::ComputePipeline,
+    /// Sums a workgroup can hold (the workgroup variant's array length).
+    pub sums_len: usize,
     similarity_layout: wgpu::BindGroupLayout,
     select_layout: wgpu::BindGroupLayout,
     /// Errors the driver reported outside an error scope.
@@ -308,7 +329,7 @@ impl GpuContext {
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("diversity-gpu"),
             required_features: features,
-            required_limits: limits,
+            required_limits: limits.clone(),
             ..Default::default()
         }))
         .with_context(|| format!("cannot open a device on {}", summary.name))?;
@@ -355,12 +376,19 @@ impl GpuContext {
             })
         };
         let similarity = pipeline("similarity", SIMILARITY_WGSL, &similarity_layout, &[]);
-        let select_src = if uses_subgroups {
-            SELECT_SUBGROUP_WGSL
-        } else {
-            SELECT_SHARED_WGSL
-        };
-        let select = pipeline("select", select_src, &select_layout, &[("WG", WG as f64)]);
+        let srcs = SELECT_WGSL[uses_subgroups as usize];
+        let select_storage = pipeline("select", srcs[0], &select_layout, &[("WG", WG as f64)]);
+        // What workgroup storage the reduction leaves for the sums.
+        let reduction_bytes = if uses_subgroups { 64 } else { 8 * WG as usize };
+        let lanes = crate::cpu::LANES;
+        let sums_len =
+            (limits.max_compute_workgroup_storage_size as usize).saturating_sub(reduction_bytes) / 4 / lanes * lanes;
+        let select_workgroup = pipeline(
+            "select (workgroup sums)",
+            srcs[1],
+            &select_layout,
+            &[("WG", WG as f64), ("SUMS_LEN", sums_len.max(lanes) as f64)],
+        );
         if let Some(e) = pollster::block_on(scope.pop()) {
             bail!("the GPU driver rejected the shaders on {}: {e}", summary.name);
         }
@@ -369,7 +397,9 @@ impl GpuContext {
             queue,
             summary,
             similarity,
-            select,
+            select_storage,
+            select_workgroup,
+            sums_len,
             similarity_layout,
             select_layout,
             errors,
@@ -599,7 +629,7 @@ impl GpuBackend {
     pub fn describe(&self) -> String {
         let s = &self.ctx.summary;
         format!(
-            "gpu: {} ({}, {}; {} reduction, {} matrix tile(s))",
+            "gpu: {} ({}, {}; {} reduction, sums in {}, {} matrix tile(s))",
             s.name,
             s.backend,
             s.device_type,
@@ -608,8 +638,18 @@ impl GpuBackend {
             } else {
                 "shared-memory"
             },
+            if self.workgroup_sums() {
+                "workgroup memory"
+            } else {
+                "a storage buffer"
+            },
             self.layout.tiles
         )
+    }
+
+    /// Whether the walk keeps its sums in workgroup memory.
+    pub fn workgroup_sums(&self) -> bool {
+        !self.opts.storage_sums && self.layout.stride <= self.ctx.sums_len
     }
 
     /// The adapter's summary.
@@ -722,6 +762,11 @@ impl GpuBackend {
             .map(|b| b..(b + batch).min(starts.end))
             .collect();
         let timer = Timer::new(ctx, batches.len());
+        let pipeline = if self.workgroup_sums() {
+            &ctx.select_workgroup
+        } else {
+            &ctx.select_storage
+        };
         let mut pending: Option<(usize, wgpu::SubmissionIndex, Range<usize>)> = None;
         let t_sel = Instant::now();
         let mut readback = Duration::ZERO;
@@ -757,7 +802,7 @@ impl GpuBackend {
                         label: Some("select"),
                         timestamp_writes: timer.as_ref().and_then(|tm| tm.writes(k, d == 0, d + 1 == dispatches)),
                     });
-                    pass.set_pipeline(&ctx.select);
+                    pass.set_pipeline(pipeline);
                     pass.set_bind_group(0, &bg, &[(d as u64 * PARAM_SLOT) as u32]);
                     pass.dispatch_workgroups(x, y, 1);
                 }
@@ -890,15 +935,24 @@ pub(crate) mod tests {
         out
     }
 
+    /// Every variant (subgroup or shared-memory reduction, sums in a storage
+    /// buffer or workgroup memory) must give the CPU's bytes.
     fn check(q: &Quantized, width: usize, opts: &GpuOptions) {
+        let cpu = cpu_different(q, width);
         for no_subgroups in [false, true] {
-            let Some(ctx) = context(no_subgroups) else { return };
-            assert_eq!(
-                gpu_different(ctx, q, width, opts),
-                cpu_different(q, width),
-                "n={} width={width} no_subgroups={no_subgroups} {opts:?}",
-                q.n
-            );
+            for storage_sums in [false, true] {
+                let Some(ctx) = context(no_subgroups) else { return };
+                let opts = GpuOptions {
+                    storage_sums,
+                    ..opts.clone()
+                };
+                assert_eq!(
+                    gpu_different(ctx, q, width, &opts),
+                    cpu,
+                    "n={} width={width} {opts:?}",
+                    q.n
+                );
+            }
         }
     }
 
