@@ -230,20 +230,10 @@ pub struct BuildArgs {
     /// Site directory.
     #[arg(long, default_value = "site")]
     pub out: PathBuf,
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
-    pub backend: BackendChoice,
-    #[arg(long)]
-    pub top_k: Option<usize>,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    #[arg(long)]
-    pub exclude: Option<PathBuf>,
-    #[arg(long)]
-    pub center: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
     #[command(flatten)]
     pub site: SiteArgs,
-    #[command(flatten)]
-    pub gpu: GpuArgs,
 }
 
 fn render_options(
@@ -332,17 +322,9 @@ impl GpuArgs {
     }
 }
 
+/// How the orderings are computed (shared by `precompute` and `build`).
 #[derive(Debug, Clone, Args)]
-pub struct PrecomputeArgs {
-    /// poems.json (original layout) or a .jsonl corpus.
-    #[arg(long)]
-    pub poems: PathBuf,
-    /// embeddings.json (original layout) or .jsonl; omit when the poems file carries vectors.
-    #[arg(long)]
-    pub embeddings: Option<PathBuf>,
-    /// Cache directory.
-    #[arg(long)]
-    pub out: PathBuf,
+pub struct EngineArgs {
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// Keep only the first K entries of each ordering.
@@ -370,12 +352,19 @@ pub struct PrecomputeArgs {
     pub gpu: GpuArgs,
 }
 
-impl PrecomputeArgs {
-    pub fn options(&self, progress: bool) -> crate::precompute::Options {
+impl EngineArgs {
+    /// Precompute options for these inputs.
+    pub fn options(
+        &self,
+        poems: PathBuf,
+        embeddings: Option<PathBuf>,
+        out: PathBuf,
+        progress: bool,
+    ) -> crate::precompute::Options {
         crate::precompute::Options {
-            poems: self.poems.clone(),
-            embeddings: self.embeddings.clone(),
-            out: self.out.clone(),
+            poems,
+            embeddings,
+            out,
             backend: self.backend,
             top_k: self.top_k,
             threads: self.threads,
@@ -388,6 +377,21 @@ impl PrecomputeArgs {
             stop_after: self.stop_after,
         }
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PrecomputeArgs {
+    /// poems.json (original layout) or a .jsonl corpus.
+    #[arg(long)]
+    pub poems: PathBuf,
+    /// embeddings.json (original layout) or .jsonl; omit when the poems file carries vectors.
+    #[arg(long)]
+    pub embeddings: Option<PathBuf>,
+    /// Cache directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// Runs the CLI; errors are printed with their causes.
@@ -425,7 +429,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let show = progress(cli.quiet);
     match cli.command {
         Command::Precompute(args) => {
-            let outcome = crate::precompute::run(&args.options(show))?;
+            let outcome =
+                crate::precompute::run(&args.engine.options(args.poems, args.embeddings, args.out.clone(), show))?;
             match outcome.manifest {
                 Some(m) if outcome.up_to_date => {
                     eprintln!(
@@ -531,21 +536,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             report_render(&s, &a.out)?;
         }
         Command::Build(a) => {
-            let pre = PrecomputeArgs {
-                poems: a.poems.clone(),
-                embeddings: Some(a.embeddings.clone()),
-                out: a.cache.clone(),
-                backend: a.backend,
-                top_k: a.top_k,
-                threads: a.threads,
-                strict: false,
-                exclude: a.exclude.clone(),
-                center: a.center,
-                chunk: 256,
-                stop_after: None,
-                gpu: a.gpu.clone(),
-            };
-            let outcome = crate::precompute::run(&pre.options(show))?;
+            let pre = a
+                .engine
+                .options(a.poems.clone(), Some(a.embeddings.clone()), a.cache.clone(), show);
+            let outcome = crate::precompute::run(&pre)?;
             if let Some(m) = &outcome.manifest {
                 if outcome.up_to_date {
                     eprintln!("cache {} is up to date", a.cache.display());
@@ -558,7 +552,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 a.cache,
                 a.poems,
                 a.out.clone(),
-                a.threads,
+                a.engine.threads,
                 &a.site,
                 show,
             ))?;

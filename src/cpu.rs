@@ -361,16 +361,7 @@ mod tests {
     }
 
     fn random(n: usize, dim: usize, levels: i32, seed: u64) -> Quantized {
-        let mut rng = fastrand::Rng::with_seed(seed);
-        let vecs: Vec<Vec<f64>> = (0..n)
-            .map(|_| loop {
-                let v: Vec<f64> = (0..dim).map(|_| rng.i32(-levels..=levels) as f64).collect();
-                if v.iter().any(|&x| x != 0.0) {
-                    break v;
-                }
-            })
-            .collect();
-        Quantized::from_vectors(&vecs, dim, false).unwrap()
+        crate::quantize::random_corpus(n, dim, levels, seed).1
     }
 
     fn all(q: &Quantized, threads: usize, width: usize) -> (Vec<u32>, Vec<u32>) {

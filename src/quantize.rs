@@ -220,6 +220,23 @@ pub fn prepare(corpus: &Corpus, center: bool) -> Prepared {
     }
 }
 
+/// Random corpora for tests: small integer components, so exact ties and
+/// duplicate vectors are common. Returns the vectors and their quantisation.
+#[cfg(test)]
+pub(crate) fn random_corpus(n: usize, dim: usize, levels: i32, seed: u64) -> (Vec<Vec<f64>>, Quantized) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let vecs: Vec<Vec<f64>> = (0..n)
+        .map(|_| loop {
+            let v: Vec<f64> = (0..dim).map(|_| rng.i32(-levels..=levels) as f64).collect();
+            if v.iter().any(|&x| x != 0.0) {
+                break v;
+            }
+        })
+        .collect();
+    let q = Quantized::from_vectors(&vecs, dim, false).expect("non-zero vectors");
+    (vecs, q)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

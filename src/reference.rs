@@ -198,15 +198,7 @@ mod tests {
         fn agrees_with_f64_on_random_corpora(
             n in 1usize..24, dim in 1usize..12, seed in any::<u64>()
         ) {
-            let mut rng = fastrand::Rng::with_seed(seed);
-            // Coarse values make ties and duplicates common.
-            let vecs: Vec<Vec<f64>> = (0..n)
-                .map(|_| loop {
-                    let v: Vec<f64> = (0..dim).map(|_| rng.i32(-2..=2) as f64).collect();
-                    if v.iter().any(|&x| x != 0.0) { break v; }
-                })
-                .collect();
-            let q = Quantized::from_vectors(&vecs, dim, false).unwrap();
+            let (vecs, q) = crate::quantize::random_corpus(n, dim, 2, seed);
             for s in 0..n {
                 check_against_f64(&vecs, s, &q);
                 let d = different(&q, s, n);

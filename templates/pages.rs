@@ -77,22 +77,24 @@ fn nav(n: &Nav) -> Markup {
     }
 }
 
+/// The document's `<head>`.
+fn head(title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) }
+            style { (PreEscaped(STYLE)) }
+        }
+    }
+}
+
 /// The start of a listing page, up to where the pre-rendered blocks go.
 pub fn page_head(title: &str, heading: &str, intro: &str, n: &Nav) -> String {
-    let head = html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) }
-                style { (PreEscaped(STYLE)) }
-            }
-        }
-    };
-    // maud closes elements it opens, so the open <body> is written by hand.
-    let mut s = head.into_string();
-    s.truncate(s.len() - "</html>".len());
+    // maud closes the elements it opens, so the page is opened by hand.
+    let mut s = html! { (DOCTYPE) }.into_string();
+    s.push_str("<html lang=\"en\">");
+    s.push_str(&head(title).into_string());
     s.push_str("<body>");
     s.push_str(&html! { (nav(n)) h1 { (heading) } p.meta { (intro) } }.into_string());
     s
@@ -121,12 +123,7 @@ pub fn index(
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) }
-                style { (PreEscaped(STYLE)) }
-            }
+            (head(title))
             body {
                 h1 { (title) }
                 p {
