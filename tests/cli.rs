@@ -86,23 +86,7 @@ fn an_interrupted_run_resumes_to_an_identical_cache() {
     let whole = dir.path().join("whole");
     precompute(&whole, &["--chunk", "50"]);
     let part = dir.path().join("part");
-    let p = corpus("poems.json");
-    let e = corpus("embeddings.json");
-    let o = run(&[
-        "precompute",
-        "--poems",
-        p.to_str().unwrap(),
-        "--embeddings",
-        e.to_str().unwrap(),
-        "--out",
-        part.to_str().unwrap(),
-        "--backend",
-        "cpu",
-        "--chunk",
-        "50",
-        "--stop-after",
-        "3",
-    ]);
+    let o = try_precompute(&part, &["--chunk", "50", "--stop-after", "3"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(
         !part.join("manifest.json").exists(),
@@ -341,7 +325,7 @@ fn centering_changes_the_orderings_and_stays_exact() {
 fn adapters_lists_what_wgpu_sees() {
     let o = ok(&["adapters"]);
     let out = String::from_utf8_lossy(&o.stdout);
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    let ci = in_ci();
     if out.contains("no GPU adapters found") {
         assert!(!ci, "CI must see the lavapipe adapter");
         eprintln!("SKIPPED: no GPU adapter to list");
@@ -355,27 +339,11 @@ fn adapters_lists_what_wgpu_sees() {
 
 #[test]
 fn the_gpu_backend_writes_the_cpu_backends_cache() {
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    let ci = in_ci();
     let dir = tempfile::tempdir().unwrap();
     let (cpu, gpu) = (dir.path().join("cpu"), dir.path().join("gpu"));
     precompute(&cpu, &["--top-k", "60", "--chunk", "100"]);
-    let p = corpus("poems.json");
-    let e = corpus("embeddings.json");
-    let o = run(&[
-        "precompute",
-        "--poems",
-        p.to_str().unwrap(),
-        "--embeddings",
-        e.to_str().unwrap(),
-        "--out",
-        gpu.to_str().unwrap(),
-        "--backend",
-        "gpu",
-        "--top-k",
-        "60",
-        "--chunk",
-        "100",
-    ]);
+    let o = try_precompute(&gpu, &["--backend", "gpu", "--top-k", "60", "--chunk", "100"]);
     if !o.status.success() && stderr(&o).contains("no suitable GPU adapter") && !ci {
         eprintln!("SKIPPED: no GPU adapter, GPU cache not compared");
         return;

@@ -331,7 +331,7 @@ fn a_real_browser_renders_a_page() {
         .into_iter()
         .find(|p| Path::new(p).exists());
     let Some(chromium) = chromium else {
-        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+        if in_ci() {
             panic!("CI requires chromium (apt-get install chromium)");
         }
         eprintln!("SKIPPED: chromium not installed, browser check not run");

@@ -28,8 +28,14 @@ pub fn ok(args: &[&str]) -> Output {
     o
 }
 
-/// Precomputes the bundled corpus on the CPU into `dir`.
-pub fn precompute(dir: &Path, extra: &[&str]) -> Output {
+/// Whether this is a CI run (where a missing GPU adapter is a failure).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
+}
+
+/// Runs precompute on the bundled corpus into `dir` (CPU unless `extra`
+/// names a backend), whatever the outcome.
+pub fn try_precompute(dir: &Path, extra: &[&str]) -> Output {
     let p = corpus("poems.json");
     let e = corpus("embeddings.json");
     let mut args = vec![
@@ -40,11 +46,19 @@ pub fn precompute(dir: &Path, extra: &[&str]) -> Output {
         e.to_str().unwrap(),
         "--out",
         dir.to_str().unwrap(),
-        "--backend",
-        "cpu",
     ];
+    if !extra.contains(&"--backend") {
+        args.extend(["--backend", "cpu"]);
+    }
     args.extend_from_slice(extra);
-    ok(&args)
+    run(&args)
+}
+
+/// Precomputes the bundled corpus into `dir`, which must succeed.
+pub fn precompute(dir: &Path, extra: &[&str]) -> Output {
+    let o = try_precompute(dir, extra);
+    assert!(o.status.success(), "precompute {extra:?} failed:\n{}", stderr(&o));
+    o
 }
 
 /// A synthetic JSONL corpus of `n` poems with `dim`-d vectors.
