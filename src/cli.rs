@@ -342,8 +342,8 @@ pub struct EngineArgs {
     /// Subtract the corpus mean before normalising (fewer "hub" poems).
     #[arg(long)]
     pub center: bool,
-    /// Starts per checkpoint.
-    #[arg(long, default_value_t = 256)]
+    /// Starts per checkpoint (and per GPU batch: enough workgroups to fill a large GPU).
+    #[arg(long, default_value_t = 1024)]
     pub chunk: usize,
     /// Stop after computing this many chunks (for testing resumption).
     #[arg(long, hide = true)]
