@@ -479,7 +479,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => {
                     let stdout = std::io::stdout();
                     let mut w = std::io::BufWriter::new(stdout.lock());
-                    crate::export::export(&c, &mut w)?;
+                    if let Err(e) = crate::export::export(&c, &mut w) {
+                        // A reader that stops early (`| head`) is not an error.
+                        let closed = e.chain().any(|c| {
+                            c.downcast_ref::<std::io::Error>()
+                                .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+                                || c.downcast_ref::<serde_json::Error>().and_then(|j| j.io_error_kind())
+                                    == Some(std::io::ErrorKind::BrokenPipe)
+                        });
+                        if !closed {
+                            return Err(e);
+                        }
+                    }
                 }
             }
         }

@@ -158,6 +158,21 @@ fn read(path: &Path) -> Result<Vec<u8>, CorpusError> {
     })
 }
 
+/// The original layout's files are one JSON object; say so plainly when the
+/// top level is something else (an array, a string, …).
+fn expect_object(path: &Path, bytes: &[u8], field: &str) -> Result<(), CorpusError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | None => Ok(()),
+        Some(b) => Err(CorpusError::Invalid {
+            path: path.to_owned(),
+            message: format!(
+                "the top level must be an object {{\"{field}\": [...]}}, but it starts with {:?} (use a .jsonl name for JSON Lines)",
+                *b as char
+            ),
+        }),
+    }
+}
+
 /// An id may be written as a string or a number.
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -448,6 +463,7 @@ fn read_poems(path: &Path) -> Result<(Vec<RawPoem>, bool), CorpusError> {
     if is_jsonl(path) {
         return Ok((read_lines(path, &bytes)?, true));
     }
+    expect_object(path, &bytes, "poems")?;
     let file: PoemsFile = serde_json::from_slice(&bytes).map_err(|e| json_error(path, e))?;
     Ok((file.poems, false))
 }
@@ -474,6 +490,7 @@ fn read_embeddings(path: &Path, dim: &mut Option<usize>, model: &mut String) -> 
     if is_jsonl(path) {
         return read_lines(path, &bytes);
     }
+    expect_object(path, &bytes, "embeddings")?;
     let file: EmbeddingsFile = serde_json::from_slice(&bytes).map_err(|e| json_error(path, e))?;
     *dim = file.metadata.embedding_dimension;
     if let Some(m) = file.metadata.embedding_model {
@@ -657,6 +674,12 @@ mod tests {
         let (_d, p, e) = setup(r#"{"vectors": []}"#);
         let msg = load(&p, Some(&e), &LoadOptions::default()).unwrap_err().to_string();
         assert!(msg.contains("missing field `embeddings`"), "{msg}");
+        let (_d, p, e) = setup("  [1, 2]");
+        let msg = load(&p, Some(&e), &LoadOptions::default()).unwrap_err().to_string();
+        assert!(
+            msg.contains("embeddings.json: the top level must be an object"),
+            "{msg}"
+        );
     }
 
     #[test]
