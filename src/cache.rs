@@ -190,19 +190,24 @@ pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
     write_via_temp(path, bytes, false)
 }
 
-fn write_via_temp(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+/// A temp file in `path`'s directory, to be persisted over `path`. Temp
+/// files are private by default; outputs are ordinary files that a web
+/// server or another user may need to read, so this one is 0644.
+pub fn temp_file_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut builder = tempfile::Builder::new();
-    // Temp files are private by default; outputs are ordinary files that a
-    // web server or another user may need to read.
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    let mut tmp = builder
+    builder
         .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temp file in {}", dir.display()))?;
+        .with_context(|| format!("cannot create a temp file in {}", dir.display()))
+}
+
+fn write_via_temp(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+    let mut tmp = temp_file_beside(path)?;
     tmp.write_all(bytes)
         .and_then(|_| if sync { tmp.as_file().sync_all() } else { Ok(()) })
         .with_context(|| format!("cannot write {}", path.display()))?;
@@ -377,6 +382,23 @@ fn encode(rows: &[u32], index_bytes: usize, buf: &mut Vec<u8>) {
     }
 }
 
+/// The largest index in an ordering file (`None` when empty), in parallel.
+fn max_index(bytes: &[u8], index_bytes: usize) -> Option<u32> {
+    use rayon::prelude::*;
+    bytes
+        .par_chunks(1 << 20)
+        .filter_map(|c| {
+            if index_bytes == 2 {
+                c.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32).max()
+            } else {
+                c.chunks_exact(4)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .max()
+            }
+        })
+        .max()
+}
+
 fn read_manifest(path: &Path) -> Result<Manifest> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not a valid manifest", path.display()))
@@ -442,12 +464,35 @@ impl Cache {
             // rewrites a finished cache's files in place while it is read.
             unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))
         };
-        Ok(Cache {
+        if manifest.keys.len() != manifest.included {
+            bail!(
+                "{} lists {} keys for {} poems; the cache is damaged, rebuild it with: {}",
+                mpath.display(),
+                manifest.keys.len(),
+                manifest.included,
+                manifest.rebuild_command(dir)
+            );
+        }
+        let cache = Cache {
             similar: map(SIMILAR)?,
             different: map(DIFFERENT)?,
             dir: dir.to_owned(),
             manifest,
-        })
+        };
+        // Every index must name an included poem, so readers can index freely.
+        for (name, bytes) in [(SIMILAR, &cache.similar), (DIFFERENT, &cache.different)] {
+            if let Some(bad) =
+                max_index(bytes, cache.manifest.params.index_bytes).filter(|&m| m as usize >= cache.manifest.included)
+            {
+                bail!(
+                    "{} holds index {bad}, but the cache has {} poems; it is damaged, rebuild it with: {}",
+                    dir.join(name).display(),
+                    cache.manifest.included,
+                    cache.manifest.rebuild_command(dir)
+                );
+            }
+        }
+        Ok(cache)
     }
 
     /// Row `i` of an ordering as indices into `manifest.keys`.

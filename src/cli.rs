@@ -464,12 +464,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let c = crate::cache::Cache::open(&cache)?;
             match out {
                 Some(path) => {
-                    let dir = path
-                        .parent()
-                        .filter(|p| !p.as_os_str().is_empty())
-                        .unwrap_or(std::path::Path::new("."));
-                    let tmp = tempfile::NamedTempFile::new_in(dir)
-                        .with_context(|| format!("cannot write in {}", dir.display()))?;
+                    let tmp = crate::cache::temp_file_beside(&path)?;
                     let mut w = std::io::BufWriter::new(tmp);
                     crate::export::export(&c, &mut w)?;
                     let tmp = w.into_inner().map_err(|e| e.into_error())?;

@@ -358,3 +358,25 @@ fn the_gpu_backend_writes_the_cpu_backends_cache() {
         );
     }
 }
+
+#[test]
+fn a_damaged_cache_is_refused_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    precompute(&cache, &["--top-k", "5"]);
+    let path = cache.join("different.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[6] = 0xff;
+    bytes[7] = 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let o = run(&["export", "--cache", cache.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("holds index 65535") && stderr(&o).contains("rebuild it with"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&path, &bytes[..bytes.len() - 2]).unwrap();
+    let o = run(&["export", "--cache", cache.to_str().unwrap()]);
+    assert!(stderr(&o).contains("the cache is damaged"), "{}", stderr(&o));
+}
