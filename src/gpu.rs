@@ -487,7 +487,23 @@ pub struct GpuBackend {
     tiles: Vec<wgpu::Buffer>,
     _dummy: wgpu::Buffer,
     opts: GpuOptions,
+    /// Per-batch buffers, kept while batches keep their shape.
+    scratch: Option<Scratch>,
     pub timings: GpuTimings,
+}
+
+/// The buffers one batch shape needs: created on first use, then reused by
+/// every batch (and every precompute chunk) of the same shape.
+struct Scratch {
+    shape: (usize, usize, u32),
+    dispatches: usize,
+    staging: [wgpu::Buffer; 2],
+    obuf: wgpu::Buffer,
+    pbuf: wgpu::Buffer,
+    bg: wgpu::BindGroup,
+    /// Bound in `bg`; held here so their lifetime is plain to see.
+    _sums: wgpu::Buffer,
+    _last: wgpu::Buffer,
 }
 
 impl GpuBackend {
@@ -616,6 +632,7 @@ impl GpuBackend {
             tiles,
             _dummy: dummy,
             opts: opts.clone(),
+            scratch: None,
             timings: GpuTimings {
                 upload,
                 similarity,
@@ -676,6 +693,102 @@ impl GpuBackend {
             .steps_per_dispatch
             .unwrap_or_else(|| (UPDATES_PER_DISPATCH / (batch as u64 * l.stride as u64)).clamp(1, 4096) as u32)
             .max(1);
+        let shape = (batch, width, steps_per);
+        if self.scratch.as_ref().is_none_or(|sc| sc.shape != shape) {
+            self.scratch = None; // free the old buffers first
+            self.scratch = Some(self.make_scratch(shape, per_start)?);
+        }
+        let ctx = &self.ctx;
+        let dev = &ctx.device;
+        let Scratch {
+            dispatches,
+            staging,
+            obuf,
+            pbuf,
+            bg,
+            ..
+        } = self.scratch.as_ref().expect("just made");
+        let dispatches = *dispatches;
+        let batches: Vec<Range<usize>> = (starts.start..starts.end)
+            .step_by(batch)
+            .map(|b| b..(b + batch).min(starts.end))
+            .collect();
+        let timer = Timer::new(ctx, batches.len());
+        let pipeline = if self.workgroup_sums() {
+            &ctx.select_workgroup
+        } else {
+            &ctx.select_storage
+        };
+        let mut pending: Option<(usize, wgpu::SubmissionIndex, Range<usize>)> = None;
+        let t_sel = Instant::now();
+        let mut readback = Duration::ZERO;
+        for (k, b) in batches.iter().enumerate() {
+            // Parameters for every dispatch of this batch, one uniform slot each.
+            let mut params = vec![0u8; dispatches * PARAM_SLOT as usize];
+            for d in 0..dispatches {
+                let step0 = d * steps_per as usize;
+                let p = SelectParams {
+                    n: l.n as u32,
+                    stride_words: (l.stride / 2) as u32,
+                    width: width as u32,
+                    start0: b.start as u32,
+                    batch: b.len() as u32,
+                    step0: step0 as u32,
+                    steps: (width - step0).min(steps_per as usize) as u32,
+                    rows_per_tile: l.rows_per_tile as u32,
+                };
+                params[d * PARAM_SLOT as usize..][..std::mem::size_of::<SelectParams>()]
+                    .copy_from_slice(bytemuck::bytes_of(&p));
+            }
+            // Queue writes are ordered after the previous batch's dispatches
+            // (WebGPU queue timeline), so one parameter buffer serves all.
+            ctx.queue.write_buffer(pbuf, 0, &params);
+            let x = (b.len() as u32).min(65535);
+            let y = (b.len() as u32).div_ceil(x);
+            let slot = k % 2;
+            let mut idx = None;
+            for d in 0..dispatches {
+                let mut enc = dev.create_command_encoder(&Default::default());
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("select"),
+                        timestamp_writes: timer.as_ref().and_then(|tm| tm.writes(k, d == 0, d + 1 == dispatches)),
+                    });
+                    pass.set_pipeline(pipeline);
+                    pass.set_bind_group(0, bg, &[(d as u64 * PARAM_SLOT) as u32]);
+                    pass.dispatch_workgroups(x, y, 1);
+                }
+                if d + 1 == dispatches {
+                    enc.copy_buffer_to_buffer(obuf, 0, &staging[slot], 0, (b.len() * width * 4) as u64);
+                }
+                idx = Some(ctx.queue.submit([enc.finish()]));
+            }
+            // While this batch runs, copy out the previous one.
+            if let Some((pslot, pidx, prange)) = pending.take() {
+                let t = Instant::now();
+                let waited = self.read_staging(&staging[pslot], pidx, &prange, &starts, width, out)?;
+                readback += t.elapsed() - waited;
+            }
+            pending = Some((slot, idx.expect("at least one dispatch"), b.clone()));
+        }
+        if let Some((pslot, pidx, prange)) = pending.take() {
+            let t = Instant::now();
+            let waited = self.read_staging(&staging[pslot], pidx, &prange, &starts, width, out)?;
+            readback += t.elapsed() - waited;
+        }
+        self.timings.selection += (t_sel.elapsed() - readback).as_secs_f64();
+        self.timings.readback += readback.as_secs_f64();
+        if let Some(tm) = timer {
+            *self.timings.device_selection.get_or_insert(0.0) += tm.seconds(&self.ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Allocates the buffers and bind group for one batch shape.
+    fn make_scratch(&self, (batch, width, steps_per): (usize, usize, u32), per_start: u64) -> Result<Scratch> {
+        let ctx = &self.ctx;
+        let dev = &ctx.device;
+        let l = self.layout;
         let mk = |label: &str, size: u64, usage| {
             dev.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -756,80 +869,16 @@ impl GpuBackend {
                 },
             ],
         });
-
-        let batches: Vec<Range<usize>> = (starts.start..starts.end)
-            .step_by(batch)
-            .map(|b| b..(b + batch).min(starts.end))
-            .collect();
-        let timer = Timer::new(ctx, batches.len());
-        let pipeline = if self.workgroup_sums() {
-            &ctx.select_workgroup
-        } else {
-            &ctx.select_storage
-        };
-        let mut pending: Option<(usize, wgpu::SubmissionIndex, Range<usize>)> = None;
-        let t_sel = Instant::now();
-        let mut readback = Duration::ZERO;
-        for (k, b) in batches.iter().enumerate() {
-            // Parameters for every dispatch of this batch, one uniform slot each.
-            let mut params = vec![0u8; dispatches * PARAM_SLOT as usize];
-            for d in 0..dispatches {
-                let step0 = d * steps_per as usize;
-                let p = SelectParams {
-                    n: l.n as u32,
-                    stride_words: (l.stride / 2) as u32,
-                    width: width as u32,
-                    start0: b.start as u32,
-                    batch: b.len() as u32,
-                    step0: step0 as u32,
-                    steps: (width - step0).min(steps_per as usize) as u32,
-                    rows_per_tile: l.rows_per_tile as u32,
-                };
-                params[d * PARAM_SLOT as usize..][..std::mem::size_of::<SelectParams>()]
-                    .copy_from_slice(bytemuck::bytes_of(&p));
-            }
-            // Queue writes are ordered after the previous batch's dispatches
-            // (WebGPU queue timeline), so one parameter buffer serves all.
-            ctx.queue.write_buffer(&pbuf, 0, &params);
-            let x = (b.len() as u32).min(65535);
-            let y = (b.len() as u32).div_ceil(x);
-            let slot = k % 2;
-            let mut idx = None;
-            for d in 0..dispatches {
-                let mut enc = dev.create_command_encoder(&Default::default());
-                {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("select"),
-                        timestamp_writes: timer.as_ref().and_then(|tm| tm.writes(k, d == 0, d + 1 == dispatches)),
-                    });
-                    pass.set_pipeline(pipeline);
-                    pass.set_bind_group(0, &bg, &[(d as u64 * PARAM_SLOT) as u32]);
-                    pass.dispatch_workgroups(x, y, 1);
-                }
-                if d + 1 == dispatches {
-                    enc.copy_buffer_to_buffer(&obuf, 0, &staging[slot], 0, (b.len() * width * 4) as u64);
-                }
-                idx = Some(ctx.queue.submit([enc.finish()]));
-            }
-            // While this batch runs, copy out the previous one.
-            if let Some((pslot, pidx, prange)) = pending.take() {
-                let t = Instant::now();
-                let waited = self.read_staging(&staging[pslot], pidx, &prange, &starts, width, out)?;
-                readback += t.elapsed() - waited;
-            }
-            pending = Some((slot, idx.expect("at least one dispatch"), b.clone()));
-        }
-        if let Some((pslot, pidx, prange)) = pending.take() {
-            let t = Instant::now();
-            let waited = self.read_staging(&staging[pslot], pidx, &prange, &starts, width, out)?;
-            readback += t.elapsed() - waited;
-        }
-        self.timings.selection += (t_sel.elapsed() - readback).as_secs_f64();
-        self.timings.readback += readback.as_secs_f64();
-        if let Some(tm) = timer {
-            *self.timings.device_selection.get_or_insert(0.0) += tm.seconds(&self.ctx)?;
-        }
-        Ok(())
+        Ok(Scratch {
+            shape: (batch, width, steps_per),
+            dispatches,
+            staging,
+            obuf,
+            pbuf,
+            bg,
+            _sums: sums,
+            _last: last,
+        })
     }
 
     /// Copies a finished batch out of its staging buffer; returns the time
