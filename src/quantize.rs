@@ -106,7 +106,7 @@ pub fn dot(a: &[i16], b: &[i16]) -> i32 {
 pub const DOT_BLOCK: usize = 8;
 
 #[inline(always)]
-fn dot_rows_generic(q: &Quantized, a0: usize, count: usize, out: &mut [i32]) {
+fn dot_rows_with(q: &Quantized, a0: usize, count: usize, out: &mut [i32], dot: impl Fn(&[i16], &[i16]) -> i32) {
     let n = q.n;
     for j in 0..n {
         let vj = q.row(j);
@@ -119,13 +119,7 @@ fn dot_rows_generic(q: &Quantized, a0: usize, count: usize, out: &mut [i32]) {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn dot_rows_avx2(q: &Quantized, a0: usize, count: usize, out: &mut [i32]) {
-    let n = q.n;
-    for j in 0..n {
-        let vj = q.row(j);
-        for r in 0..count {
-            out[r * n + j] = dot_avx2(q.row(a0 + r), vj);
-        }
-    }
+    dot_rows_with(q, a0, count, out, |a, b| dot_avx2(a, b))
 }
 
 /// [`dot`] with `vpmaddwd`: pairs of i16 products summed into i32 lanes.
@@ -170,7 +164,7 @@ pub fn dot_rows(q: &Quantized, a0: usize, count: usize, out: &mut [i32]) {
         // SAFETY: the CPU was just checked to support AVX2.
         return unsafe { dot_rows_avx2(q, a0, count, out) };
     }
-    dot_rows_generic(q, a0, count, out)
+    dot_rows_with(q, a0, count, out, dot)
 }
 
 /// The similarity used in the diversity walk's running sums: the dot product

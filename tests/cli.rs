@@ -105,13 +105,7 @@ fn an_interrupted_run_resumes_to_an_identical_cache() {
         "{}",
         stderr(&o)
     );
-    for f in ["similar.bin", "different.bin", "vectors.bin"] {
-        assert_eq!(
-            std::fs::read(whole.join(f)).unwrap(),
-            std::fs::read(part.join(f)).unwrap(),
-            "{f}"
-        );
-    }
+    assert_same_files(&whole, &part, &["similar.bin", "different.bin", "vectors.bin"]);
     let (mut a, mut b) = (manifest_without_timings(&whole), manifest_without_timings(&part));
     a.as_object_mut().unwrap().remove("inputs");
     b.as_object_mut().unwrap().remove("inputs");
@@ -164,13 +158,7 @@ fn a_killed_run_resumes_to_an_identical_cache() {
     let whole = dir.path().join("whole");
     let o = bin().args(args(whole.to_str().unwrap())).output().unwrap();
     assert!(o.status.success());
-    for f in ["similar.bin", "different.bin"] {
-        assert_eq!(
-            std::fs::read(whole.join(f)).unwrap(),
-            std::fs::read(killed.join(f)).unwrap(),
-            "{f}"
-        );
-    }
+    assert_same_files(&whole, &killed, &["similar.bin", "different.bin"]);
 }
 
 #[test]
@@ -350,13 +338,7 @@ fn the_gpu_backend_writes_the_cpu_backends_cache() {
     }
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("backend: gpu"), "{}", stderr(&o));
-    for f in ["similar.bin", "different.bin", "vectors.bin"] {
-        assert_eq!(
-            std::fs::read(cpu.join(f)).unwrap(),
-            std::fs::read(gpu.join(f)).unwrap(),
-            "{f}"
-        );
-    }
+    assert_same_files(&cpu, &gpu, &["similar.bin", "different.bin", "vectors.bin"]);
 }
 
 #[test]

@@ -61,6 +61,14 @@ pub fn precompute(dir: &Path, extra: &[&str]) -> Output {
     o
 }
 
+/// Asserts that the named files are byte-identical in two directories.
+pub fn assert_same_files(a: &Path, b: &Path, names: &[&str]) {
+    for f in names {
+        let (x, y) = (std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap());
+        assert!(x == y, "{f} differs between {} and {}", a.display(), b.display());
+    }
+}
+
 /// A synthetic JSONL corpus of `n` poems with `dim`-d vectors.
 pub fn synthetic(path: &Path, n: usize, dim: usize, seed: u64) {
     let mut s = String::new();
