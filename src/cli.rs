@@ -427,6 +427,7 @@ pub fn print_timings(title: &str, timings: &std::collections::BTreeMap<String, f
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let show = progress(cli.quiet);
+    crate::interrupt::install();
     match cli.command {
         Command::Precompute(args) => {
             let outcome =
@@ -453,10 +454,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 None => {
                     eprintln!(
-                        "stopped after {} chunks; run the same command again to resume",
+                        "stopped after {} chunks; finished chunks are saved, run the same command again to resume",
                         outcome.chunks_computed
                     );
-                    return Ok(ExitCode::from(3));
+                    return Ok(ExitCode::from(if crate::interrupt::requested() { 130 } else { 3 }));
                 }
             }
         }

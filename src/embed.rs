@@ -479,6 +479,9 @@ pub fn run(o: &Options) -> Result<Summary> {
             let (client, batches, stop) = (&client, &batches, &stop);
             s.spawn(move || loop {
                 let next = batches.lock().unwrap().pop_front();
+                if crate::interrupt::requested() {
+                    stop.store(true, Ordering::Relaxed);
+                }
                 match next {
                     Some(b) if !stop.load(Ordering::Relaxed) => client.embed(&b, &tx, stop),
                     _ => break,
@@ -530,6 +533,12 @@ pub fn run(o: &Options) -> Result<Summary> {
     };
     summary.cached = cached_poems.iter().filter(|&&c| c).count();
     summary.embedded = poems.len() - summary.cached - summary.failures.len() - missing(&poems, &chunks, &results);
+    if crate::interrupt::requested() {
+        anyhow::bail!(
+            "interrupted; finished embeddings are saved in {}, run the same command to resume",
+            o.out.display()
+        );
+    }
     if let Some(f) = fatal {
         anyhow::bail!(
             "stopped at the first failure (--fail-fast): {f}; finished embeddings are saved, run again to resume"

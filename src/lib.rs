@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod embed;
 pub mod export;
 pub mod gpu;
+pub mod interrupt;
 pub mod precompute;
 pub mod quantize;
 pub mod reference;

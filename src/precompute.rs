@@ -240,7 +240,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let mut sim = Vec::new();
     let mut diff = Vec::new();
     for &c in &todo {
-        if opts.stop_after.is_some_and(|s| computed >= s) {
+        if opts.stop_after.is_some_and(|s| computed >= s) || crate::interrupt::requested() {
             bar.abandon();
             return Ok(Outcome {
                 manifest: None,

@@ -362,3 +362,49 @@ fn a_damaged_cache_is_refused_not_trusted() {
     let o = run(&["export", "--cache", cache.to_str().unwrap()]);
     assert!(stderr(&o).contains("the cache is damaged"), "{}", stderr(&o));
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_at_a_checkpoint_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.jsonl");
+    synthetic(&corpus, 1400, 32, 5);
+    let out = dir.path().join("cache");
+    let args = [
+        "precompute",
+        "--poems",
+        corpus.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--chunk",
+        "8",
+        "--threads",
+        "1",
+    ];
+    let child = bin().args(args).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let log = out.join("progress.log");
+    let t = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map(|s| s.lines().count()).unwrap_or(0) < 2 {
+        assert!(t.elapsed().as_secs() < 120, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted") && err.contains("run the same command again to resume"),
+        "{err}"
+    );
+    assert!(!out.join("manifest.json").exists());
+    let o = bin().args(args).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
+    ok(&["verify", "--cache", out.to_str().unwrap(), "--sample", "4"]);
+}
