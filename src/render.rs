@@ -27,7 +27,9 @@ use crate::corpus::{self, Poem};
 
 /// Text width of poem blocks and text pages.
 pub const COLUMNS: usize = 80;
-const PAGE_MANIFEST: &str = ".pages.json";
+/// The page manifest: `<blake3 hex>  <path>` per line, as `b3sum` writes
+/// and checks it (`b3sum --check .pages.b3`), streamed as pages are made.
+pub const PAGE_MANIFEST: &str = ".pages.b3";
 
 /// Maps a key to a file-name-safe string: ASCII letters, digits, `-` and `.`
 /// stay; every other byte becomes `_XX` (upper-case hex). The mapping is
@@ -491,22 +493,22 @@ pub fn render(opts: &Options) -> Result<Summary> {
         let dir = out.join(d);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let old: HashMap<String, String> = std::fs::read(out.join(PAGE_MANIFEST))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let new_hashes: Mutex<Vec<(String, String)>> = Mutex::new(Vec::with_capacity(total_pages * text_factor));
+    let manifest_path = out.join(PAGE_MANIFEST);
+    let manifest = Mutex::new(std::io::BufWriter::new(crate::cache::temp_file_beside(&manifest_path)?));
+    let pages = std::sync::atomic::AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let written = std::sync::atomic::AtomicUsize::new(0);
     let unchanged = std::sync::atomic::AtomicUsize::new(0);
     let bytes = std::sync::atomic::AtomicU64::new(0);
     let bar = crate::precompute::progress_bar(opts.progress, total_pages as u64, "pages");
+    // A page is rewritten only when its bytes differ from the file on disk;
+    // comparing with the file itself needs no per-page state in memory.
     let emit = |rel: String, data: &[u8]| {
-        let hash = blake3::hash(data).to_hex().to_string();
         let path = out.join(&rel);
         bytes.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let same = old.get(&rel) == Some(&hash)
-            && std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == data.len() as u64);
+        pages.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let same = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == data.len() as u64)
+            && std::fs::read(&path).is_ok_and(|old| old == data);
         if same {
             unchanged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         } else {
@@ -517,7 +519,13 @@ pub fn render(opts: &Options) -> Result<Summary> {
                 Err(e) => failures.lock().unwrap().push(format!("{}: {e:#}", path.display())),
             }
         }
-        new_hashes.lock().unwrap().push((rel, hash));
+        let line = format!("{}  {rel}\n", blake3::hash(data).to_hex());
+        if let Err(e) = manifest.lock().unwrap().write_all(line.as_bytes()) {
+            failures
+                .lock()
+                .unwrap()
+                .push(format!("{}: {e}", manifest_path.display()));
+        }
     };
     pool.install(|| {
         (0..rows).into_par_iter().for_each_init(
@@ -573,34 +581,95 @@ pub fn render(opts: &Options) -> Result<Summary> {
     bar.finish_and_clear();
 
     // Remove pages of an earlier render that this one no longer has.
-    let hashes: HashMap<String, String> = new_hashes.into_inner().unwrap().into_iter().collect();
-    for rel in old.keys().filter(|k| !hashes.contains_key(*k)) {
-        let path = out.join(rel);
-        match std::fs::remove_file(&path) {
-            Ok(()) => summary.removed += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => failures
-                .lock()
-                .unwrap()
-                .push(format!("{}: cannot remove: {e}", path.display())),
+    let expected = Expected {
+        keys: (0..rows).map(|r| safe_key(&poems[site.poem_of_row[r]].key)).collect(),
+        digits,
+        cap,
+        chrono_pages,
+        txt: opts.txt,
+    };
+    for d in ["similar", "different", "chronological"] {
+        let dir = out.join(d);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) => {
+                failures.lock().unwrap().push(format!("{}: {e}", dir.display()));
+                continue;
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if expected.stale(d, &name) {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => summary.removed += 1,
+                    Err(e) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{}: cannot remove: {e}", entry.path().display())),
+                }
+            }
         }
     }
-    let mut sorted: Vec<(&String, &String)> = hashes.iter().collect();
-    sorted.sort();
-    let manifest: BTreeMap<&String, &String> = sorted.into_iter().collect();
-    if let Err(e) = crate::cache::write_atomic(&out.join(PAGE_MANIFEST), &serde_json::to_vec(&manifest)?) {
+    let finished = manifest.into_inner().unwrap().into_inner().map_err(|e| e.into_error());
+    if let Err(e) = finished
+        .map_err(anyhow::Error::from)
+        .and_then(|tmp| tmp.persist(&manifest_path).map(drop).map_err(anyhow::Error::from))
+    {
         failures
             .lock()
             .unwrap()
-            .push(format!("{}: {e:#}", out.join(PAGE_MANIFEST).display()));
+            .push(format!("{}: {e:#}", manifest_path.display()));
     }
-    summary.pages = hashes.len();
+    summary.pages = pages.into_inner();
     summary.written = written.into_inner();
     summary.unchanged = unchanged.into_inner();
     summary.bytes = bytes.into_inner();
     summary.failures = failures.into_inner().unwrap();
     timings_add(&mut summary.timings, "write", t);
     Ok(summary)
+}
+
+/// Which file names a render produces, to find the stale ones of an
+/// earlier render (pages of poems now gone, pages beyond a smaller cap,
+/// text twins no longer asked for, temp files of an interrupted run).
+struct Expected {
+    keys: std::collections::HashSet<String>,
+    digits: usize,
+    cap: usize,
+    chrono_pages: usize,
+    txt: bool,
+}
+
+impl Expected {
+    fn stale(&self, dir: &str, name: &str) -> bool {
+        if name.starts_with(".tmp") {
+            return true;
+        }
+        let Some((stem, ext)) = name.rsplit_once('.') else {
+            return false;
+        };
+        if ext != "html" && ext != "txt" {
+            return false; // not ours
+        }
+        let (key, page) = match dir {
+            "chronological" => (None, stem),
+            _ => match stem.rsplit_once('-') {
+                Some((k, p)) => (Some(k), p),
+                None => return false,
+            },
+        };
+        if page.is_empty() || !page.bytes().all(|b| b.is_ascii_digit()) {
+            return false;
+        }
+        let n: usize = page.parse().unwrap_or(usize::MAX);
+        let keep = page.len() == self.digits
+            && (ext == "html" || self.txt)
+            && match key {
+                None => n < self.chrono_pages,
+                Some(k) => n < self.cap && self.keys.contains(k),
+            };
+        !keep
+    }
 }
 
 fn timings_add(t: &mut BTreeMap<String, f64>, k: &str, since: Instant) {

@@ -182,10 +182,22 @@ fn safe(key: &str) -> String {
 #[test]
 fn caps_budgets_and_incremental_writes() {
     let (dir, cache, out) = site(&["--per-page", "50"]);
-    // Nothing changed: nothing written.
+    // The manifest lists every page with its blake3, as `b3sum --check` reads it.
+    let manifest = std::fs::read_to_string(out.join(".pages.b3")).unwrap();
+    assert_eq!(manifest.lines().count(), 2650);
+    for line in manifest.lines() {
+        let (hash, rel) = line.split_once("  ").unwrap();
+        assert_eq!(
+            blake3::hash(&std::fs::read(out.join(rel)).unwrap()).to_hex().as_str(),
+            hash,
+            "{rel}"
+        );
+    }
+    // Nothing changed: nothing written; a leftover temp file is cleaned up.
+    std::fs::write(out.join("similar/.tmpAbC123"), "partial").unwrap();
     let o = render(&cache, &out, &["--per-page", "50"]);
     assert!(
-        stderr(&o).contains("0 written, 2650 unchanged, 0 removed"),
+        stderr(&o).contains("0 written, 2650 unchanged, 1 removed"),
         "{}",
         stderr(&o)
     );
