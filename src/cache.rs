@@ -243,7 +243,9 @@ impl CacheWriter {
     pub fn open(dir: &Path, pending: Manifest, vectors: &Quantized) -> Result<Opened> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         if let Ok(old) = read_manifest(&dir.join(MANIFEST)) {
-            if old.fingerprint == pending.fingerprint && old.params == pending.params {
+            // The fingerprint covers everything that decides the bytes (not the
+            // checkpoint size, which only matters to an unfinished run).
+            if old.fingerprint == pending.fingerprint {
                 return Ok(Opened::Complete(Box::new(old)));
             }
             let what = old.differences(&pending);

@@ -408,3 +408,12 @@ fn ctrl_c_stops_at_a_checkpoint_and_resumes() {
     assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
     ok(&["verify", "--cache", out.to_str().unwrap(), "--sample", "4"]);
 }
+
+#[test]
+fn a_finished_cache_is_reused_whatever_the_checkpoint_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    precompute(&cache, &["--chunk", "64"]);
+    let o = precompute(&cache, &["--chunk", "100"]);
+    assert!(stderr(&o).contains("up to date"), "{}", stderr(&o));
+}
