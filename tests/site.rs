@@ -354,7 +354,7 @@ fn a_real_browser_renders_a_page() {
     let page = out
         .join("different")
         .join(format!("{}-000.html", safe("songs-poems/0001")));
-    let o = std::process::Command::new(chromium)
+    let mut o = std::process::Command::new(chromium)
         .args([
             "--headless",
             "--no-sandbox",
@@ -370,9 +370,21 @@ fn a_real_browser_renders_a_page() {
         .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
         .arg(format!("--screenshot={}", shot.display()))
         .arg(format!("file://{}", page.display()))
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("chromium.log")).unwrap())
+        .spawn()
         .unwrap();
-    let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {}", String::from_utf8_lossy(&o.stderr)));
+    // A browser that hangs must fail the test, not stall CI.
+    let start = std::time::Instant::now();
+    while o.try_wait().unwrap().is_none() {
+        if start.elapsed().as_secs() > 120 {
+            let _ = o.kill();
+            panic!("chromium did not finish within 120 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(dir.path().join("chromium.log")).unwrap_or_default();
+    let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {log}"));
     assert_eq!(&png[1..4], b"PNG");
     // A page of text and blocks compresses far worse than a blank one.
     assert!(png.len() > 30_000, "screenshot looks blank ({} bytes)", png.len());
