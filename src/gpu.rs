@@ -121,11 +121,6 @@ pub fn adapters() -> Vec<AdapterSummary> {
         .collect()
 }
 
-/// Whether a hardware GPU is present (for `--backend auto`).
-pub fn hardware_available(name: Option<&str>) -> bool {
-    adapters().iter().any(|a| !a.software && name_matches(&a.name, name))
-}
-
 fn name_matches(name: &str, want: Option<&str>) -> bool {
     want.is_none_or(|w| name.to_lowercase().contains(&w.to_lowercase()))
 }
@@ -274,28 +269,30 @@ struct SelectParams {
 }
 
 impl GpuContext {
-    /// Picks an adapter and builds the device and pipelines.
-    pub fn new(opts: &GpuOptions) -> Result<Self> {
+    /// The best adapter `opts` allows (discrete, then integrated, virtual,
+    /// software), or `None`.
+    pub fn pick_adapter(opts: &GpuOptions) -> Option<wgpu::Adapter> {
         let inst = instance();
         let all = pollster::block_on(inst.enumerate_adapters(wgpu::Backends::all()));
-        let mut candidates: Vec<wgpu::Adapter> = all
-            .into_iter()
+        all.into_iter()
             .filter(|a| {
                 let s = summarize(a);
                 a.get_info().backend != wgpu::Backend::Gl
                     && name_matches(&s.name, opts.adapter.as_deref())
                     && (opts.allow_software || !s.software)
             })
-            .collect();
-        // Discrete first, then integrated, virtual, software.
-        candidates.sort_by_key(|a| match a.get_info().device_type {
-            wgpu::DeviceType::DiscreteGpu => 0,
-            wgpu::DeviceType::IntegratedGpu => 1,
-            wgpu::DeviceType::VirtualGpu => 2,
-            wgpu::DeviceType::Cpu => 3,
-            wgpu::DeviceType::Other => 4,
-        });
-        let Some(adapter) = candidates.into_iter().next() else {
+            .min_by_key(|a| match a.get_info().device_type {
+                wgpu::DeviceType::DiscreteGpu => 0,
+                wgpu::DeviceType::IntegratedGpu => 1,
+                wgpu::DeviceType::VirtualGpu => 2,
+                wgpu::DeviceType::Cpu => 3,
+                wgpu::DeviceType::Other => 4,
+            })
+    }
+
+    /// Picks an adapter and builds the device and pipelines.
+    pub fn new(opts: &GpuOptions) -> Result<Self> {
+        let Some(adapter) = Self::pick_adapter(opts) else {
             let seen: Vec<String> = adapters()
                 .iter()
                 .map(|a| format!("{} ({}, {})", a.name, a.backend, a.device_type))
@@ -307,6 +304,11 @@ impl GpuContext {
                 if seen.is_empty() { "none".to_string() } else { seen.join(", ") }
             );
         };
+        Self::with_adapter(adapter, opts)
+    }
+
+    /// Builds the device and pipelines on `adapter`.
+    pub fn with_adapter(adapter: wgpu::Adapter, opts: &GpuOptions) -> Result<Self> {
         let summary = summarize(&adapter);
         let uses_subgroups = summary.subgroups && !opts.no_subgroups;
         let mut features = wgpu::Features::empty();

@@ -63,26 +63,29 @@ pub enum Engine {
 impl Engine {
     /// Builds the engine, computing the similarity matrix once.
     pub fn new(choice: BackendChoice, q: &Quantized, threads: Option<usize>, gpu: &GpuOptions) -> Result<Self> {
-        let use_gpu = match choice {
-            BackendChoice::Cpu => false,
-            BackendChoice::Gpu => true,
-            BackendChoice::Auto => {
-                let hw = crate::gpu::hardware_available(gpu.adapter.as_deref());
-                if !hw {
-                    log::info!("no hardware GPU found; using the CPU backend");
-                }
-                hw
-            }
+        let opts = GpuOptions {
+            allow_software: gpu.allow_software || choice == BackendChoice::Gpu,
+            ..gpu.clone()
         };
-        if use_gpu {
-            let opts = GpuOptions {
-                allow_software: gpu.allow_software || choice == BackendChoice::Gpu,
-                ..gpu.clone()
-            };
-            let ctx = std::sync::Arc::new(crate::gpu::GpuContext::new(&opts)?);
-            Ok(Engine::Gpu(Box::new(GpuBackend::new(ctx, q, &opts)?)))
-        } else {
-            Ok(Engine::Cpu(CpuBackend::new(q, pool(threads)?)))
+        let ctx = match choice {
+            BackendChoice::Cpu => None,
+            BackendChoice::Gpu => Some(crate::gpu::GpuContext::new(&opts)?),
+            // One enumeration decides and, when a GPU is there, opens it.
+            BackendChoice::Auto => match crate::gpu::GpuContext::pick_adapter(&opts) {
+                Some(adapter) => Some(crate::gpu::GpuContext::with_adapter(adapter, &opts)?),
+                None => {
+                    log::info!("no hardware GPU found; using the CPU backend");
+                    None
+                }
+            },
+        };
+        match ctx {
+            Some(ctx) => Ok(Engine::Gpu(Box::new(GpuBackend::new(
+                std::sync::Arc::new(ctx),
+                q,
+                &opts,
+            )?))),
+            None => Ok(Engine::Cpu(CpuBackend::new(q, pool(threads)?))),
         }
     }
 
