@@ -40,8 +40,20 @@ impl Quantized {
 
     /// Quantises f64 vectors (each must be non-zero and finite).
     pub fn from_vectors(vectors: &[Vec<f64>], dim: usize, center: bool) -> Result<Self, (usize, Reason)> {
+        let (q, zero) = Self::normalise(vectors, dim, center);
+        match zero.first() {
+            Some(&i) => Err((i, Reason::Zero)),
+            None => Ok(q),
+        }
+    }
+
+    /// Quantises f64 vectors, centred on the mean of all of them when asked;
+    /// vectors with no direction left (zero, or equal to the mean) are left
+    /// out and their indices returned.
+    pub fn normalise(vectors: &[Vec<f64>], dim: usize, center: bool) -> (Self, Vec<usize>) {
         let mean = center.then(|| mean(vectors, dim));
         let mut data = Vec::with_capacity(vectors.len() * dim);
+        let mut zero = Vec::new();
         let mut centered = vec![0.0f64; dim];
         for (i, v) in vectors.iter().enumerate() {
             for (c, (x, m)) in centered
@@ -52,15 +64,13 @@ impl Quantized {
             }
             let norm = centered.iter().fold(0.0f64, |acc, x| acc + x * x).sqrt();
             if norm == 0.0 || !norm.is_finite() {
-                return Err((i, Reason::Zero));
+                zero.push(i);
+                continue;
             }
             data.extend(centered.iter().map(|x| quantize(x / norm)));
         }
-        Ok(Quantized {
-            n: vectors.len(),
-            dim,
-            data,
-        })
+        let n = vectors.len() - zero.len();
+        (Quantized { n, dim, data }, zero)
     }
 }
 
@@ -195,22 +205,20 @@ pub fn prepare(corpus: &Corpus, center: bool) -> Prepared {
             vecs.push(v.clone());
         }
     }
-    let mut zero = Vec::new();
-    loop {
-        match Quantized::from_vectors(&vecs, corpus.dimension, center) {
-            Ok(vectors) => {
-                return Prepared {
-                    keys,
-                    vectors,
-                    zero_after_centering: zero,
-                }
-            }
-            // Only reachable with --center: a vector equal to the mean.
-            Err((i, _)) => {
-                zero.push(keys.remove(i));
-                vecs.remove(i);
-            }
-        }
+    // Only --center can leave a vector with no direction (one equal to the mean).
+    let (vectors, zero) = Quantized::normalise(&vecs, corpus.dimension, center);
+    let zero_after_centering: Vec<String> = zero.iter().map(|&i| keys[i].clone()).collect();
+    let dropped: std::collections::HashSet<usize> = zero.into_iter().collect();
+    let keys = keys
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !dropped.contains(i))
+        .map(|(_, k)| k)
+        .collect();
+    Prepared {
+        keys,
+        vectors,
+        zero_after_centering,
     }
 }
 
@@ -301,5 +309,9 @@ mod tests {
         let q = Quantized::from_vectors(&[vec![1.0, 1.0], vec![1.0, 3.0]], 2, true).unwrap();
         assert_eq!(q.data, vec![0, -32767, 0, 32767]);
         assert!(Quantized::from_vectors(&[vec![1.0, 1.0]], 2, true).is_err());
+        // A vector equal to the mean has no direction: left out, reported.
+        let (q, zero) = Quantized::normalise(&[vec![1.0, 1.0], vec![1.0, 3.0], vec![1.0, 2.0]], 2, true);
+        assert_eq!(zero, vec![2]);
+        assert_eq!((q.n, q.data), (2, vec![0, -32767, 0, 32767]));
     }
 }
