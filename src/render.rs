@@ -380,18 +380,19 @@ pub fn render(opts: &Options) -> Result<Summary> {
                     note: (!has).then_some("No embedding: this poem has no similar or different pages."),
                 })
                 .into_string();
-                let mut t = format!(
-                    "{}{}\n\n",
-                    poem.key,
-                    poem.date.as_ref().map(|d| format!("  ({d})")).unwrap_or_default()
-                );
-                t.push_str(&text);
-                (html, t)
+                // The text twin only when text pages are asked for.
+                let twin = if opts.txt {
+                    let date = poem.date.as_ref().map(|d| format!("  ({d})")).unwrap_or_default();
+                    format!("{}{date}\n\n{text}", poem.key)
+                } else {
+                    String::new()
+                };
+                (html, twin)
             })
             .unzip()
     });
     site.blocks = blocks;
-    site.texts = if opts.txt { texts } else { Vec::new() };
+    site.texts = texts;
     timings_add(&mut summary.timings, "blocks", t);
 
     // Project the size: page p of every ordering, exactly as it will be built
