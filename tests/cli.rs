@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use std::collections::HashSet;
+use std::path::Path;
 
 #[test]
 fn precompute_export_and_verify_agree() {
@@ -204,25 +205,19 @@ fn bad_input_gets_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = d.join("cache");
-    let o = run(&[
-        "precompute",
-        "--poems",
-        d.join("missing.json").to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let out = out.to_str().unwrap();
+    // precompute of `poems` into `out`, with extra arguments.
+    let pre = |poems: &Path, extra: &[&str]| {
+        let poems = poems.to_str().unwrap();
+        run(&[&["precompute", "--poems", poems, "--out", out][..], extra].concat())
+    };
+    let o = pre(&d.join("missing.json"), &[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("missing.json"), "{}", stderr(&o));
 
     let bad = d.join("bad.json");
     std::fs::write(&bad, "{\"poems\": [\n {\"id\": \"a\",}\n]}").unwrap();
-    let o = run(&[
-        "precompute",
-        "--poems",
-        bad.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = pre(&bad, &[]);
     assert!(
         stderr(&o).contains("bad.json: malformed JSON at line 2"),
         "{}",
@@ -235,13 +230,7 @@ fn bad_input_gets_a_clear_error() {
         "{\"id\": \"x\", \"embedding\": [1]}\n{\"id\": \"x\", \"embedding\": [2]}\n",
     )
     .unwrap();
-    let o = run(&[
-        "precompute",
-        "--poems",
-        dup.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = pre(&dup, &[]);
     assert!(stderr(&o).contains("duplicate key \"x\""), "{}", stderr(&o));
 
     let strict = d.join("strict.jsonl");
@@ -250,28 +239,13 @@ fn bad_input_gets_a_clear_error() {
         "{\"id\": \"x\", \"embedding\": [1, 0]}\n{\"id\": \"y\", \"embedding\": [0, 0]}\n",
     )
     .unwrap();
-    let o = run(&[
-        "precompute",
-        "--poems",
-        strict.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--strict",
-    ]);
+    let o = pre(&strict, &["--strict"]);
     assert!(
         stderr(&o).contains("poem \"y\" has an unusable embedding (all-zero vector)"),
         "{}",
         stderr(&o)
     );
-    let o = run(&[
-        "precompute",
-        "--poems",
-        strict.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--backend",
-        "cpu",
-    ]);
+    let o = pre(&strict, &["--backend", "cpu"]);
     assert!(o.status.success());
     assert!(
         stderr(&o).contains("poem \"y\" left out: all-zero vector"),
@@ -281,15 +255,7 @@ fn bad_input_gets_a_clear_error() {
 
     let excl = d.join("exclude.txt");
     std::fs::write(&excl, "# comment\nx\n").unwrap();
-    let o = run(&[
-        "precompute",
-        "--poems",
-        strict.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--exclude",
-        excl.to_str().unwrap(),
-    ]);
+    let o = pre(&strict, &["--exclude", excl.to_str().unwrap()]);
     assert!(stderr(&o).contains("no usable embedding is left"), "{}", stderr(&o));
 }
 

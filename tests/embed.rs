@@ -18,8 +18,10 @@ fn corpus_jsonl(path: &Path, texts: &[String]) {
     std::fs::write(path, lines.join("\n")).unwrap();
 }
 
-fn embed(poems: &Path, out: &Path, url: &str, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
+/// `embed` arguments for `poems` into `out` against `url`, model "m",
+/// with short timeouts and backoff, and `extra`.
+fn embed_args(poems: &Path, out: &Path, url: &str, extra: &[&str]) -> Vec<String> {
+    let base = [
         "embed",
         "--poems",
         poems.to_str().unwrap(),
@@ -27,15 +29,16 @@ fn embed(poems: &Path, out: &Path, url: &str, extra: &[&str]) -> std::process::O
         out.to_str().unwrap(),
         "--url",
         url,
-        "--model",
-        "m",
-        "--timeout",
-        "2",
-        "--backoff",
-        "0.01",
     ];
-    args.extend_from_slice(extra);
-    run(&args)
+    let fixed = ["--model", "m", "--timeout", "2", "--backoff", "0.01"];
+    base.iter().chain(&fixed).chain(extra).map(|a| a.to_string()).collect()
+}
+
+fn embed(poems: &Path, out: &Path, url: &str, extra: &[&str]) -> std::process::Output {
+    bin()
+        .args(embed_args(poems, out, url, extra))
+        .output()
+        .expect("the binary runs")
 }
 
 fn vectors(out: &Path) -> Vec<(String, Option<Vec<f32>>, Option<String>)> {
@@ -116,21 +119,12 @@ fn openai_answers_are_mapped_by_index_with_a_token() {
     let t = texts(10);
     corpus_jsonl(&poems, &t);
     let mut cmd = bin();
-    cmd.args([
-        "embed",
-        "--poems",
-        poems.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--url",
+    cmd.args(embed_args(
+        &poems,
+        &out,
         &srv.url,
-        "--model",
-        "m",
-        "--api",
-        "openai",
-        "--batch-size",
-        "4",
-    ]);
+        &["--api", "openai", "--batch-size", "4"],
+    ));
     cmd.env("DIVERSITY_EMBED_TOKEN", "s3cret");
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
@@ -256,24 +250,13 @@ fn a_killed_run_resumes_without_resending() {
     let (poems, out) = (dir.path().join("p.jsonl"), dir.path().join("e.json"));
     let t = texts(24);
     corpus_jsonl(&poems, &t);
-    let args = [
-        "embed",
-        "--poems",
-        poems.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--url",
+    let args = embed_args(
+        &poems,
+        &out,
         &srv.url,
-        "--model",
-        "m",
-        "--batch-size",
-        "2",
-        "--concurrency",
-        "1",
-        "--flush-every",
-        "0",
-    ];
-    let mut child = bin().args(args).spawn().unwrap();
+        &["--batch-size", "2", "--concurrency", "1", "--flush-every", "0"],
+    );
+    let mut child = bin().args(&args).spawn().unwrap();
     let cache = diversity_gpu::embed::cache_path(&out);
     let start = std::time::Instant::now();
     while std::fs::read_to_string(&cache).map(|s| s.lines().count()).unwrap_or(0) < 6 {
@@ -297,7 +280,7 @@ fn a_killed_run_resumes_without_resending() {
         .filter(|x| cached_lines.contains(&diversity_gpu::embed::text_hash("m", "", x)))
         .collect();
     assert!(cached.len() >= 6);
-    let o = bin().args(args).output().unwrap();
+    let o = bin().args(&args).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let all = srv.texts();
     let resent: Vec<&String> = all[sent_before..].iter().filter(|x| cached.contains(x)).collect();
