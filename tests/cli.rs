@@ -118,46 +118,23 @@ fn a_killed_run_resumes_to_an_identical_cache() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("c.jsonl");
     synthetic(&corpus, 2000, 32, 3);
-    let c = corpus.to_str().unwrap();
-    let args = |out: &str| -> Vec<String> {
-        [
-            "precompute",
-            "--poems",
-            c,
-            "--out",
-            out,
-            "--backend",
-            "cpu",
-            "--chunk",
-            "8",
-            "--threads",
-            "1",
-        ]
-        .map(String::from)
-        .to_vec()
-    };
+    let args = |out: &Path| slow_precompute_args(&corpus, out);
     let killed = dir.path().join("killed");
-    let mut child = bin().args(args(killed.to_str().unwrap())).spawn().unwrap();
-    let log = killed.join("progress.log");
-    let t = std::time::Instant::now();
-    while std::fs::read_to_string(&log).map(|s| s.lines().count()).unwrap_or(0) < 3 {
-        assert!(t.elapsed().as_secs() < 120, "no progress");
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "finished before it could be killed; make the corpus larger"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let mut child = bin().args(args(&killed)).spawn().unwrap();
+    wait_for_chunks(&killed, 3, &mut child);
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!killed.join("manifest.json").exists());
-    let done_before = std::fs::read_to_string(&log).unwrap().lines().count();
-    let o = bin().args(args(killed.to_str().unwrap())).output().unwrap();
+    let done_before = std::fs::read_to_string(killed.join("progress.log"))
+        .unwrap()
+        .lines()
+        .count();
+    let o = bin().args(args(&killed)).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
     assert!(done_before < 250, "the kill came too late to test anything");
     let whole = dir.path().join("whole");
-    let o = bin().args(args(whole.to_str().unwrap())).output().unwrap();
+    let o = bin().args(args(&whole)).output().unwrap();
     assert!(o.status.success());
     assert_same_files(&whole, &killed, &["similar.bin", "different.bin"]);
 }
@@ -336,26 +313,9 @@ fn ctrl_c_stops_at_a_checkpoint_and_resumes() {
     let corpus = dir.path().join("c.jsonl");
     synthetic(&corpus, 2000, 32, 5);
     let out = dir.path().join("cache");
-    let args = [
-        "precompute",
-        "--poems",
-        corpus.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--backend",
-        "cpu",
-        "--chunk",
-        "8",
-        "--threads",
-        "1",
-    ];
-    let child = bin().args(args).stderr(std::process::Stdio::piped()).spawn().unwrap();
-    let log = out.join("progress.log");
-    let t = std::time::Instant::now();
-    while std::fs::read_to_string(&log).map(|s| s.lines().count()).unwrap_or(0) < 2 {
-        assert!(t.elapsed().as_secs() < 120, "no progress");
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    let args = slow_precompute_args(&corpus, &out);
+    let mut child = bin().args(&args).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    wait_for_chunks(&out, 2, &mut child);
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -369,7 +329,7 @@ fn ctrl_c_stops_at_a_checkpoint_and_resumes() {
         "{err}"
     );
     assert!(!out.join("manifest.json").exists());
-    let o = bin().args(args).output().unwrap();
+    let o = bin().args(&args).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("resuming"), "{}", stderr(&o));
     ok(&["verify", "--cache", out.to_str().unwrap(), "--sample", "4"]);

@@ -69,6 +69,42 @@ pub fn assert_same_files(a: &Path, b: &Path, names: &[&str]) {
     }
 }
 
+/// Arguments of a precompute slow enough to interrupt: one CPU thread,
+/// checkpoints of 8 starts, over a synthetic corpus at `corpus`.
+pub fn slow_precompute_args(corpus: &Path, out: &Path) -> Vec<String> {
+    let (c, o) = (corpus.to_str().unwrap(), out.to_str().unwrap());
+    [
+        "precompute",
+        "--poems",
+        c,
+        "--out",
+        o,
+        "--backend",
+        "cpu",
+        "--chunk",
+        "8",
+        "--threads",
+        "1",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Waits until a running precompute into `out` has checkpointed `n` chunks;
+/// fails if it ends first or makes no progress.
+pub fn wait_for_chunks(out: &Path, n: usize, child: &mut std::process::Child) {
+    let log = out.join("progress.log");
+    let t = std::time::Instant::now();
+    while std::fs::read_to_string(&log).map(|s| s.lines().count()).unwrap_or(0) < n {
+        assert!(t.elapsed().as_secs() < 120, "no progress");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "finished before it could be interrupted; make the corpus larger"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// A synthetic JSONL corpus of `n` poems with `dim`-d vectors.
 pub fn synthetic(path: &Path, n: usize, dim: usize, seed: u64) {
     let mut s = String::new();
