@@ -96,7 +96,7 @@ pub fn engine(o: &EngineOptions) -> Result<()> {
         q.dim,
         t.elapsed().as_secs_f64()
     );
-    let pool = crate::precompute::pool(o.threads)?;
+    let pool = crate::progress::pool(o.threads)?;
     let threads = pool.current_num_threads();
 
     let t = Instant::now();
@@ -109,7 +109,7 @@ pub fn engine(o: &EngineOptions) -> Result<()> {
         rate((n * n) as f64 / t_matrix),
         m.bytes() >> 20
     );
-    let bw_pool = crate::precompute::pool(o.threads)?;
+    let bw_pool = crate::progress::pool(o.threads)?;
     let bw = copy_bandwidth(m.bytes().max(256 << 20), &bw_pool);
     let bound = bw / 2.0;
     println!(
@@ -170,7 +170,7 @@ pub fn engine(o: &EngineOptions) -> Result<()> {
             .fold(f64::MAX, f64::min)
     };
     let mut out = vec![0u32; w * o.starts_per_thread];
-    let one = crate::precompute::pool(Some(1))?;
+    let one = crate::progress::pool(Some(1))?;
     let secs = best_of_3(&mut || one.install(|| crate::cpu::different_rows(m, 0..o.starts_per_thread, w, &mut out)));
     let updates = (o.starts_per_thread * w * n) as f64;
     report(
@@ -187,7 +187,7 @@ pub fn engine(o: &EngineOptions) -> Result<()> {
     let est = (n * w * n) as f64 / cpu_rate;
     println!("  → all {n} full different orderings on this CPU: about {est:.0} s");
 
-    let sim_pool = crate::precompute::pool(o.threads)?;
+    let sim_pool = crate::progress::pool(o.threads)?;
     let sim_starts = (64 * threads).min(n);
     let mut sim = vec![0u32; sim_starts * w];
     let t = Instant::now();
@@ -319,7 +319,7 @@ pub fn render(o: &RenderOptions) -> Result<()> {
     let settle = || {
         let _ = std::process::Command::new("sync").status();
     };
-    let pool = crate::precompute::pool(o.threads)?;
+    let pool = crate::progress::pool(o.threads)?;
     let plain = |round: usize, pages: usize, bytes: u64| -> Result<f64> {
         let dir = tmp.path().join(format!("plain{round}"));
         settle();

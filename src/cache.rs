@@ -12,7 +12,7 @@
 //!   `progress.log` (finished chunks, one per line, each written only after
 //!   its rows reached the disk). A re-run with the same inputs resumes there.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -21,7 +21,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::Report;
+use crate::fs::write_atomic;
 use crate::quantize::Quantized;
+use crate::timings::Timings;
 
 /// Bumped when the layout of the files changes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -78,7 +80,7 @@ pub struct Manifest {
     pub backend: String,
     pub report: Report,
     /// Seconds per phase.
-    pub timings: BTreeMap<String, f64>,
+    pub timings: Timings,
     /// Included keys; row `i` belongs to `keys[i]`, and indices point here.
     pub keys: Vec<String>,
     /// Every poem key of the corpus, in input order.
@@ -175,45 +177,6 @@ pub fn fingerprint(keys: &[String], q: &Quantized, params: &Params, model: &str)
     h.update(&(params.width as u64).to_le_bytes());
     h.update(&[params.center as u8, params.index_bytes as u8]);
     h.finalize().to_hex().to_string()
-}
-
-/// Writes `bytes` to `path` atomically and durably: a temp file in the same
-/// directory, synced, then renamed over the target.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_via_temp(path, bytes, true)
-}
-
-/// Writes `bytes` to `path` atomically but without waiting for the disk:
-/// readers never see a partial file, and a crash can at worst lose the
-/// newest version (for site pages, which a re-render rewrites).
-pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_via_temp(path, bytes, false)
-}
-
-/// A temp file in `path`'s directory, to be persisted over `path`. Temp
-/// files are private by default; outputs are ordinary files that a web
-/// server or another user may need to read, so this one is 0644.
-pub fn temp_file_beside(path: &Path) -> Result<tempfile::NamedTempFile> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut builder = tempfile::Builder::new();
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
-    builder
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a temp file in {}", dir.display()))
-}
-
-fn write_via_temp(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
-    let mut tmp = temp_file_beside(path)?;
-    tmp.write_all(bytes)
-        .and_then(|_| if sync { tmp.as_file().sync_all() } else { Ok(()) })
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot rename into {}", path.display()))?;
-    Ok(())
 }
 
 /// What opening a cache for writing found.
@@ -331,7 +294,7 @@ impl CacheWriter {
     }
 
     /// Marks the cache complete: the manifest goes last.
-    pub fn finish(self, timings: BTreeMap<String, f64>, backend: String) -> Result<Manifest> {
+    pub fn finish(self, timings: Timings, backend: String) -> Result<Manifest> {
         if let Some(c) = self.done.iter().position(|d| !d) {
             bail!("internal error: chunk {c} was never written");
         }

@@ -412,17 +412,13 @@ fn progress(cli_quiet: bool) -> bool {
     !cli_quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
-/// Prints a phase → seconds table.
-pub fn print_timings(title: &str, timings: &std::collections::BTreeMap<String, f64>) {
-    let total: f64 = ["load", "normalise", "similarity", "selection", "similar", "write"]
-        .iter()
-        .filter_map(|k| timings.get(*k))
-        .sum();
+/// Prints a phase → seconds table in execution order, then the total of the phases.
+pub fn print_timings(title: &str, timings: &crate::timings::Timings) {
     eprintln!("{title}");
-    for (k, v) in timings {
+    for (k, v) in timings.iter() {
         eprintln!("  {k:<22} {v:>9.3} s");
     }
-    eprintln!("  {:<22} {total:>9.3} s", "total");
+    eprintln!("  {:<22} {:>9.3} s", "total", timings.total());
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
@@ -465,7 +461,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let c = crate::cache::Cache::open(&cache)?;
             match out {
                 Some(path) => {
-                    let tmp = crate::cache::temp_file_beside(&path)?;
+                    let tmp = crate::fs::temp_file_beside(&path)?;
                     let mut w = std::io::BufWriter::new(tmp);
                     crate::export::export(&c, &mut w)?;
                     let tmp = w.into_inner().map_err(|e| e.into_error())?;

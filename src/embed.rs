@@ -462,7 +462,7 @@ pub fn run(o: &Options) -> Result<Summary> {
             .collect(),
     );
     let stop = AtomicBool::new(false);
-    let bar = crate::precompute::progress_bar(o.progress, unique.len() as u64, "texts");
+    let bar = crate::progress::progress_bar(o.progress, unique.len() as u64, "texts");
     let mut cache_out = std::io::BufWriter::new(
         std::fs::OpenOptions::new()
             .create(true)
@@ -608,7 +608,7 @@ fn write_output(
         },
         "embeddings": entries,
     });
-    crate::cache::write_atomic(&o.out, &serde_json::to_vec(&doc)?)?;
+    crate::fs::write_atomic(&o.out, &serde_json::to_vec(&doc)?)?;
     Ok(failures)
 }
 

@@ -1,17 +1,18 @@
 //! The precompute pipeline: corpus → normalised integer embeddings →
 //! orderings → cache, with checkpoints, progress and a timing breakdown.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::cache::{self, CacheWriter, Inputs, Manifest, Opened, Params};
 use crate::corpus::{self, LoadOptions, Problem, Reason};
 use crate::cpu::{self, CpuBackend};
 use crate::gpu::{GpuBackend, GpuOptions};
+use crate::progress::{pool, progress_bar};
 use crate::quantize::{self, Quantized, MAX_ROW};
+use crate::timings::Timings;
 
 /// Which backend computes the different orderings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -43,15 +44,6 @@ pub struct Options {
     pub progress: bool,
     /// Stop after this many chunks (to test interruption).
     pub stop_after: Option<usize>,
-}
-
-/// Builds the rayon pool used by the CPU stages.
-pub fn pool(threads: Option<usize>) -> Result<rayon::ThreadPool> {
-    let mut b = rayon::ThreadPoolBuilder::new();
-    if let Some(t) = threads {
-        b = b.num_threads(t);
-    }
-    b.build().context("cannot start the thread pool")
 }
 
 /// The engine that walks: CPU or GPU.
@@ -141,7 +133,7 @@ pub struct Outcome {
 
 /// Runs precompute end to end.
 pub fn run(opts: &Options) -> Result<Outcome> {
-    let mut timings = BTreeMap::new();
+    let mut timings = Timings::default();
     let t = Instant::now();
     let exclude = match &opts.exclude {
         Some(p) => corpus::read_exclude(p)?,
@@ -169,7 +161,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     for k in &corpus.report.unknown_excludes {
         log::warn!("excluded key {k:?} matches no poem");
     }
-    timings.insert("load".into(), t.elapsed().as_secs_f64());
+    timings.phase_since("load", t);
 
     let t = Instant::now();
     let prepared = quantize::prepare(&corpus, opts.center);
@@ -182,7 +174,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         });
     }
     let q = prepared.vectors;
-    timings.insert("normalise".into(), t.elapsed().as_secs_f64());
+    timings.phase_since("normalise", t);
 
     let params = params_for(q.n, opts.top_k, opts.center, opts.chunk)?;
     let all_keys: Vec<String> = corpus.poems.iter().map(|p| p.key.clone()).collect();
@@ -204,7 +196,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         },
         backend: String::new(),
         report,
-        timings: BTreeMap::new(),
+        timings: Timings::default(),
         keys: prepared.keys,
         all_keys,
     };
@@ -232,7 +224,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     let mut engine = Engine::new(opts.backend, &q, opts.threads, &opts.gpu)?;
     let backend = engine.describe();
     log::info!("backend: {backend}");
-    timings.insert("similarity".into(), t.elapsed().as_secs_f64());
+    timings.phase_since("similarity", t);
 
     let width = writer.params().width;
     let bar = progress_bar(opts.progress, q.n as u64, "starts");
@@ -289,19 +281,19 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         bar.inc(starts.len() as u64);
     }
     bar.finish_and_clear();
-    timings.insert("selection".into(), t_sel);
-    timings.insert("similar".into(), t_sim);
-    timings.insert("write".into(), t_write);
+    timings.phase("selection", t_sel);
+    timings.phase("similar", t_sim);
+    timings.phase("write", t_write);
     if let Engine::Gpu(g) = &engine {
-        timings.insert("gpu_upload".into(), g.timings.upload);
-        timings.insert("gpu_similarity".into(), g.timings.similarity);
-        timings.insert("gpu_selection".into(), g.timings.selection);
-        timings.insert("gpu_readback".into(), g.timings.readback);
+        timings.detail("gpu_upload", g.timings.upload);
+        timings.detail("gpu_similarity", g.timings.similarity);
+        timings.detail("gpu_selection", g.timings.selection);
+        timings.detail("gpu_readback", g.timings.readback);
         if let Some(t) = g.timings.device_similarity {
-            timings.insert("gpu_device_similarity".into(), t);
+            timings.detail("gpu_device_similarity", t);
         }
         if let Some(t) = g.timings.device_selection {
-            timings.insert("gpu_device_selection".into(), t);
+            timings.detail("gpu_device_selection", t);
         }
     }
     let manifest = writer.finish(timings, backend)?;
@@ -311,21 +303,6 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         chunks_computed: computed,
         interrupted: false,
     })
-}
-
-/// A progress bar with rate and ETA, or a hidden one.
-pub fn progress_bar(show: bool, len: u64, unit: &str) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  ETA {{eta}}  {{elapsed_precise}}"
-        ))
-        .expect("valid template"),
-    );
-    bar
 }
 
 /// Result of `verify`.

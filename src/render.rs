@@ -13,7 +13,7 @@
 #[path = "../templates/pages.rs"]
 mod templates;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -24,6 +24,7 @@ use rayon::prelude::*;
 
 use crate::cache::{Cache, Kind};
 use crate::corpus::{self, Poem};
+use crate::timings::Timings;
 
 /// Text width of poem blocks and text pages.
 pub const COLUMNS: usize = 80;
@@ -132,7 +133,7 @@ pub struct Summary {
     /// Pages per ordering after `--max-pages` / `--budget`.
     pub page_cap: Option<usize>,
     pub failures: Vec<String>,
-    pub timings: BTreeMap<String, f64>,
+    pub timings: Timings,
 }
 
 /// Reads `{"poem_colors": {key: {"color": "#hex"}}}`; malformed colours are
@@ -333,7 +334,7 @@ pub fn render(opts: &Options) -> Result<Summary> {
     }
     let full_pages = width.div_ceil(per_page).max(1);
     let chrono_pages = chrono.len().div_ceil(per_page).max(1);
-    timings_add(&mut summary.timings, "load", t);
+    summary.timings.phase_since("load", t);
 
     let t = Instant::now();
     let mut chrono_page_of = vec![0usize; poems.len()];
@@ -355,7 +356,7 @@ pub fn render(opts: &Options) -> Result<Summary> {
         chrono,
         txt: opts.txt,
     };
-    let pool = crate::precompute::pool(opts.threads)?;
+    let pool = crate::progress::pool(opts.threads)?;
     let (blocks, texts): (Vec<String>, Vec<String>) = pool.install(|| {
         (0..poems.len())
             .into_par_iter()
@@ -393,7 +394,7 @@ pub fn render(opts: &Options) -> Result<Summary> {
     });
     site.blocks = blocks;
     site.texts = texts;
-    timings_add(&mut summary.timings, "blocks", t);
+    summary.timings.phase_since("blocks", t);
 
     // Project the size: page p of every ordering, exactly as it will be built
     // except for the small head/foot, which is measured once.
@@ -482,7 +483,7 @@ pub fn render(opts: &Options) -> Result<Summary> {
         full_pages
     );
     site.pages = cap;
-    timings_add(&mut summary.timings, "project", t);
+    summary.timings.phase_since("project", t);
     if opts.dry_run {
         return Ok(summary);
     }
@@ -495,13 +496,13 @@ pub fn render(opts: &Options) -> Result<Summary> {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let manifest_path = out.join(PAGE_MANIFEST);
-    let manifest = Mutex::new(std::io::BufWriter::new(crate::cache::temp_file_beside(&manifest_path)?));
+    let manifest = Mutex::new(std::io::BufWriter::new(crate::fs::temp_file_beside(&manifest_path)?));
     let pages = std::sync::atomic::AtomicUsize::new(0);
     let failures = Mutex::new(Vec::new());
     let written = std::sync::atomic::AtomicUsize::new(0);
     let unchanged = std::sync::atomic::AtomicUsize::new(0);
     let bytes = std::sync::atomic::AtomicU64::new(0);
-    let bar = crate::precompute::progress_bar(opts.progress, total_pages as u64, "pages");
+    let bar = crate::progress::progress_bar(opts.progress, total_pages as u64, "pages");
     // A page is rewritten only when its bytes differ from the file on disk;
     // comparing with the file itself needs no per-page state in memory.
     let emit = |rel: String, data: &[u8]| {
@@ -513,7 +514,7 @@ pub fn render(opts: &Options) -> Result<Summary> {
         if same {
             unchanged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         } else {
-            match crate::cache::write_atomic_unsynced(&path, data) {
+            match crate::fs::write_atomic_unsynced(&path, data) {
                 Ok(()) => {
                     written.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -626,7 +627,7 @@ pub fn render(opts: &Options) -> Result<Summary> {
     summary.unchanged = unchanged.into_inner();
     summary.bytes = bytes.into_inner();
     summary.failures = failures.into_inner().unwrap();
-    timings_add(&mut summary.timings, "write", t);
+    summary.timings.phase_since("write", t);
     Ok(summary)
 }
 
@@ -671,10 +672,6 @@ impl Expected {
             };
         !keep
     }
-}
-
-fn timings_add(t: &mut BTreeMap<String, f64>, k: &str, since: Instant) {
-    t.insert(k.into(), since.elapsed().as_secs_f64());
 }
 
 /// Writes `n` files of `size` bytes under `dir` with the same threads and
