@@ -2,8 +2,9 @@
 //
 // Each step adds the last chosen poem's row to the running sums of the
 // unchosen candidates and finds the lowest sum (lowest index on ties), in one
-// fused pass followed by a workgroup reduction. Two small modules are
-// prepended to this file: `reduce_argmin` from reduce_shared.wgsl or
+// fused pass followed by a workgroup reduction. common.wgsl (lo, hi,
+// CHOSEN) and two small modules are prepended to this file: `reduce_argmin`
+// from reduce_shared.wgsl or
 // reduce_subgroup.wgsl, and the running sums' storage from sums_storage.wgsl
 // (a storage buffer) or sums_workgroup.wgsl (workgroup memory, loaded and
 // stored once per dispatch).
@@ -11,8 +12,6 @@
 // stay in storage buffers between dispatches, so no dispatch runs long.
 
 override WG: u32 = 256u;
-
-const CHOSEN: i32 = 2147483647;
 
 struct Params {
     n: u32,            // candidates
@@ -43,9 +42,6 @@ fn row_word(row: u32, w: u32) -> u32 {
         default: { return mat3[at]; }
     }
 }
-
-fn lo(w: u32) -> i32 { return bitcast<i32>(w << 16u) >> 16u; }
-fn hi(w: u32) -> i32 { return bitcast<i32>(w) >> 16u; }
 
 struct Best {
     v: i32,

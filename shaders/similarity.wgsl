@@ -4,6 +4,7 @@
 // invocation computes two adjacent columns of one row and writes them as one
 // packed u32, so the tile is the same i16 layout the CPU backend uses.
 // All arithmetic is exact i32: |partial dot| < 2^31 by Cauchy-Schwarz.
+// common.wgsl (lo, hi, sim16) is prepended.
 
 override WG_X: u32 = 16u;
 override WG_Y: u32 = 16u;
@@ -19,12 +20,6 @@ struct Params {
 @group(0) @binding(0) var<storage, read> emb: array<u32>;
 @group(0) @binding(1) var<storage, read_write> tile: array<u32>;
 @group(0) @binding(2) var<uniform> p: Params;
-
-fn lo(w: u32) -> i32 { return bitcast<i32>(w << 16u) >> 16u; }
-fn hi(w: u32) -> i32 { return bitcast<i32>(w) >> 16u; }
-
-// (dot + 2^14) >> 15, clamped to i16: the specification's sim16.
-fn sim16(d: i32) -> i32 { return clamp((d + 16384) >> 15u, -32768, 32767); }
 
 fn dot(a: u32, b: u32) -> i32 {
     var acc = 0;

@@ -11,22 +11,11 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::quantize::{dot_rows, sim16, Quantized, DOT_BLOCK};
-
-/// Lanes of the fused pass; rows are padded to a multiple of this.
-pub const LANES: usize = 16;
-
-/// Marks a chosen candidate in the running sums. Real sums stay below it
-/// (at most 65 535 · 32 767 < i32::MAX), so it needs no separate flag array.
-pub const CHOSEN: i32 = i32::MAX;
-
-/// Rounds `n` up to the padded row length.
-pub fn padded(n: usize) -> usize {
-    n.div_ceil(LANES) * LANES
-}
+use crate::matrix::{padded, sim16, CHOSEN, LANES};
+use crate::quantize::{dot_rows, Quantized, DOT_BLOCK};
 
 /// The rounded similarity matrix, row-major with rows padded to
-/// [`padded`]`(n)` entries (padding is zero).
+/// [`padded`](crate::matrix::padded)`(n)` entries (padding is zero).
 pub struct SimMatrix {
     pub n: usize,
     pub stride: usize,

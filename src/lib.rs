@@ -17,6 +17,7 @@ pub mod export;
 pub mod fs;
 pub mod gpu;
 pub mod interrupt;
+pub mod matrix;
 pub mod precompute;
 pub mod progress;
 pub mod quantize;

@@ -1,0 +1,317 @@
+//! The GPU backend (wgpu): device, buffers and pipelines are created once
+//! and reused for every batch of starts.
+//!
+//! - [`context`]: adapters, the device and its limits.
+//! - [`pipelines`]: the shaders, their binding contract and the pipelines.
+//! - [`tiles`]: the quantised embeddings are uploaded once and
+//!   `similarity.wgsl` fills the rounded similarity matrix, split into up to
+//!   [`MAX_TILES`] storage bindings when it exceeds one binding.
+//! - [`walk`]: `select.wgsl` runs the diversity walk for batches of starts.
+//! - [`readback`]: finished batches come back through staging buffers.
+//! - [`timer`]: device time from timestamp queries.
+
+mod context;
+mod pipelines;
+mod readback;
+mod tiles;
+mod timer;
+mod walk;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+
+pub use context::{adapters, AdapterSummary, GpuContext};
+pub use pipelines::MAX_TILES;
+pub use tiles::TileLayout;
+
+use crate::quantize::Quantized;
+use tiles::MatrixTiles;
+use walk::BatchBuffers;
+
+/// GPU failures that callers branch on. Each holds the full message.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    /// No adapter matches the options (or none exists).
+    #[error("{0}")]
+    NoAdapter(String),
+    /// The adapter lacks a limit the shaders need.
+    #[error("{0}")]
+    Limits(String),
+    /// The device has no room for a buffer.
+    #[error("{0}")]
+    OutOfMemory(String),
+    /// The device was lost or reported an error mid-run.
+    #[error("{0}")]
+    Lost(String),
+}
+
+/// How to pick and drive an adapter.
+#[derive(Debug, Clone, Default)]
+pub struct GpuOptions {
+    /// Case-insensitive substring of the adapter name.
+    pub adapter: Option<String>,
+    /// Accept software adapters (lavapipe, WARP).
+    pub allow_software: bool,
+    /// Force the plain shared-memory reduction even where subgroups exist.
+    pub no_subgroups: bool,
+    /// Keep the running sums in a storage buffer even where they fit in
+    /// workgroup memory.
+    pub storage_sums: bool,
+    /// Force matrix tiles of this many rows (to test tiling on small corpora).
+    pub tile_rows: Option<usize>,
+    /// Force the number of starts per batch.
+    pub batch: Option<usize>,
+    /// Force the number of steps per dispatch.
+    pub steps_per_dispatch: Option<u32>,
+}
+
+/// Wall-clock time per GPU phase, seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GpuTimings {
+    pub upload: f64,
+    pub similarity: f64,
+    pub selection: f64,
+    pub readback: f64,
+    /// Device time of the similarity and selection passes (timestamp queries;
+    /// `None` where the adapter has none).
+    pub device_similarity: Option<f64>,
+    pub device_selection: Option<f64>,
+}
+
+/// The GPU backend: the matrix stays on the GPU; batches of starts walk it.
+pub struct GpuBackend {
+    ctx: Arc<GpuContext>,
+    matrix: MatrixTiles,
+    opts: GpuOptions,
+    /// Per-batch buffers, kept while batches keep their shape.
+    batch_buffers: Option<BatchBuffers>,
+    pub timings: GpuTimings,
+}
+
+impl GpuBackend {
+    /// Uploads the vectors and computes the matrix on `ctx`'s device.
+    pub fn new(ctx: Arc<GpuContext>, q: &Quantized, opts: &GpuOptions) -> Result<Self> {
+        let limits = ctx.device.limits();
+        let layout = TileLayout::plan(
+            q.n,
+            limits.max_storage_buffer_binding_size,
+            limits.max_buffer_size,
+            opts.tile_rows,
+        )?;
+        let t0 = Instant::now();
+        let (matrix, embeddings) = MatrixTiles::upload(&ctx, q, layout)?;
+        let upload = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let device_similarity = matrix.fill(&ctx, q, &embeddings)?;
+        let similarity = t1.elapsed().as_secs_f64();
+        Ok(GpuBackend {
+            ctx,
+            matrix,
+            opts: opts.clone(),
+            batch_buffers: None,
+            timings: GpuTimings {
+                upload,
+                similarity,
+                device_similarity,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// The adapter in use, in words.
+    pub fn describe(&self) -> String {
+        let s = &self.ctx.summary;
+        format!(
+            "gpu: {} ({}, {}; {} reduction, sums in {}, {} matrix tile(s))",
+            s.name,
+            s.backend,
+            s.device_type,
+            if self.ctx.uses_subgroups {
+                "subgroup"
+            } else {
+                "shared-memory"
+            },
+            if self.workgroup_sums() {
+                "workgroup memory"
+            } else {
+                "a storage buffer"
+            },
+            self.matrix.layout.tiles
+        )
+    }
+
+    /// Whether the walk keeps its sums in workgroup memory.
+    pub fn workgroup_sums(&self) -> bool {
+        !self.opts.storage_sums && self.matrix.layout.stride <= self.ctx.sums_len()
+    }
+
+    /// The adapter's summary.
+    pub fn summary(&self) -> &AdapterSummary {
+        &self.ctx.summary
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::cpu::{similar_rows, CpuBackend};
+    use proptest::prelude::*;
+    use std::sync::OnceLock;
+
+    /// A shared context per reduction path. In CI (`CI` set) a missing
+    /// adapter fails the test; elsewhere the test says so and skips.
+    pub(crate) fn context(no_subgroups: bool) -> Option<Arc<GpuContext>> {
+        /// The context, or whether the adapter was missing and why not.
+        type Opened = Result<Arc<GpuContext>, (bool, String)>;
+        static CTX: [OnceLock<Opened>; 2] = [OnceLock::new(), OnceLock::new()];
+        let r = CTX[no_subgroups as usize].get_or_init(|| {
+            let opts = GpuOptions {
+                allow_software: true,
+                no_subgroups,
+                ..Default::default()
+            };
+            GpuContext::new(&opts).map(Arc::new).map_err(|e| {
+                let no_adapter = matches!(e.downcast_ref(), Some(GpuError::NoAdapter(_)));
+                (no_adapter, format!("{e:#}"))
+            })
+        });
+        match r {
+            Ok(c) => Some(c.clone()),
+            Err((_, e)) if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") => {
+                panic!("CI requires a GPU adapter (lavapipe: apt-get install mesa-vulkan-drivers): {e}")
+            }
+            Err((true, e)) => {
+                eprintln!("SKIPPED: no GPU adapter, GPU test not run: {e}");
+                None
+            }
+            Err((false, e)) => panic!("the GPU adapter is there but cannot be opened: {e}"),
+        }
+    }
+
+    fn random(n: usize, dim: usize, levels: i32, seed: u64) -> Quantized {
+        crate::quantize::random_corpus(n, dim, levels, seed).1
+    }
+
+    fn cpu_different(q: &Quantized, width: usize) -> Vec<u32> {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let b = CpuBackend::new(q, pool);
+        let mut out = vec![0; q.n * width];
+        b.different(0..q.n, width, &mut out);
+        out
+    }
+
+    fn gpu_different(ctx: Arc<GpuContext>, q: &Quantized, width: usize, opts: &GpuOptions) -> Vec<u32> {
+        let timestamps = ctx.summary.timestamps;
+        let mut g = GpuBackend::new(ctx, q, opts).unwrap();
+        let mut out = vec![0; q.n * width];
+        // Two calls over split ranges, as precompute's chunks do.
+        let mid = q.n / 2;
+        g.different(0..mid, width, &mut out[..mid * width]).unwrap();
+        g.different(mid..q.n, width, &mut out[mid * width..]).unwrap();
+        // Device timings come from timestamp queries wherever the adapter has them.
+        assert_eq!(g.timings.device_similarity.is_some(), timestamps);
+        if width > 0 && q.n > 1 {
+            assert_eq!(g.timings.device_selection.is_some(), timestamps);
+        }
+        out
+    }
+
+    /// Every variant (subgroup or shared-memory reduction, sums in a storage
+    /// buffer or workgroup memory) must give the CPU's bytes.
+    fn check(q: &Quantized, width: usize, opts: &GpuOptions) {
+        let cpu = cpu_different(q, width);
+        for no_subgroups in [false, true] {
+            for storage_sums in [false, true] {
+                let Some(ctx) = context(no_subgroups) else { return };
+                let opts = GpuOptions {
+                    storage_sums,
+                    ..opts.clone()
+                };
+                assert_eq!(
+                    gpu_different(ctx, q, width, &opts),
+                    cpu,
+                    "n={} width={width} {opts:?}",
+                    q.n
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn awkward_sizes_match_the_cpu_byte_for_byte() {
+        for (n, dim) in [(1, 3), (2, 3), (17, 5), (255, 9), (257, 9)] {
+            let q = random(n, dim, 3, n as u64);
+            check(&q, n - 1, &GpuOptions::default());
+        }
+    }
+
+    #[test]
+    fn duplicates_and_ties_match() {
+        // Every vector one of three directions: many exact ties.
+        let q = random(61, 2, 1, 5);
+        check(&q, 60, &GpuOptions::default());
+        let same = Quantized::from_vectors(&vec![vec![1.0, 2.0]; 20], 2, false).unwrap();
+        check(&same, 19, &GpuOptions::default());
+        assert_eq!(cpu_different(&same, 19)[..19], (1..20).collect::<Vec<u32>>()[..]);
+    }
+
+    #[test]
+    fn the_matrix_split_across_four_bindings_matches() {
+        let q = random(130, 16, 4, 9);
+        let opts = GpuOptions {
+            tile_rows: Some(33),
+            batch: Some(19),
+            steps_per_dispatch: Some(7),
+            ..Default::default()
+        };
+        check(&q, 129, &opts);
+        check(&q, 10, &opts);
+    }
+
+    #[test]
+    fn real_embeddings_with_top_k_match() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/corpus");
+        let corpus = crate::corpus::load(
+            &dir.join("poems.json"),
+            Some(&dir.join("embeddings.json")),
+            &Default::default(),
+        )
+        .unwrap();
+        let q = crate::quantize::prepare(&corpus, false).vectors;
+        check(&q, 40, &GpuOptions::default());
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let mut sim = vec![0; q.n * 40];
+        similar_rows(&q, 0..q.n, 40, &mut sim, &pool);
+        assert_eq!(sim[..40], crate::reference::similar(&q, 0, 40)[..]);
+    }
+
+    #[test]
+    fn too_many_tiles_is_a_clear_error() {
+        let e = TileLayout::plan(100_000, 128 << 20, 256 << 20, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("100000 poems") && e.contains("fit"), "{e}");
+        let l = TileLayout::plan(10_000, 128 << 20, 256 << 20, None).unwrap();
+        assert_eq!((l.tiles, l.stride), (2, 10_000));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn random_corpora_match_the_cpu(
+            n in 1usize..70, dim in 1usize..24, levels in 1i32..5, seed in any::<u64>(),
+            k in 0usize..80, tiles in 1usize..=4, batch in 1usize..40, steps in 1u32..50,
+        ) {
+            let q = random(n, dim, levels, seed);
+            let opts = GpuOptions {
+                tile_rows: Some(n.div_ceil(tiles)),
+                batch: Some(batch),
+                steps_per_dispatch: Some(steps),
+                ..Default::default()
+            };
+            check(&q, k.min(n - 1), &opts);
+        }
+    }
+}

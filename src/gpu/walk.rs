@@ -1,0 +1,257 @@
+//! The diversity walk on the GPU: batches of starts, one workgroup per
+//! start, a bounded number of steps per dispatch. Results come back through
+//! two rotating staging buffers, so the GPU works on batch k+1 while the CPU
+//! copies out batch k.
+
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::pipelines::{self, SelectParams, MAX_TILES, PARAM_SLOT, SELECT_BINDINGS};
+use super::readback::{read_batch, Destination};
+use super::timer::Timer;
+use super::{GpuBackend, GpuError};
+
+/// Candidate updates per dispatch: small enough that no dispatch nears a
+/// desktop watchdog (about 2 s) even on a slow GPU.
+const UPDATES_PER_DISPATCH: u64 = 1 << 27;
+
+/// The shape of the batches of one `different` call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct BatchShape {
+    pub starts_per_batch: usize,
+    pub width: usize,
+    pub steps_per_dispatch: u32,
+}
+
+impl BatchShape {
+    fn dispatches(&self) -> usize {
+        self.width.div_ceil(self.steps_per_dispatch as usize)
+    }
+}
+
+/// The buffers one batch shape needs: created on first use, then reused by
+/// every batch (and every precompute chunk) of the same shape.
+pub(super) struct BatchBuffers {
+    shape: BatchShape,
+    staging: [wgpu::Buffer; 2],
+    orderings: wgpu::Buffer,
+    params: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+    /// Bound in `bind_group`; held here so their lifetime is plain to see.
+    _sums: wgpu::Buffer,
+    _last: wgpu::Buffer,
+}
+
+/// A submitted batch whose rows are still to be copied out.
+struct InFlight {
+    slot: usize,
+    submission: wgpu::SubmissionIndex,
+    batch: Range<usize>,
+}
+
+impl GpuBackend {
+    /// different orderings for `starts` into `out` (`width` per start).
+    pub fn different(&mut self, starts: Range<usize>, width: usize, out: &mut [u32]) -> Result<()> {
+        if width == 0 || starts.is_empty() {
+            return Ok(());
+        }
+        let (shape, bytes_per_start) = self.batch_shape(starts.len(), width);
+        if self.batch_buffers.as_ref().is_none_or(|b| b.shape != shape) {
+            self.batch_buffers = None; // free the old buffers first
+            self.batch_buffers = Some(self.make_batch_buffers(shape, bytes_per_start)?);
+        }
+        let buffers = self.batch_buffers.as_ref().expect("just made");
+        let batches: Vec<Range<usize>> = (starts.start..starts.end)
+            .step_by(shape.starts_per_batch)
+            .map(|b| b..(b + shape.starts_per_batch).min(starts.end))
+            .collect();
+        let timer = Timer::new(&self.ctx, batches.len());
+        let mut in_flight: Option<InFlight> = None;
+        let t_sel = Instant::now();
+        let mut readback = Duration::ZERO;
+        for (k, batch) in batches.iter().enumerate() {
+            let submission = self.submit_batch(buffers, batch, k, timer.as_ref());
+            // While this batch runs, copy out the previous one.
+            if let Some(done) = in_flight.take() {
+                readback += self.copy_out(buffers, done, &starts, width, out)?;
+            }
+            in_flight = Some(InFlight {
+                slot: k % 2,
+                submission,
+                batch: batch.clone(),
+            });
+        }
+        if let Some(done) = in_flight.take() {
+            readback += self.copy_out(buffers, done, &starts, width, out)?;
+        }
+        self.timings.selection += (t_sel.elapsed() - readback).as_secs_f64();
+        self.timings.readback += readback.as_secs_f64();
+        if let Some(tm) = timer {
+            *self.timings.device_selection.get_or_insert(0.0) += tm.seconds(&self.ctx)?;
+        }
+        Ok(())
+    }
+
+    /// As many starts per batch as the sums and outputs allow (≤ 256 MiB
+    /// each), and steps per dispatch within [`UPDATES_PER_DISPATCH`].
+    fn batch_shape(&self, starts: usize, width: usize) -> (BatchShape, u64) {
+        let limits = self.ctx.device.limits();
+        let max_bind = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        let stride = self.matrix.layout.stride;
+        let bytes_per_start = (stride * 4).max(width * 4) as u64;
+        let cap = (max_bind.min(256 << 20) / bytes_per_start).max(1) as usize;
+        let starts_per_batch = self.opts.batch.unwrap_or(cap).min(cap).min(starts).max(1);
+        let steps_per_dispatch = self
+            .opts
+            .steps_per_dispatch
+            .unwrap_or_else(|| (UPDATES_PER_DISPATCH / (starts_per_batch as u64 * stride as u64)).clamp(1, 4096) as u32)
+            .max(1);
+        let shape = BatchShape {
+            starts_per_batch,
+            width,
+            steps_per_dispatch,
+        };
+        (shape, bytes_per_start)
+    }
+
+    /// Writes the batch's parameters and submits its dispatches, the last
+    /// followed by a copy into staging slot `k % 2`.
+    fn submit_batch(
+        &self,
+        buffers: &BatchBuffers,
+        batch: &Range<usize>,
+        k: usize,
+        timer: Option<&Timer>,
+    ) -> wgpu::SubmissionIndex {
+        let ctx = &self.ctx;
+        let shape = buffers.shape;
+        let dispatches = shape.dispatches();
+        // Queue writes are ordered after the previous batch's dispatches
+        // (WebGPU queue timeline), so one parameter buffer serves all.
+        ctx.queue
+            .write_buffer(&buffers.params, 0, &self.select_params(shape, batch));
+        let pipeline = if self.workgroup_sums() {
+            &ctx.pipelines.select_workgroup
+        } else {
+            &ctx.pipelines.select_storage
+        };
+        let x = (batch.len() as u32).min(65535);
+        let y = (batch.len() as u32).div_ceil(x);
+        let mut submission = None;
+        for d in 0..dispatches {
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("select"),
+                    timestamp_writes: timer.and_then(|tm| tm.writes(k, d == 0, d + 1 == dispatches)),
+                });
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, &buffers.bind_group, &[(d as u64 * PARAM_SLOT) as u32]);
+                pass.dispatch_workgroups(x, y, 1);
+            }
+            if d + 1 == dispatches {
+                let bytes = (batch.len() * shape.width * 4) as u64;
+                encoder.copy_buffer_to_buffer(&buffers.orderings, 0, &buffers.staging[k % 2], 0, bytes);
+            }
+            submission = Some(ctx.queue.submit([encoder.finish()]));
+        }
+        submission.expect("at least one dispatch")
+    }
+
+    /// Parameters for every dispatch of `batch`, one uniform slot each.
+    fn select_params(&self, shape: BatchShape, batch: &Range<usize>) -> Vec<u8> {
+        let layout = self.matrix.layout;
+        let steps_per = shape.steps_per_dispatch as usize;
+        let mut params = vec![0u8; shape.dispatches() * PARAM_SLOT as usize];
+        for d in 0..shape.dispatches() {
+            let step0 = d * steps_per;
+            let p = SelectParams {
+                n: layout.n as u32,
+                stride_words: (layout.stride / 2) as u32,
+                width: shape.width as u32,
+                start0: batch.start as u32,
+                batch: batch.len() as u32,
+                step0: step0 as u32,
+                steps: (shape.width - step0).min(steps_per) as u32,
+                rows_per_tile: layout.rows_per_tile as u32,
+            };
+            params[d * PARAM_SLOT as usize..][..std::mem::size_of::<SelectParams>()]
+                .copy_from_slice(bytemuck::bytes_of(&p));
+        }
+        params
+    }
+
+    /// Copies a finished batch out; returns the time spent copying (not
+    /// waiting for the GPU).
+    fn copy_out(
+        &self,
+        buffers: &BatchBuffers,
+        done: InFlight,
+        starts: &Range<usize>,
+        width: usize,
+        out: &mut [u32],
+    ) -> Result<Duration> {
+        let t = Instant::now();
+        let to = Destination {
+            batch: done.batch,
+            starts: starts.clone(),
+            width,
+            out,
+        };
+        let waited = read_batch(&self.ctx, &buffers.staging[done.slot], done.submission, to)?;
+        Ok(t.elapsed() - waited)
+    }
+
+    /// Allocates the buffers and bind group for one batch shape.
+    fn make_batch_buffers(&self, shape: BatchShape, bytes_per_start: u64) -> Result<BatchBuffers> {
+        let ctx = &self.ctx;
+        let batch = shape.starts_per_batch;
+        let buffer = |label: &str, size: u64, usage| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        use wgpu::BufferUsages as U;
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let stride = self.matrix.layout.stride;
+        let sums = buffer("sums", (batch * stride * 4) as u64, U::STORAGE);
+        let out_bytes = (batch * shape.width * 4) as u64;
+        let orderings = buffer("orderings", out_bytes, U::STORAGE | U::COPY_SRC);
+        let last = buffer("last", (batch * 4).max(16) as u64, U::STORAGE);
+        let staging = [0, 1].map(|_| buffer("staging", out_bytes, U::MAP_READ | U::COPY_DST));
+        let params_bytes = shape.dispatches() as u64 * PARAM_SLOT;
+        let params = buffer("select params", params_bytes, U::UNIFORM | U::COPY_DST);
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::OutOfMemory(format!(
+                "the GPU ({}) has no room for a batch of {batch} starts ({} MiB): {e}",
+                ctx.summary.name,
+                (batch as u64 * bytes_per_start * 2) >> 20
+            ))
+            .into());
+        }
+        // In SELECT_BINDINGS order: the tiles, then the walk's buffers.
+        let mut bound: Vec<&wgpu::Buffer> = (0..MAX_TILES).map(|t| self.matrix.binding(t)).collect();
+        bound.extend([&sums, &orderings, &last, &params]);
+        let bind_group = pipelines::bind_group(
+            &ctx.device,
+            "select",
+            &ctx.pipelines.select_layout,
+            &SELECT_BINDINGS,
+            &bound,
+        );
+        Ok(BatchBuffers {
+            shape,
+            staging,
+            orderings,
+            params,
+            bind_group,
+            _sums: sums,
+            _last: last,
+        })
+    }
+}
