@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::engine::BackendChoice;
 use crate::gpu::GpuOptions;
-use crate::precompute::BackendChoice;
 
 /// Exact similar/different orderings of a poem corpus on the GPU or CPU, and
 /// the static site that shows them.

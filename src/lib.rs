@@ -13,6 +13,7 @@ pub mod cli;
 pub mod corpus;
 pub mod cpu;
 pub mod embed;
+pub mod engine;
 pub mod export;
 pub mod fs;
 pub mod gpu;

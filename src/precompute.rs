@@ -8,22 +8,12 @@ use anyhow::{bail, Result};
 
 use crate::cache::{self, CacheWriter, Inputs, Manifest, Opened, Params};
 use crate::corpus::{self, LoadOptions, Problem, Reason};
-use crate::cpu::{self, CpuBackend};
-use crate::gpu::{GpuBackend, GpuOptions};
-use crate::progress::{pool, progress_bar};
+use crate::cpu;
+use crate::engine::{BackendChoice, Engine};
+use crate::gpu::GpuOptions;
+use crate::progress::progress_bar;
 use crate::quantize::{self, Quantized, MAX_ROW};
 use crate::timings::Timings;
-
-/// Which backend computes the different orderings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BackendChoice {
-    /// A hardware GPU when there is one, otherwise the CPU.
-    Auto,
-    /// The multi-threaded CPU backend.
-    Cpu,
-    /// A GPU adapter (software adapters such as lavapipe included).
-    Gpu,
-}
 
 /// Everything `precompute` needs.
 #[derive(Debug, Clone)]
@@ -46,61 +36,6 @@ pub struct Options {
     pub stop_after: Option<usize>,
 }
 
-/// The engine that walks: CPU or GPU.
-pub enum Engine {
-    Cpu(CpuBackend),
-    Gpu(Box<GpuBackend>),
-}
-
-impl Engine {
-    /// Builds the engine, computing the similarity matrix once.
-    pub fn new(choice: BackendChoice, q: &Quantized, threads: Option<usize>, gpu: &GpuOptions) -> Result<Self> {
-        let opts = GpuOptions {
-            allow_software: gpu.allow_software || choice == BackendChoice::Gpu,
-            ..gpu.clone()
-        };
-        let ctx = match choice {
-            BackendChoice::Cpu => None,
-            BackendChoice::Gpu => Some(crate::gpu::GpuContext::new(&opts)?),
-            // One enumeration decides and, when a GPU is there, opens it.
-            BackendChoice::Auto => match crate::gpu::GpuContext::pick_adapter(&opts) {
-                Some(adapter) => Some(crate::gpu::GpuContext::with_adapter(adapter, &opts)?),
-                None => {
-                    log::info!("no hardware GPU found; using the CPU backend");
-                    None
-                }
-            },
-        };
-        match ctx {
-            Some(ctx) => Ok(Engine::Gpu(Box::new(GpuBackend::new(
-                std::sync::Arc::new(ctx),
-                q,
-                &opts,
-            )?))),
-            None => Ok(Engine::Cpu(CpuBackend::new(q, pool(threads)?))),
-        }
-    }
-
-    /// The backend in words, for logs and the manifest.
-    pub fn describe(&self) -> String {
-        match self {
-            Engine::Cpu(c) => format!("cpu ({} threads)", c.threads()),
-            Engine::Gpu(g) => g.describe(),
-        }
-    }
-
-    /// different orderings for `starts`.
-    pub fn different(&mut self, starts: std::ops::Range<usize>, width: usize, out: &mut [u32]) -> Result<()> {
-        match self {
-            Engine::Cpu(c) => {
-                c.different(starts, width, out);
-                Ok(())
-            }
-            Engine::Gpu(g) => g.different(starts, width, out),
-        }
-    }
-}
-
 /// Row width and index size for `n` included poems.
 pub fn params_for(n: usize, top_k: Option<usize>, center: bool, chunk: usize) -> Result<Params> {
     let width = top_k.unwrap_or(usize::MAX).min(n.saturating_sub(1));
@@ -120,7 +55,7 @@ pub fn params_for(n: usize, top_k: Option<usize>, center: bool, chunk: usize) ->
 
 /// What a precompute run did.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct Precomputed {
     /// The finished cache's manifest (`None` when interrupted).
     pub manifest: Option<Manifest>,
     /// The cache was already complete and up to date.
@@ -132,9 +67,59 @@ pub struct Outcome {
 }
 
 /// Runs precompute end to end.
-pub fn run(opts: &Options) -> Result<Outcome> {
+pub fn run(opts: &Options) -> Result<Precomputed> {
     let mut timings = Timings::default();
     let t = Instant::now();
+    let corpus = load_corpus(opts)?;
+    timings.phase_since("load", t);
+
+    let t = Instant::now();
+    let prepared = quantize::prepare(&corpus, opts.center);
+    let mut report = corpus.report.clone();
+    for k in &prepared.zero_after_centering {
+        log::warn!("poem {k:?} left out: its vector equals the corpus mean");
+        report.unusable.push(Problem {
+            key: k.clone(),
+            reason: Reason::Zero,
+        });
+    }
+    timings.phase_since("normalise", t);
+
+    let pending = pending_manifest(opts, &corpus, &prepared, report)?;
+    let q = prepared.vectors;
+    let mut writer = match CacheWriter::open(&opts.out, pending, &q)? {
+        Opened::Complete(m) => {
+            return Ok(Precomputed {
+                manifest: Some(*m),
+                up_to_date: true,
+                chunks_computed: 0,
+                interrupted: false,
+            })
+        }
+        Opened::Writer(w) => w,
+    };
+    let t = Instant::now();
+    let mut engine = Engine::new(opts.backend, &q, opts.threads, &opts.gpu)?;
+    let backend = engine.describe();
+    log::info!("backend: {backend}");
+    timings.phase_since("similarity", t);
+
+    let (computed, t_write) = compute_chunks(opts, &q, &mut engine, &mut writer)?;
+    if computed.interrupted {
+        return Ok(computed);
+    }
+    timings.phase("selection", engine.times.selection);
+    timings.phase("similar", engine.times.similar);
+    timings.phase("write", t_write);
+    engine.record_details(&mut timings);
+    Ok(Precomputed {
+        manifest: Some(writer.finish(timings, backend)?),
+        ..computed
+    })
+}
+
+/// Reads the corpus and logs what was left out.
+fn load_corpus(opts: &Options) -> Result<corpus::Corpus> {
     let exclude = match &opts.exclude {
         Some(p) => corpus::read_exclude(p)?,
         None => Vec::new(),
@@ -161,28 +146,23 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     for k in &corpus.report.unknown_excludes {
         log::warn!("excluded key {k:?} matches no poem");
     }
-    timings.phase_since("load", t);
+    Ok(corpus)
+}
 
-    let t = Instant::now();
-    let prepared = quantize::prepare(&corpus, opts.center);
-    let mut report = corpus.report.clone();
-    for k in &prepared.zero_after_centering {
-        log::warn!("poem {k:?} left out: its vector equals the corpus mean");
-        report.unusable.push(Problem {
-            key: k.clone(),
-            reason: Reason::Zero,
-        });
-    }
-    let q = prepared.vectors;
-    timings.phase_since("normalise", t);
-
+/// The manifest the finished cache will have (backend and timings to come).
+fn pending_manifest(
+    opts: &Options,
+    corpus: &corpus::Corpus,
+    prepared: &quantize::Prepared,
+    report: corpus::Report,
+) -> Result<Manifest> {
+    let q = &prepared.vectors;
     let params = params_for(q.n, opts.top_k, opts.center, opts.chunk)?;
-    let all_keys: Vec<String> = corpus.poems.iter().map(|p| p.key.clone()).collect();
-    let pending = Manifest {
+    Ok(Manifest {
         format_version: cache::FORMAT_VERSION,
         algorithm_version: cache::ALGORITHM_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").into(),
-        fingerprint: cache::fingerprint(&prepared.keys, &q, &params, &corpus.model),
+        fingerprint: cache::fingerprint(&prepared.keys, q, &params, &corpus.model),
         params,
         embedding_model: corpus.model.clone(),
         dimension: q.dim,
@@ -197,20 +177,19 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         backend: String::new(),
         report,
         timings: Timings::default(),
-        keys: prepared.keys,
-        all_keys,
-    };
-    let mut writer = match CacheWriter::open(&opts.out, pending, &q)? {
-        Opened::Complete(m) => {
-            return Ok(Outcome {
-                manifest: Some(*m),
-                up_to_date: true,
-                chunks_computed: 0,
-                interrupted: false,
-            })
-        }
-        Opened::Writer(w) => w,
-    };
+        keys: prepared.keys.clone(),
+        all_keys: corpus.poems.iter().map(|p| p.key.clone()).collect(),
+    })
+}
+
+/// Computes and writes every chunk not yet done, stopping early on Ctrl-C
+/// (or `stop_after`); returns what was done and the seconds spent writing.
+fn compute_chunks(
+    opts: &Options,
+    q: &Quantized,
+    engine: &mut Engine,
+    writer: &mut CacheWriter,
+) -> Result<(Precomputed, f64)> {
     let todo: Vec<usize> = (0..writer.done.len()).filter(|&c| !writer.done[c]).collect();
     if writer.resumed {
         log::info!(
@@ -219,90 +198,35 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             writer.done.len()
         );
     }
-
-    let t = Instant::now();
-    let mut engine = Engine::new(opts.backend, &q, opts.threads, &opts.gpu)?;
-    let backend = engine.describe();
-    log::info!("backend: {backend}");
-    timings.phase_since("similarity", t);
-
     let width = writer.params().width;
     let bar = progress_bar(opts.progress, q.n as u64, "starts");
     bar.set_position((q.n - todo.iter().map(|&c| writer.chunk_starts(c).len()).sum::<usize>()) as u64);
-    let sim_pool = pool(opts.threads)?;
-    let (mut t_sel, mut t_sim, mut t_write) = (0.0, 0.0, 0.0);
-    let mut computed = 0;
-    let mut sim = Vec::new();
-    let mut diff = Vec::new();
+    let mut t_write = 0.0;
+    let mut done = Precomputed {
+        manifest: None,
+        up_to_date: false,
+        chunks_computed: 0,
+        interrupted: false,
+    };
+    let (mut similar, mut different) = (Vec::new(), Vec::new());
     for &c in &todo {
-        if opts.stop_after.is_some_and(|s| computed >= s) || crate::interrupt::requested() {
+        if opts.stop_after.is_some_and(|s| done.chunks_computed >= s) || crate::interrupt::requested() {
             bar.abandon();
-            return Ok(Outcome {
-                manifest: None,
-                up_to_date: false,
-                chunks_computed: computed,
-                interrupted: true,
-            });
+            done.interrupted = true;
+            return Ok((done, t_write));
         }
         let starts = writer.chunk_starts(c);
-        sim.resize(starts.len() * width, 0);
-        diff.resize(starts.len() * width, 0);
-        match &mut engine {
-            // The GPU walks while the CPU sorts the similar rows.
-            Engine::Gpu(_) => {
-                let (a, b) = std::thread::scope(|s| {
-                    let h = s.spawn(|| {
-                        let t = Instant::now();
-                        engine
-                            .different(starts.clone(), width, &mut diff)
-                            .map(|_| t.elapsed().as_secs_f64())
-                    });
-                    let t = Instant::now();
-                    cpu::similar_rows(&q, starts.clone(), width, &mut sim, &sim_pool);
-                    let b = t.elapsed().as_secs_f64();
-                    (h.join().expect("GPU thread panicked"), b)
-                });
-                t_sel += a?;
-                t_sim += b;
-            }
-            Engine::Cpu(_) => {
-                let t = Instant::now();
-                engine.different(starts.clone(), width, &mut diff)?;
-                t_sel += t.elapsed().as_secs_f64();
-                let t = Instant::now();
-                cpu::similar_rows(&q, starts.clone(), width, &mut sim, &sim_pool);
-                t_sim += t.elapsed().as_secs_f64();
-            }
-        }
+        similar.resize(starts.len() * width, 0);
+        different.resize(starts.len() * width, 0);
+        engine.orderings(q, starts.clone(), width, &mut similar, &mut different)?;
         let t = Instant::now();
-        writer.write_chunk(c, &sim, &diff)?;
+        writer.write_chunk(c, &similar, &different)?;
         t_write += t.elapsed().as_secs_f64();
-        computed += 1;
+        done.chunks_computed += 1;
         bar.inc(starts.len() as u64);
     }
     bar.finish_and_clear();
-    timings.phase("selection", t_sel);
-    timings.phase("similar", t_sim);
-    timings.phase("write", t_write);
-    if let Engine::Gpu(g) = &engine {
-        timings.detail("gpu_upload", g.timings.upload);
-        timings.detail("gpu_similarity", g.timings.similarity);
-        timings.detail("gpu_selection", g.timings.selection);
-        timings.detail("gpu_readback", g.timings.readback);
-        if let Some(t) = g.timings.device_similarity {
-            timings.detail("gpu_device_similarity", t);
-        }
-        if let Some(t) = g.timings.device_selection {
-            timings.detail("gpu_device_selection", t);
-        }
-    }
-    let manifest = writer.finish(timings, backend)?;
-    Ok(Outcome {
-        manifest: Some(manifest),
-        up_to_date: false,
-        chunks_computed: computed,
-        interrupted: false,
-    })
+    Ok((done, t_write))
 }
 
 /// Result of `verify`.

@@ -1,0 +1,146 @@
+//! The engine that computes orderings for a range of starts: the different
+//! orderings on the chosen backend (CPU or GPU) and the similar orderings on
+//! the CPU, overlapped when the walk runs on the GPU.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::cpu::{self, CpuBackend};
+use crate::gpu::{GpuBackend, GpuContext, GpuOptions, GpuTimings};
+use crate::progress::pool;
+use crate::quantize::Quantized;
+use crate::timings::Timings;
+
+/// Which backend computes the different orderings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// A hardware GPU when there is one, otherwise the CPU.
+    Auto,
+    /// The multi-threaded CPU backend.
+    Cpu,
+    /// A GPU adapter (software adapters such as lavapipe included).
+    Gpu,
+}
+
+/// The backend that walks.
+enum Walker {
+    Cpu(CpuBackend),
+    Gpu(Box<GpuBackend>),
+}
+
+/// Seconds spent per kind of work, summed over the starts computed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineTimes {
+    /// The different orderings (the walk).
+    pub selection: f64,
+    /// The similar orderings (sorting on the CPU).
+    pub similar: f64,
+}
+
+/// Both orderings for any range of starts, on one backend.
+pub struct Engine {
+    walker: Walker,
+    /// Threads for the similar orderings.
+    similar_pool: rayon::ThreadPool,
+    pub times: EngineTimes,
+}
+
+impl Engine {
+    /// Builds the engine, computing the similarity matrix once.
+    pub fn new(choice: BackendChoice, q: &Quantized, threads: Option<usize>, gpu: &GpuOptions) -> Result<Self> {
+        let opts = GpuOptions {
+            allow_software: gpu.allow_software || choice == BackendChoice::Gpu,
+            ..gpu.clone()
+        };
+        let ctx = match choice {
+            BackendChoice::Cpu => None,
+            BackendChoice::Gpu => Some(GpuContext::new(&opts)?),
+            // One enumeration decides and, when a GPU is there, opens it.
+            BackendChoice::Auto => match GpuContext::pick_adapter(&opts) {
+                Some(adapter) => Some(GpuContext::with_adapter(adapter, &opts)?),
+                None => {
+                    log::info!("no hardware GPU found; using the CPU backend");
+                    None
+                }
+            },
+        };
+        let walker = match ctx {
+            Some(ctx) => Walker::Gpu(Box::new(GpuBackend::new(Arc::new(ctx), q, &opts)?)),
+            None => Walker::Cpu(CpuBackend::new(q, pool(threads)?)),
+        };
+        Ok(Engine {
+            walker,
+            similar_pool: pool(threads)?,
+            times: EngineTimes::default(),
+        })
+    }
+
+    /// The backend in words, for logs and the manifest.
+    pub fn describe(&self) -> String {
+        match &self.walker {
+            Walker::Cpu(c) => format!("cpu ({} threads)", c.threads()),
+            Walker::Gpu(g) => g.describe(),
+        }
+    }
+
+    /// Both orderings for `starts`, `width` entries per start. On the GPU
+    /// the walk runs while the CPU sorts the similar rows.
+    pub fn orderings(
+        &mut self,
+        q: &Quantized,
+        starts: Range<usize>,
+        width: usize,
+        similar: &mut [u32],
+        different: &mut [u32],
+    ) -> Result<()> {
+        let pool = &self.similar_pool;
+        let sort_similar = |similar: &mut [u32]| {
+            let t = Instant::now();
+            cpu::similar_rows(q, starts.clone(), width, similar, pool);
+            t.elapsed().as_secs_f64()
+        };
+        let (selection, sorting) = match &mut self.walker {
+            Walker::Gpu(g) => std::thread::scope(|s| {
+                let walk = s.spawn(|| {
+                    let t = Instant::now();
+                    g.different(starts.clone(), width, different)
+                        .map(|_| t.elapsed().as_secs_f64())
+                });
+                let sorting = sort_similar(similar);
+                (walk.join().expect("GPU thread panicked"), sorting)
+            }),
+            Walker::Cpu(c) => {
+                let t = Instant::now();
+                c.different(starts.clone(), width, different);
+                let selection = t.elapsed().as_secs_f64();
+                (Ok(selection), sort_similar(similar))
+            }
+        };
+        self.times.selection += selection?;
+        self.times.similar += sorting;
+        Ok(())
+    }
+
+    /// Adds the GPU's own breakdown (upload, passes, readback) as details.
+    pub fn record_details(&self, timings: &mut Timings) {
+        if let Walker::Gpu(g) = &self.walker {
+            record_gpu(&g.timings, timings);
+        }
+    }
+}
+
+fn record_gpu(g: &GpuTimings, timings: &mut Timings) {
+    timings.detail("gpu_upload", g.upload);
+    timings.detail("gpu_similarity", g.similarity);
+    timings.detail("gpu_selection", g.selection);
+    timings.detail("gpu_readback", g.readback);
+    if let Some(t) = g.device_similarity {
+        timings.detail("gpu_device_similarity", t);
+    }
+    if let Some(t) = g.device_selection {
+        timings.detail("gpu_device_selection", t);
+    }
+}
