@@ -1,5 +1,5 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    diversity_gpu::cli::main(diversity_gpu::cli::Cli::parse())
+    diversity_gpu::cli::run(diversity_gpu::cli::Cli::parse()).into()
 }

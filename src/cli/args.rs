@@ -1,0 +1,397 @@
+//! The clap argument definitions and their conversion into each stage's
+//! options.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::BackendChoice;
+use crate::gpu::GpuOptions;
+
+/// Exact similar/different orderings of a poem corpus on the GPU or CPU, and
+/// the static site that shows them.
+#[derive(Debug, Parser)]
+#[command(version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Hide progress bars.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compute every poem's similar and different orderings into a cache.
+    Precompute(PrecomputeArgs),
+    /// Write a cache's orderings as JSON Lines, by key.
+    Export {
+        #[arg(long)]
+        cache: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Recompute random starts with the CPU reference and compare with a cache.
+    Verify {
+        #[arg(long)]
+        cache: PathBuf,
+        /// How many starts to check.
+        #[arg(long, default_value_t = 20)]
+        sample: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// List GPU adapters with the limits that matter here.
+    Adapters,
+    /// Write the static site from a cache (no GPU needed).
+    Render(RenderArgs),
+    /// Precompute (auto backend), then render: the whole job in one command.
+    Build(BuildArgs),
+    /// Embed the poems through an Ollama or OpenAI-compatible server.
+    Embed(EmbedArgs),
+    /// Measure throughput, side by side in one run.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EmbedArgs {
+    /// poems.json (original layout) or .jsonl.
+    #[arg(long)]
+    pub poems: PathBuf,
+    /// Output embeddings.json (original layout); its cache is <out>.cache.jsonl.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Server base URL, e.g. http://localhost:11434 (Ollama) or http://localhost:8080 (llama.cpp).
+    #[arg(long)]
+    pub url: String,
+    #[arg(long, value_enum, default_value_t = crate::embed::Api::Ollama)]
+    pub api: crate::embed::Api,
+    /// Model name, e.g. all-minilm or nomic-embed-text.
+    #[arg(long)]
+    pub model: String,
+    /// Texts per request.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4, env = "DIVERSITY_EMBED_CONCURRENCY")]
+    pub concurrency: usize,
+    /// Prepended to every text (some models want e.g. "search_document: ").
+    #[arg(long, default_value = "")]
+    pub prefix: String,
+    /// Longer texts are split and their chunk vectors averaged.
+    #[arg(long, default_value_t = 4000)]
+    pub max_chars: usize,
+    /// Seconds per request.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout: f64,
+    /// Retries per request for 429, 5xx, timeouts and connection errors.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// Stop at the first text that cannot be embedded.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Bearer token (for OpenAI-compatible servers, OPENAI_API_KEY is read too).
+    #[arg(long, env = "DIVERSITY_EMBED_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Seconds between checkpoints of the output file.
+    #[arg(long, default_value_t = 5.0)]
+    pub flush_every: f64,
+    /// Base of the retry backoff, in seconds.
+    #[arg(long, default_value_t = 0.5, hide = true)]
+    pub backoff: f64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Every benchmark, each in its own process.
+    All {
+        /// Include the GPU backend (whatever adapter is found).
+        #[arg(long)]
+        gpu: bool,
+    },
+    /// The ordering engine: naive, reference, fused CPU (1 and N threads), GPU.
+    Engine {
+        #[command(flatten)]
+        corpus: BenchCorpus,
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Full-length walks per thread for the fused CPU backend.
+        #[arg(long, default_value_t = 4)]
+        starts_per_thread: usize,
+        /// Also run the GPU backend.
+        #[arg(long)]
+        gpu: bool,
+        /// Starts for the GPU run.
+        #[arg(long, default_value_t = 256)]
+        gpu_starts: usize,
+        /// Steps per start for the GPU run (default: full length; 64 on a software adapter).
+        #[arg(long)]
+        gpu_steps: Option<usize>,
+        #[command(flatten)]
+        gpu_args: GpuArgs,
+    },
+    /// render: pages/s and MB/s beside the disk's bound.
+    Render {
+        #[command(flatten)]
+        corpus: BenchCorpus,
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, default_value_t = 100)]
+        per_page: usize,
+        /// Pages per ordering (top-k = per-page × pages).
+        #[arg(long, default_value_t = 1)]
+        pages: usize,
+        /// Scratch directory (default: the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The corpus a benchmark reads (default: ../shared/corpora/fortunes when
+/// present, else the bundled corpus).
+#[derive(Debug, Clone, Args)]
+pub struct BenchCorpus {
+    #[arg(long)]
+    pub poems: Option<PathBuf>,
+    #[arg(long)]
+    pub embeddings: Option<PathBuf>,
+}
+
+impl BenchCorpus {
+    pub(super) fn paths(&self) -> (PathBuf, PathBuf) {
+        let (p, e) = crate::bench::default_corpus();
+        (self.poems.clone().unwrap_or(p), self.embeddings.clone().unwrap_or(e))
+    }
+}
+
+fn bundled(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/corpus")
+        .join(name)
+}
+
+/// Options shared by `render` and `build`.
+#[derive(Debug, Clone, Args)]
+pub struct SiteArgs {
+    /// Poems per page.
+    #[arg(long, default_value_t = 100)]
+    pub per_page: usize,
+    /// At most this many pages per ordering.
+    #[arg(long)]
+    pub max_pages: Option<usize>,
+    /// Largest site size (e.g. 2GB, 500MiB); picks the page cap that fits.
+    #[arg(long)]
+    pub budget: Option<bytesize::ByteSize>,
+    /// Also write plain-text twins of every page.
+    #[arg(long)]
+    pub txt: bool,
+    /// poem_colors.json: {"poem_colors": {key: {"color": "#hex"}}}.
+    #[arg(long)]
+    pub colors: Option<PathBuf>,
+    /// Print the projected size and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RenderArgs {
+    #[arg(long)]
+    pub cache: PathBuf,
+    /// The poems file the cache was computed from.
+    #[arg(long)]
+    pub poems: PathBuf,
+    /// Site directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[command(flatten)]
+    pub site: SiteArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    /// Poems (default: the bundled corpus).
+    #[arg(long, default_value_os_t = bundled("poems.json"))]
+    pub poems: PathBuf,
+    /// Embeddings (default: the bundled corpus's).
+    #[arg(long, default_value_os_t = bundled("embeddings.json"))]
+    pub embeddings: PathBuf,
+    /// Cache directory.
+    #[arg(long, default_value = "cache")]
+    pub cache: PathBuf,
+    /// Site directory.
+    #[arg(long, default_value = "site")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub site: SiteArgs,
+}
+
+/// `render`'s options from the site flags.
+pub(super) fn render_options(
+    cache: PathBuf,
+    poems: PathBuf,
+    out: PathBuf,
+    threads: Option<usize>,
+    site: &SiteArgs,
+    progress: bool,
+) -> crate::render::Options {
+    crate::render::Options {
+        cache,
+        poems,
+        out,
+        per_page: site.per_page,
+        max_pages: site.max_pages,
+        budget: site.budget.map(|b| b.as_u64()),
+        txt: site.txt,
+        colors: site.colors.clone(),
+        threads,
+        progress,
+        dry_run: site.dry_run,
+    }
+}
+
+/// Options shared by commands that run a GPU.
+#[derive(Debug, Clone, Args)]
+pub struct GpuArgs {
+    /// Select an adapter by (case-insensitive) substring of its name.
+    #[arg(long)]
+    pub adapter: Option<String>,
+    /// Use the shared-memory reduction even where subgroups are available.
+    #[arg(long)]
+    pub no_subgroups: bool,
+    /// Keep the walk's running sums in a storage buffer even where they fit in workgroup memory.
+    #[arg(long)]
+    pub storage_sums: bool,
+    /// Split the similarity matrix into tiles of this many rows.
+    #[arg(long, hide = true)]
+    pub tile_rows: Option<usize>,
+    /// Starts per GPU batch.
+    #[arg(long, hide = true)]
+    pub gpu_batch: Option<usize>,
+    /// Walk steps per GPU dispatch.
+    #[arg(long, hide = true)]
+    pub steps_per_dispatch: Option<u32>,
+}
+
+impl GpuArgs {
+    pub fn options(&self) -> GpuOptions {
+        GpuOptions {
+            adapter: self.adapter.clone(),
+            allow_software: false,
+            no_subgroups: self.no_subgroups,
+            storage_sums: self.storage_sums,
+            tile_rows: self.tile_rows,
+            batch: self.gpu_batch,
+            steps_per_dispatch: self.steps_per_dispatch,
+        }
+    }
+}
+
+/// How the orderings are computed (shared by `precompute` and `build`).
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    pub backend: BackendChoice,
+    /// Keep only the first K entries of each ordering.
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// CPU threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Treat any unusable embedding or stray entry as an error.
+    #[arg(long)]
+    pub strict: bool,
+    /// File of keys to leave out everywhere, one per line.
+    #[arg(long)]
+    pub exclude: Option<PathBuf>,
+    /// Subtract the corpus mean before normalising (fewer "hub" poems).
+    #[arg(long)]
+    pub center: bool,
+    /// Starts per checkpoint (and per GPU batch: enough workgroups to fill a large GPU).
+    #[arg(long, default_value_t = 1024)]
+    pub chunk: usize,
+    /// Stop after computing this many chunks (for testing resumption).
+    #[arg(long, hide = true)]
+    pub stop_after: Option<usize>,
+    #[command(flatten)]
+    pub gpu: GpuArgs,
+}
+
+impl EngineArgs {
+    /// Precompute options for these inputs.
+    pub fn options(
+        &self,
+        poems: PathBuf,
+        embeddings: Option<PathBuf>,
+        out: PathBuf,
+        progress: bool,
+    ) -> crate::precompute::Options {
+        crate::precompute::Options {
+            poems,
+            embeddings,
+            out,
+            backend: self.backend,
+            top_k: self.top_k,
+            threads: self.threads,
+            strict: self.strict,
+            exclude: self.exclude.clone(),
+            center: self.center,
+            chunk: self.chunk,
+            gpu: self.gpu.options(),
+            progress,
+            stop_after: self.stop_after,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PrecomputeArgs {
+    /// poems.json (original layout) or a .jsonl corpus.
+    #[arg(long)]
+    pub poems: PathBuf,
+    /// embeddings.json (original layout) or .jsonl; omit when the poems file carries vectors.
+    #[arg(long)]
+    pub embeddings: Option<PathBuf>,
+    /// Cache directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+impl EmbedArgs {
+    /// `embed`'s options; the token falls back to `OPENAI_API_KEY` for the OpenAI API.
+    pub fn options(self, progress: bool) -> crate::embed::Options {
+        let token = self.token.clone().or_else(|| {
+            (self.api == crate::embed::Api::Openai)
+                .then(|| std::env::var("OPENAI_API_KEY").ok())
+                .flatten()
+        });
+        crate::embed::Options {
+            poems: self.poems,
+            out: self.out,
+            url: self.url,
+            api: self.api,
+            model: self.model,
+            batch_size: self.batch_size,
+            concurrency: self.concurrency,
+            prefix: self.prefix,
+            max_chars: self.max_chars,
+            timeout: std::time::Duration::from_secs_f64(self.timeout),
+            retries: self.retries,
+            fail_fast: self.fail_fast,
+            token,
+            progress,
+            flush_every: std::time::Duration::from_secs_f64(self.flush_every),
+            backoff: std::time::Duration::from_secs_f64(self.backoff),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The command line: [`args`] defines the flags and turns them into each
+//! stage's options, this module dispatches to the library, and [`report`]
+//! prints what each command did. `main.rs` only parses and calls [`run`].
+
+mod args;
+mod report;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+pub use args::*;
+pub use report::print_timings;
+
+/// How a command ended; each maps to one exit status.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Finished (exit status 0).
+    Done,
+    /// Some inputs failed and were reported; the rest is saved (status 2).
+    PartlyFailed,
+    /// Stopped at a checkpoint on request (`--stop-after`); resumable (status 3).
+    Stopped,
+    /// Stopped by Ctrl-C at a checkpoint; resumable (status 130).
+    Interrupted,
+    /// An error, already printed with its causes (status 1).
+    Failed,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> ExitCode {
+        match o {
+            Outcome::Done => ExitCode::SUCCESS,
+            Outcome::PartlyFailed => ExitCode::from(2),
+            Outcome::Stopped => ExitCode::from(3),
+            Outcome::Interrupted => ExitCode::from(130),
+            Outcome::Failed => ExitCode::FAILURE,
+        }
+    }
+}
+
+/// Runs the CLI; errors are printed with their causes. A reader that stops
+/// early (`| head`) is not an error.
+pub fn run(cli: Cli) -> Outcome {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_timestamp(None)
+        .init();
+    crate::interrupt::install();
+    match dispatch(cli) {
+        Ok(outcome) => outcome,
+        Err(e) if is_broken_pipe(&e) => Outcome::Done,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Outcome::Failed
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>().and_then(|j| j.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Progress bars only on a terminal, and not with `--quiet`.
+fn progress(cli_quiet: bool) -> bool {
+    !cli_quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
+fn dispatch(cli: Cli) -> Result<Outcome> {
+    let show = progress(cli.quiet);
+    match cli.command {
+        Command::Precompute(a) => {
+            let opts = a.engine.options(a.poems, a.embeddings, a.out.clone(), show);
+            let run = crate::precompute::run(&opts)?;
+            match &run.manifest {
+                Some(m) => report::precomputed(&a.out, m, run.up_to_date),
+                None => return Ok(stopped(run.chunks_computed)),
+            }
+        }
+        Command::Export { cache, out } => export(&cache, out.as_deref())?,
+        Command::Verify { cache, sample, seed } => verify(&cache, sample, seed)?,
+        Command::Adapters => report::adapters(&crate::gpu::adapters())?,
+        Command::Render(a) => {
+            let opts = render_options(a.cache, a.poems, a.out.clone(), a.threads, &a.site, show);
+            report::rendered(&crate::render::render(&opts)?, &a.out)?;
+        }
+        Command::Build(a) => build(a, show)?,
+        Command::Bench { what } => bench(what)?,
+        Command::Embed(a) => {
+            let out = a.out.clone();
+            let s = crate::embed::run(&a.options(show))?;
+            report::embedded(&s, &out);
+            if !s.failures.is_empty() {
+                return Ok(Outcome::PartlyFailed);
+            }
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+/// A precompute that stopped at a checkpoint: by Ctrl-C or `--stop-after`.
+fn stopped(chunks_computed: usize) -> Outcome {
+    eprintln!(
+        "stopped after {chunks_computed} chunks; finished chunks are saved, run the same command again to resume"
+    );
+    if crate::interrupt::requested() {
+        Outcome::Interrupted
+    } else {
+        Outcome::Stopped
+    }
+}
+
+/// Writes the orderings as JSON Lines to `out` (atomically) or stdout.
+fn export(cache: &Path, out: Option<&Path>) -> Result<()> {
+    let c = crate::cache::Cache::open(cache)?;
+    match out {
+        Some(path) => {
+            let tmp = crate::fs::temp_file_beside(path)?;
+            let mut w = std::io::BufWriter::new(tmp);
+            crate::export::export(&c, &mut w)?;
+            let tmp = w.into_inner().map_err(|e| e.into_error())?;
+            tmp.persist(path)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            crate::export::export(&c, &mut std::io::BufWriter::new(stdout.lock()))?;
+        }
+    }
+    Ok(())
+}
+
+fn verify(cache: &Path, sample: usize, seed: u64) -> Result<()> {
+    let v = crate::precompute::verify(cache, sample, seed)?;
+    if !v.mismatches.is_empty() {
+        for m in &v.mismatches {
+            eprintln!("mismatch: {m}");
+        }
+        bail!(
+            "{} of {} sampled starts differ from the CPU reference",
+            v.mismatches.len(),
+            v.checked
+        );
+    }
+    eprintln!("{} sampled starts match the CPU reference exactly", v.checked);
+    Ok(())
+}
+
+/// `precompute` then `render`.
+fn build(a: BuildArgs, show: bool) -> Result<()> {
+    let pre = a
+        .engine
+        .options(a.poems.clone(), Some(a.embeddings.clone()), a.cache.clone(), show);
+    let run = crate::precompute::run(&pre)?;
+    if let Some(m) = &run.manifest {
+        if run.up_to_date {
+            eprintln!("cache {} is up to date", a.cache.display());
+        } else {
+            eprintln!("precomputed {} poems with {}", m.included, m.backend);
+            print_timings("precompute timing:", &m.timings);
+        }
+    }
+    let opts = render_options(a.cache, a.poems, a.out.clone(), a.engine.threads, &a.site, show);
+    report::rendered(&crate::render::render(&opts)?, &a.out)?;
+    eprintln!("open {}", a.out.join("index.html").display());
+    Ok(())
+}
+
+fn bench(what: BenchCommand) -> Result<()> {
+    match what {
+        BenchCommand::All { gpu } => {
+            let exe = std::env::current_exe()?;
+            let mut parts: Vec<Vec<&str>> = vec![vec!["bench", "engine"], vec!["bench", "render"]];
+            if gpu {
+                parts[0].push("--gpu");
+            }
+            for args in parts {
+                let status = std::process::Command::new(&exe).args(&args).status()?;
+                if !status.success() {
+                    bail!("`{}` failed", args.join(" "));
+                }
+            }
+        }
+        BenchCommand::Engine {
+            corpus,
+            threads,
+            starts_per_thread,
+            gpu,
+            gpu_starts,
+            gpu_steps,
+            gpu_args,
+        } => {
+            let (poems, embeddings) = corpus.paths();
+            crate::bench::engine(&crate::bench::EngineOptions {
+                poems,
+                embeddings,
+                threads,
+                starts_per_thread,
+                gpu,
+                gpu_starts,
+                gpu_steps,
+                gpu_opts: gpu_args.options(),
+            })?;
+        }
+        BenchCommand::Render {
+            corpus,
+            threads,
+            per_page,
+            pages,
+            dir,
+        } => {
+            let (poems, embeddings) = corpus.paths();
+            crate::bench::render(&crate::bench::RenderOptions {
+                poems,
+                embeddings,
+                threads,
+                per_page,
+                pages,
+                dir,
+            })?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! What the commands print when they finish: summaries and timing tables.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{bail, Result};
+
+use crate::cache::Manifest;
+use crate::timings::Timings;
+
+/// Prints a phase → seconds table in execution order, then the total of the phases.
+pub fn print_timings(title: &str, timings: &Timings) {
+    eprintln!("{title}");
+    for (k, v) in timings.iter() {
+        eprintln!("  {k:<22} {v:>9.3} s");
+    }
+    eprintln!("  {:<22} {:>9.3} s", "total", timings.total());
+}
+
+/// What `precompute` wrote (or found up to date).
+pub(super) fn precomputed(out: &Path, m: &Manifest, up_to_date: bool) {
+    if up_to_date {
+        eprintln!(
+            "{} is up to date ({} poems, backend {}); nothing to do",
+            out.display(),
+            m.included,
+            m.backend
+        );
+        return;
+    }
+    eprintln!(
+        "wrote {} orderings of {} entries for {} poems ({} left out) with {}",
+        2 * m.included,
+        m.params.width,
+        m.included,
+        m.report.unusable.len() + m.report.excluded.len(),
+        m.backend
+    );
+    print_timings("timing:", &m.timings);
+}
+
+/// The pages a render wrote; failed pages make it an error.
+pub(super) fn rendered(s: &crate::render::Summary, out: &Path) -> Result<()> {
+    print_timings("render timing:", &s.timings);
+    if s.pages > 0 {
+        eprintln!(
+            "{} pages ({}) in {}: {} written, {} unchanged, {} removed",
+            s.pages,
+            bytesize::ByteSize(s.bytes),
+            out.display(),
+            s.written,
+            s.unchanged,
+            s.removed
+        );
+    }
+    if !s.failures.is_empty() {
+        for f in s.failures.iter().take(20) {
+            eprintln!("failed: {f}");
+        }
+        bail!(
+            "{} pages could not be written (first: {})",
+            s.failures.len(),
+            s.failures[0]
+        );
+    }
+    Ok(())
+}
+
+/// The adapters wgpu sees, on stdout.
+pub(super) fn adapters(list: &[crate::gpu::AdapterSummary]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    if list.is_empty() {
+        writeln!(
+            out,
+            "no GPU adapters found (on Debian, `apt-get install mesa-vulkan-drivers` adds lavapipe)"
+        )?;
+    }
+    for a in list {
+        writeln!(
+            out,
+            "{}\n  type {}  backend {}  driver {}\n  max storage binding {} MiB  max buffer {} MiB  workgroup storage {} KiB\n  subgroups {}  (sizes {}..{})  timestamps {}",
+            a.name,
+            a.device_type,
+            a.backend,
+            a.driver,
+            a.max_binding >> 20,
+            a.max_buffer >> 20,
+            a.max_workgroup_storage >> 10,
+            a.subgroups,
+            a.subgroup_sizes.0,
+            a.subgroup_sizes.1,
+            a.timestamps
+        )?;
+    }
+    Ok(())
+}
+
+/// What `embed` did, with failures grouped by reason.
+pub(super) fn embedded(s: &crate::embed::Summary, out: &Path) {
+    eprintln!(
+        "{} poems: {} embedded, {} from cache, {} failed; {} requests ({} texts, {} retries) in {:.1} s, {:.1} texts/s; dimension {}",
+        s.poems,
+        s.embedded,
+        s.cached,
+        s.failures.len(),
+        s.requests,
+        s.texts_sent,
+        s.retries,
+        s.seconds,
+        s.texts_sent as f64 / s.seconds.max(1e-9),
+        s.dimension
+    );
+    for (reason, n) in s.failures_by_reason() {
+        eprintln!("  failed ({reason}): {n}");
+    }
+    for (k, r) in s.failures.iter().take(10) {
+        eprintln!("  {k}: {r}");
+    }
+    eprintln!("wrote {}", out.display());
+}
