@@ -1,5 +1,6 @@
-//! Page templates (maud). A designer changes the site's look here; the
-//! renderer only fills them in.
+//! Page templates (maud) and all page wording (titles, intros, notes). A
+//! designer changes the site's look and words here; the renderer only fills
+//! them in.
 //!
 //! Every link is relative. Pages live one folder down (`similar/`,
 //! `different/`, `chronological/`), so a block's links start with `../`.
@@ -90,7 +91,7 @@ fn head(title: &str) -> Markup {
 }
 
 /// The start of a listing page, up to where the pre-rendered blocks go.
-pub fn page_head(title: &str, heading: &str, intro: &str, n: &Nav) -> String {
+fn page_head(title: &str, heading: &str, intro: &str, n: &Nav) -> String {
     // maud closes the elements it opens, so the page is opened by hand.
     let mut s = html! { (DOCTYPE) }.into_string();
     s.push_str("<html lang=\"en\">");
@@ -108,18 +109,16 @@ pub fn page_foot(n: &Nav) -> String {
 }
 
 /// A heading between the anchor poem and its ordering.
-pub fn divider(text: &str) -> String {
+fn divider(text: &str) -> String {
     html! { h2 style="font-size:1.1em;margin-top:1.2em" { (text) } }.into_string()
 }
 
+/// The site's title, on the entry point.
+const SITE_TITLE: &str = "Poems: similar and different";
+
 /// The entry point.
-pub fn index(
-    title: &str,
-    poems: usize,
-    included: usize,
-    first_chronological: &str,
-    samples: &[(String, String, String)],
-) -> String {
+pub fn index(poems: usize, included: usize, first_chronological: &str, samples: &[(String, String, String)]) -> String {
+    let title = SITE_TITLE;
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -144,4 +143,83 @@ pub fn index(
         }
     }
     .into_string()
+}
+
+/// Shown in a block when the poem has no orderings.
+pub const NO_EMBEDDING: &str = "No embedding: this poem has no similar or different pages.";
+
+/// The two orderings a poem has pages for.
+#[derive(Debug, Clone, Copy)]
+pub enum Listing {
+    Similar,
+    Different,
+}
+
+impl Listing {
+    fn label(self) -> &'static str {
+        match self {
+            Listing::Similar => "Similar to",
+            Listing::Different => "Different from",
+        }
+    }
+
+    fn word(self) -> &'static str {
+        match self {
+            Listing::Similar => "similar",
+            Listing::Different => "different",
+        }
+    }
+
+    fn intro(self) -> &'static str {
+        match self {
+            Listing::Similar => "Every other poem, most similar first.",
+            Listing::Different => {
+                "A walk away from this poem: each next poem is the one least like all those before it."
+            }
+        }
+    }
+}
+
+/// The start of one page of a poem's ordering.
+pub fn ordering_head(listing: Listing, key: &str, n: &Nav) -> String {
+    let label = listing.label();
+    page_head(
+        &format!("{label} {key} — page {} of {}", n.page + 1, n.pages),
+        &format!("{label} {key}"),
+        listing.intro(),
+        n,
+    )
+}
+
+/// The heading between the anchor poem and entries `first..=last` of `total`.
+pub fn ordering_divider(listing: Listing, first: usize, last: usize, total: usize) -> String {
+    divider(&format!("{} {first}–{last} of {total}", listing.word()))
+}
+
+/// The first line of an ordering page's text twin.
+pub fn ordering_text_head(listing: Listing, key: &str, page: usize, pages: usize) -> String {
+    format!("{} {key} (page {} of {pages})\n\n", listing.label(), page + 1)
+}
+
+/// The start of one page of the reading-order listing.
+pub fn chronological_head(n: &Nav) -> String {
+    page_head(
+        &format!("All poems — page {} of {}", n.page + 1, n.pages),
+        "All poems in reading order",
+        "By date where poems have one, otherwise in the order of the collection.",
+        n,
+    )
+}
+
+/// A poem's text twin: key, date, then the wrapped text.
+pub fn text_block(key: &str, date: Option<&str>, text: &str) -> String {
+    let date = date.map(|d| format!("  ({d})")).unwrap_or_default();
+    format!("{key}{date}\n\n{text}")
+}
+
+/// The line between poems on text pages.
+pub fn text_rule(columns: usize) -> String {
+    let mut rule = "-".repeat(columns);
+    rule.push('\n');
+    rule
 }

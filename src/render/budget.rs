@@ -1,0 +1,106 @@
+//! The size projection and the page cap: how big the site will be, and how
+//! many pages per ordering fit `--max-pages` and `--budget`.
+
+use anyhow::{bail, Result};
+use rayon::prelude::*;
+
+use super::site::Site;
+use crate::cache::Kind;
+
+/// How many pages the render writes, and their projected size.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PagePlan {
+    /// Pages per ordering.
+    pub cap: usize,
+    /// Bytes of the HTML pages.
+    pub projected_bytes: u64,
+    /// HTML pages: orderings, reading order and the index.
+    pub html_pages: usize,
+}
+
+/// Bytes of a page other than its blocks (head, divider, foot), measured on
+/// the first ordering page.
+fn page_overhead(site: &Site) -> u64 {
+    if site.poem_of_row.is_empty() {
+        return 0;
+    }
+    let (mut page, mut text, mut idx) = (String::new(), String::new(), Vec::new());
+    site.ordering_page(Kind::Similar, 0, 0, &mut idx, &mut page, &mut text);
+    site.cache.row(Kind::Similar, 0, &mut idx);
+    let body = site.blocks_len(&idx[..site.per_page.min(idx.len())]);
+    page.len() as u64 - body - site.blocks[site.poem_of_row[0]].len() as u64
+}
+
+/// Bytes of page `p` of every ordering, for each `p` below the full count:
+/// exactly as the pages will be built except for the measured overhead.
+fn bytes_per_page_number(site: &Site, overhead: u64, pool: &rayon::ThreadPool) -> Vec<u64> {
+    let full_pages = site.full_pages;
+    pool.install(|| {
+        (0..site.poem_of_row.len())
+            .into_par_iter()
+            .map_init(Vec::new, |idx, r| {
+                let mut acc = vec![0u64; full_pages];
+                for kind in [Kind::Similar, Kind::Different] {
+                    site.cache.row(kind, r, idx);
+                    let anchor = site.blocks[site.poem_of_row[r]].len() as u64;
+                    for (pg, a) in acc.iter_mut().enumerate() {
+                        *a += overhead + anchor + site.blocks_len(&idx[site.page_range(pg, idx.len())]);
+                    }
+                }
+                acc
+            })
+            .reduce(
+                || vec![0u64; full_pages],
+                |mut a, b| {
+                    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                    a
+                },
+            )
+    })
+}
+
+/// The most pages per ordering within `budget` bytes, given the bytes the
+/// site needs whatever the cap (`fixed`).
+fn pages_within(budget: u64, fixed: u64, per_page_number: &[u64]) -> Result<usize> {
+    let mut total = fixed;
+    let mut fit = 0;
+    for b in per_page_number {
+        if total + b > budget {
+            break;
+        }
+        total += b;
+        fit += 1;
+    }
+    if fit == 0 {
+        bail!(
+            "a budget of {} cannot hold even one page per ordering ({} needed)",
+            bytesize::ByteSize(budget),
+            bytesize::ByteSize(fixed + per_page_number.first().copied().unwrap_or(0))
+        );
+    }
+    Ok(fit)
+}
+
+/// Projects the site's size and picks the page cap.
+pub(super) fn plan(
+    site: &Site,
+    max_pages: Option<usize>,
+    budget: Option<u64>,
+    pool: &rayon::ThreadPool,
+) -> Result<PagePlan> {
+    let overhead = page_overhead(site);
+    let per_page_number = bytes_per_page_number(site, overhead, pool);
+    let chrono_pages = site.chrono_pages();
+    let fixed: u64 =
+        site.chrono.iter().map(|&p| site.blocks[p].len() as u64).sum::<u64>() + overhead * chrono_pages as u64;
+    let full_pages = site.full_pages;
+    let mut cap = max_pages.unwrap_or(full_pages).min(full_pages).max(1);
+    if let Some(budget) = budget {
+        cap = cap.min(pages_within(budget, fixed, &per_page_number)?);
+    }
+    Ok(PagePlan {
+        cap,
+        projected_bytes: fixed + per_page_number.iter().take(cap).sum::<u64>(),
+        html_pages: site.poem_of_row.len() * 2 * cap + chrono_pages + 1,
+    })
+}

@@ -1,0 +1,273 @@
+//! `render`: the static site from a cache, written by CPU threads.
+//!
+//! Each poem's block is rendered once; a page is the concatenation of
+//! pre-rendered blocks between a head and a foot. Pages are written in
+//! parallel, only when their bytes changed (a hash manifest remembers what is
+//! on disk), each atomically. Memory stays at the blocks plus one page per
+//! thread, whatever the number of pages.
+//!
+//! - [`site`]: the site model (rows, reading order, page names, blocks).
+//! - [`budget`]: the size projection and the page cap.
+//! - [`writer`]: atomic, change-only page writes and the page manifest.
+//! - [`prune`]: removing pages an earlier render made and this one does not.
+//! - `templates/pages.rs`: the markup and every word on the pages.
+//!
+//! File names: `similar/<key>-<page>.html`, `different/<key>-<page>.html`,
+//! `chronological/<page>.html`, with page numbers zero-padded to the same
+//! width across the site and keys mapped by [`safe_key`].
+
+#[path = "../../templates/pages.rs"]
+mod templates;
+
+mod budget;
+mod prune;
+mod site;
+mod text;
+mod writer;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use rayon::prelude::*;
+
+use crate::cache::{Cache, Kind};
+use crate::corpus;
+use crate::timings::Timings;
+use site::Site;
+pub use text::{safe_key, wrap, COLUMNS};
+use writer::PageWriter;
+
+/// The folders pages go into, under the site folder.
+const PAGE_DIRS: [&str; 3] = ["similar", "different", "chronological"];
+
+/// Options of `render`.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub cache: PathBuf,
+    pub poems: PathBuf,
+    pub out: PathBuf,
+    pub per_page: usize,
+    pub max_pages: Option<usize>,
+    /// Largest site size; picks the page cap that fits.
+    pub budget: Option<u64>,
+    pub txt: bool,
+    pub colors: Option<PathBuf>,
+    pub threads: Option<usize>,
+    pub progress: bool,
+    /// Only print the projection.
+    pub dry_run: bool,
+}
+
+/// What a render did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Poems with similar and different pages.
+    pub poems_with_orderings: usize,
+    pub pages: usize,
+    pub written: usize,
+    pub unchanged: usize,
+    pub removed: usize,
+    pub bytes: u64,
+    pub projected_bytes: u64,
+    /// Pages per ordering after `--max-pages` / `--budget`.
+    pub page_cap: Option<usize>,
+    pub failures: Vec<String>,
+    pub timings: Timings,
+}
+
+/// Reads `{"poem_colors": {key: {"color": "#hex"}}}`; malformed colours are
+/// warned about and dropped (they go into a style attribute).
+pub fn read_colors(path: &Path) -> Result<HashMap<String, String>> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        poem_colors: HashMap<String, Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        color: String,
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let f: File = serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: line {}, column {}: {e}", path.display(), e.line(), e.column()))?;
+    let mut out = HashMap::new();
+    for (k, e) in f.poem_colors {
+        let c = e.color.trim();
+        let hex = c.strip_prefix('#').unwrap_or("");
+        if matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            out.insert(k, c.to_owned());
+        } else {
+            log::warn!(
+                "{}: poem {k:?} has an invalid colour {:?}; ignored",
+                path.display(),
+                e.color
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Renders the site.
+pub fn render(opts: &Options) -> Result<Summary> {
+    let mut summary = Summary::default();
+    let t = Instant::now();
+    let cache = Cache::open(&opts.cache)?;
+    let poems = corpus::load_poems(&opts.poems)?;
+    let all_keys: Vec<String> = poems.iter().map(|p| p.key.clone()).collect();
+    cache.check_keys(&all_keys)?;
+    let colors = match &opts.colors {
+        Some(p) => read_colors(p)?,
+        None => HashMap::new(),
+    };
+    let mut site = Site::new(&cache, &poems, opts.per_page.max(1), opts.txt);
+    summary.timings.phase_since("load", t);
+
+    let t = Instant::now();
+    let pool = crate::progress::pool(opts.threads)?;
+    site.render_blocks(&colors, &pool);
+    summary.timings.phase_since("blocks", t);
+
+    let t = Instant::now();
+    let plan = budget::plan(&site, opts.max_pages, opts.budget, &pool)?;
+    report_projection(&site, &plan, opts.txt);
+    summary.poems_with_orderings = site.poem_of_row.len();
+    summary.page_cap = (plan.cap < site.full_pages).then_some(plan.cap);
+    summary.projected_bytes = plan.projected_bytes;
+    site.pages = plan.cap;
+    summary.timings.phase_since("project", t);
+    if opts.dry_run {
+        return Ok(summary);
+    }
+
+    let t = Instant::now();
+    for d in PAGE_DIRS {
+        let dir = opts.out.join(d);
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let writer = PageWriter::new(&opts.out)?;
+    let bar = crate::progress::progress_bar(opts.progress, plan.html_pages as u64, "pages");
+    write_pages(&site, &writer, &pool, &bar);
+    bar.finish_and_clear();
+    let expected = prune::Expected {
+        keys: site.poem_of_row.iter().map(|&p| safe_key(&poems[p].key)).collect(),
+        digits: site.digits,
+        cap: plan.cap,
+        chrono_pages: site.chrono_pages(),
+        txt: opts.txt,
+    };
+    let mut failures = Vec::new();
+    summary.removed = prune::remove_stale(&opts.out, &expected, &mut failures);
+    failures.into_iter().for_each(|f| writer.fail(f));
+    let done = writer.finish();
+    summary.pages = done.pages;
+    summary.written = done.written;
+    summary.unchanged = done.unchanged;
+    summary.bytes = done.bytes;
+    summary.failures = done.failures;
+    summary.timings.phase_since("write", t);
+    Ok(summary)
+}
+
+fn report_projection(site: &Site, plan: &budget::PagePlan, txt: bool) {
+    eprintln!(
+        "projected site: {} in {} pages{} ({} per page, {} of {} pages per ordering)",
+        bytesize::ByteSize(plan.projected_bytes),
+        plan.html_pages * if txt { 2 } else { 1 },
+        if txt { ", HTML and text" } else { "" },
+        site.per_page,
+        plan.cap,
+        site.full_pages
+    );
+}
+
+/// Writes every ordering page, the reading-order pages and the index.
+fn write_pages(site: &Site, writer: &PageWriter, pool: &rayon::ThreadPool, bar: &indicatif::ProgressBar) {
+    let poems = site.poems;
+    pool.install(|| {
+        (0..site.poem_of_row.len()).into_par_iter().for_each_init(
+            || (Vec::new(), String::new(), String::new()),
+            |(idx, page, text), r| {
+                let key = &poems[site.poem_of_row[r]].key;
+                for kind in [Kind::Similar, Kind::Different] {
+                    for pg in 0..site.pages {
+                        site.ordering_page(kind, r, pg, idx, page, text);
+                        writer.emit(site.ordering_path(kind, key, pg, "html"), page.as_bytes());
+                        if site.txt {
+                            writer.emit(site.ordering_path(kind, key, pg, "txt"), text.as_bytes());
+                        }
+                        bar.inc(1);
+                    }
+                }
+            },
+        );
+        (0..site.chrono_pages()).into_par_iter().for_each_init(
+            || (String::new(), String::new()),
+            |(page, text), pg| {
+                site.chrono_page(pg, page, text);
+                writer.emit(format!("chronological/{}.html", site.page_name(pg)), page.as_bytes());
+                if site.txt {
+                    writer.emit(format!("chronological/{}.txt", site.page_name(pg)), text.as_bytes());
+                }
+                bar.inc(1);
+            },
+        );
+    });
+    let samples: Vec<(String, String, String)> = site
+        .chrono
+        .iter()
+        .filter(|&&p| site.row_of[p].is_some())
+        .take(12)
+        .map(|&p| {
+            let k = &poems[p].key;
+            (
+                k.clone(),
+                site.ordering_path(Kind::Similar, k, 0, "html"),
+                site.ordering_path(Kind::Different, k, 0, "html"),
+            )
+        })
+        .collect();
+    let index = templates::index(
+        poems.len(),
+        site.poem_of_row.len(),
+        &format!("chronological/{}.html", site.page_name(0)),
+        &samples,
+    );
+    writer.emit("index.html".into(), index.as_bytes());
+}
+
+/// Writes `n` files of `size` bytes under `dir` with the same threads and
+/// atomic writes as `render`: the disk's bound for the benchmark.
+pub fn write_plain_files(dir: &Path, n: usize, size: usize, pool: &rayon::ThreadPool) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let data = vec![b'x'; size];
+    pool.install(|| {
+        (0..n).into_par_iter().try_for_each(|i| {
+            let path = dir.join(format!("{i}.html"));
+            let mut f = std::fs::File::create(&path)?;
+            f.write_all(&data)?;
+            Ok::<_, std::io::Error>(())
+        })
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colors_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.json");
+        std::fs::write(
+            &p,
+            r##"{"poem_colors": {"a/1": {"color": "#a0b0c0"}, "a/2": {"color": "red;x:y"}}}"##,
+        )
+        .unwrap();
+        let c = read_colors(&p).unwrap();
+        assert_eq!(c.get("a/1").map(String::as_str), Some("#a0b0c0"));
+        assert!(!c.contains_key("a/2"));
+    }
+}

@@ -1,0 +1,240 @@
+//! The site model: which poems get which pages, the reading order, page
+//! names, and each poem's pre-rendered block; a page is built from blocks.
+
+use std::collections::{HashMap, HashSet};
+
+use rayon::prelude::*;
+
+use super::templates::{self, Listing};
+use super::text::{safe_key, wrap, COLUMNS};
+use crate::cache::{Cache, Kind};
+use crate::corpus::Poem;
+
+/// The site: poems, their cache rows, the reading order and the blocks.
+pub(super) struct Site<'a> {
+    pub cache: &'a Cache,
+    pub poems: &'a [Poem],
+    pub per_page: usize,
+    /// Digits of every page number (one width across the site).
+    pub digits: usize,
+    /// Pages per ordering (same for every poem); the page cap once planned.
+    pub pages: usize,
+    /// Pages per ordering before any cap.
+    pub full_pages: usize,
+    /// Pre-rendered block per poem (by corpus index).
+    pub blocks: Vec<String>,
+    /// Text twin of each block (empty unless `txt`).
+    texts: Vec<String>,
+    /// Cache row of each poem, if it has orderings.
+    pub row_of: Vec<Option<usize>>,
+    /// Corpus index of each cache row.
+    pub poem_of_row: Vec<usize>,
+    /// Poems shown in reading order (corpus indices).
+    pub chrono: Vec<usize>,
+    pub txt: bool,
+}
+
+fn listing(kind: Kind) -> Listing {
+    match kind {
+        Kind::Similar => Listing::Similar,
+        Kind::Different => Listing::Different,
+    }
+}
+
+impl<'a> Site<'a> {
+    /// The site's shape: rows, reading order and page numbering; no blocks yet.
+    pub fn new(cache: &'a Cache, poems: &'a [Poem], per_page: usize, txt: bool) -> Self {
+        let excluded: HashSet<&str> = cache.manifest.report.excluded.iter().map(String::as_str).collect();
+        let row_index: HashMap<&str, usize> = cache
+            .manifest
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.as_str(), i))
+            .collect();
+        let row_of: Vec<Option<usize>> = poems.iter().map(|p| row_index.get(p.key.as_str()).copied()).collect();
+        let mut poem_of_row = vec![0; cache.manifest.keys.len()];
+        for (p, r) in row_of.iter().enumerate() {
+            if let Some(r) = r {
+                poem_of_row[*r] = p;
+            }
+        }
+        // Reading order: by date when every shown poem has one, else input order.
+        let mut chrono: Vec<usize> = (0..poems.len())
+            .filter(|&p| !excluded.contains(poems[p].key.as_str()))
+            .collect();
+        if chrono.iter().all(|&p| poems[p].date.is_some()) {
+            chrono.sort_by(|&a, &b| poems[a].date.cmp(&poems[b].date).then(a.cmp(&b)));
+        }
+        let full_pages = cache.manifest.params.width.div_ceil(per_page).max(1);
+        let chrono_pages = chrono.len().div_ceil(per_page).max(1);
+        Site {
+            cache,
+            poems,
+            per_page,
+            digits: full_pages.max(chrono_pages).saturating_sub(1).to_string().len().max(3),
+            pages: full_pages,
+            full_pages,
+            blocks: Vec::new(),
+            texts: Vec::new(),
+            row_of,
+            poem_of_row,
+            chrono,
+            txt,
+        }
+    }
+
+    /// Renders every poem's block (and text twin when `txt`) once.
+    pub fn render_blocks(&mut self, colors: &HashMap<String, String>, pool: &rayon::ThreadPool) {
+        let mut chrono_page_of = vec![0usize; self.poems.len()];
+        for (i, &p) in self.chrono.iter().enumerate() {
+            chrono_page_of[p] = i / self.per_page;
+        }
+        let site = &*self;
+        let (blocks, texts): (Vec<String>, Vec<String>) = pool.install(|| {
+            (0..site.poems.len())
+                .into_par_iter()
+                .map(|p| site.block(p, colors.get(&site.poems[p].key), chrono_page_of[p]))
+                .unzip()
+        });
+        self.blocks = blocks;
+        self.texts = texts;
+    }
+
+    /// Poem `p`'s block and its text twin (empty unless `txt`).
+    fn block(&self, p: usize, color: Option<&String>, chrono_page: usize) -> (String, String) {
+        let poem = &self.poems[p];
+        let text = wrap(&poem.text);
+        let safe = safe_key(&poem.key);
+        let has = self.row_of[p].is_some();
+        let sim = format!("../{}", self.ordering_path(Kind::Similar, &poem.key, 0, "html"));
+        let diff = format!("../{}", self.ordering_path(Kind::Different, &poem.key, 0, "html"));
+        let chrono = format!("../chronological/{}.html#p-{safe}", self.page_name(chrono_page));
+        let html = templates::block(&templates::BlockData {
+            key: &poem.key,
+            anchor_id: &format!("p-{safe}"),
+            category: poem.category.as_deref(),
+            date: poem.date.as_deref(),
+            color: color.map(String::as_str),
+            text: &text,
+            similar_href: has.then_some(sim.as_str()),
+            different_href: has.then_some(diff.as_str()),
+            chronological_href: &chrono,
+            note: (!has).then_some(templates::NO_EMBEDDING),
+        })
+        .into_string();
+        // The text twin only when text pages are asked for.
+        let twin = if self.txt {
+            templates::text_block(&poem.key, poem.date.as_deref(), &text)
+        } else {
+            String::new()
+        };
+        (html, twin)
+    }
+
+    /// A page number at the site's width.
+    pub fn page_name(&self, page: usize) -> String {
+        format!("{page:0width$}", width = self.digits)
+    }
+
+    /// The site-relative path of one page of a poem's ordering.
+    pub fn ordering_path(&self, kind: Kind, key: &str, page: usize, ext: &str) -> String {
+        let dir = if kind == Kind::Similar { "similar" } else { "different" };
+        format!("{dir}/{}-{}.{ext}", safe_key(key), self.page_name(page))
+    }
+
+    /// Pages of the reading-order listing.
+    pub fn chrono_pages(&self) -> usize {
+        self.chrono.len().div_ceil(self.per_page).max(1)
+    }
+
+    /// Bytes of the blocks of the poems at these cache rows.
+    pub fn blocks_len(&self, rows: &[u32]) -> u64 {
+        rows.iter()
+            .map(|&j| self.blocks[self.poem_of_row[j as usize]].len() as u64)
+            .sum()
+    }
+
+    /// The entries of `page` within an ordering of `len` entries.
+    pub fn page_range(&self, page: usize, len: usize) -> std::ops::Range<usize> {
+        (page * self.per_page).min(len)..((page + 1) * self.per_page).min(len)
+    }
+
+    /// Renders one ordering page into `buf`; `txt` gets the text twin.
+    pub fn ordering_page(
+        &self,
+        kind: Kind,
+        row: usize,
+        page: usize,
+        idx: &mut Vec<u32>,
+        buf: &mut String,
+        txt: &mut String,
+    ) {
+        let p = self.poem_of_row[row];
+        let key = &self.poems[p].key;
+        self.cache.row(kind, row, idx);
+        let slice = &idx[self.page_range(page, idx.len())];
+        let link = |pg: usize| format!("../{}", self.ordering_path(kind, key, pg, "html"));
+        let prev = (page > 0).then(|| link(page - 1));
+        let next = (page + 1 < self.pages).then(|| link(page + 1));
+        let nav = templates::Nav {
+            page,
+            pages: self.pages,
+            prev: prev.as_deref(),
+            next: next.as_deref(),
+            home: "../index.html",
+        };
+        let listing = listing(kind);
+        buf.clear();
+        buf.push_str(&templates::ordering_head(listing, key, &nav));
+        buf.push_str(templates::ANCHOR_OPEN);
+        buf.push_str(&self.blocks[p]);
+        buf.push_str(templates::ANCHOR_CLOSE);
+        let first = page * self.per_page;
+        buf.push_str(&templates::ordering_divider(
+            listing,
+            first + 1.min(slice.len()),
+            first + slice.len(),
+            idx.len(),
+        ));
+        for &j in slice {
+            buf.push_str(&self.blocks[self.poem_of_row[j as usize]]);
+        }
+        buf.push_str(&templates::page_foot(&nav));
+        if self.txt {
+            txt.clear();
+            txt.push_str(&templates::ordering_text_head(listing, key, page, self.pages));
+            txt.push_str(&self.texts[p]);
+            for &j in slice {
+                txt.push_str(&templates::text_rule(COLUMNS));
+                txt.push_str(&self.texts[self.poem_of_row[j as usize]]);
+            }
+        }
+    }
+
+    /// Renders one page of the reading-order listing into `buf` and `txt`.
+    pub fn chrono_page(&self, page: usize, buf: &mut String, txt: &mut String) {
+        let pages = self.chrono_pages();
+        let link = |pg: usize| format!("{}.html", self.page_name(pg));
+        let prev = (page > 0).then(|| link(page - 1));
+        let next = (page + 1 < pages).then(|| link(page + 1));
+        let nav = templates::Nav {
+            page,
+            pages,
+            prev: prev.as_deref(),
+            next: next.as_deref(),
+            home: "../index.html",
+        };
+        buf.clear();
+        buf.push_str(&templates::chronological_head(&nav));
+        txt.clear();
+        for &p in self.chrono.iter().skip(page * self.per_page).take(self.per_page) {
+            buf.push_str(&self.blocks[p]);
+            if self.txt {
+                txt.push_str(&self.texts[p]);
+                txt.push_str(&templates::text_rule(COLUMNS));
+            }
+        }
+        buf.push_str(&templates::page_foot(&nav));
+    }
+}
