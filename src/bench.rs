@@ -49,13 +49,13 @@ fn rate(x: f64) -> String {
 pub fn copy_bandwidth(bytes: usize, pool: &rayon::ThreadPool) -> f64 {
     let src = vec![1u8; bytes];
     let mut dst = vec![0u8; bytes];
-    let chunk = bytes.div_ceil(pool.current_num_threads() * 8).max(4096);
+    let piece = bytes.div_ceil(pool.current_num_threads() * 8).max(4096);
     let mut best = f64::MAX;
     for _ in 0..5 {
         let t = Instant::now();
         pool.install(|| {
-            dst.par_chunks_mut(chunk)
-                .zip(src.par_chunks(chunk))
+            dst.par_chunks_mut(piece)
+                .zip(src.par_chunks(piece))
                 .for_each(|(d, s)| d.copy_from_slice(s));
         });
         best = best.min(t.elapsed().as_secs_f64());
@@ -122,70 +122,10 @@ pub fn engine(o: &EngineOptions) -> Result<()> {
         "implementation", "updates/s", "of bound", "work"
     );
 
-    let report = |name: &str, updates: f64, secs: f64, work: String| {
-        let r = updates / secs;
-        println!(
-            "  {name:<34} {:>14} {:>9.1}% {work:>9}",
-            format!("{}", rate(r)),
-            100.0 * r / bound
-        );
-        r
-    };
+    let report = Reporter { bound };
+    baselines(&report, &q, &vecs, m);
+    let cpu_rate = fused_cpu(&report, o, &backend, threads)?;
     let w = n - 1;
-    // Naive f64 centroid: O(n·d) per step, so only a few steps.
-    let steps = 8.min(w);
-    let t = Instant::now();
-    std::hint::black_box(crate::reference::different_naive_f64(&vecs, 0, steps));
-    report(
-        "naive f64 centroid, 1 thread",
-        (steps * n) as f64,
-        t.elapsed().as_secs_f64(),
-        format!("{steps} steps"),
-    );
-    let t = Instant::now();
-    std::hint::black_box(crate::reference::different(&q, 0, steps));
-    report(
-        "reference (dots per step), 1 thread",
-        (steps * n) as f64,
-        t.elapsed().as_secs_f64(),
-        format!("{steps} steps"),
-    );
-    let t = Instant::now();
-    std::hint::black_box(crate::reference::different_by(n, 0, w, |a, c| m.row(a)[c]));
-    report(
-        "reference over matrix, 1 thread",
-        (w * n) as f64,
-        t.elapsed().as_secs_f64(),
-        "1 start".into(),
-    );
-
-    // The fast paths: best of three runs each (the machine is shared).
-    let best_of_3 = |f: &mut dyn FnMut()| {
-        (0..3)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed().as_secs_f64()
-            })
-            .fold(f64::MAX, f64::min)
-    };
-    let mut out = vec![0u32; w * o.starts_per_thread];
-    let one = crate::progress::pool(Some(1))?;
-    let secs = best_of_3(&mut || one.install(|| crate::cpu::different_rows(m, 0..o.starts_per_thread, w, &mut out)));
-    let updates = (o.starts_per_thread * w * n) as f64;
-    report(
-        "fused cpu backend, 1 thread",
-        updates,
-        secs,
-        format!("{} starts", o.starts_per_thread),
-    );
-    let starts = (o.starts_per_thread * threads).min(n);
-    let mut out = vec![0u32; w * starts];
-    let secs = best_of_3(&mut || backend.different(0..starts, w, &mut out));
-    let name = format!("fused cpu backend, {threads} threads");
-    let cpu_rate = report(&name, (starts * w * n) as f64, secs, format!("{starts} starts"));
-    let est = (n * w * n) as f64 / cpu_rate;
-    println!("  → all {n} full different orderings on this CPU: about {est:.0} s");
 
     let sim_pool = crate::progress::pool(o.threads)?;
     let sim_starts = (64 * threads).min(n);
@@ -210,6 +150,91 @@ pub fn engine(o: &EngineOptions) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Prints one implementation's rate beside the bandwidth bound.
+struct Reporter {
+    bound: f64,
+}
+
+impl Reporter {
+    fn report(&self, name: &str, updates: f64, secs: f64, work: String) -> f64 {
+        let r = updates / secs;
+        println!(
+            "  {name:<34} {:>14} {:>9.1}% {work:>9}",
+            format!("{}", rate(r)),
+            100.0 * r / self.bound
+        );
+        r
+    }
+}
+
+/// The slow implementations, a few steps each: naive f64, the reference,
+/// and the reference over the matrix.
+fn baselines(report: &Reporter, q: &Quantized, vecs: &[Vec<f64>], m: &SimMatrix) {
+    let n = q.n;
+    let w = n - 1;
+    // Naive f64 centroid: O(n·d) per step, so only a few steps.
+    let steps = 8.min(w);
+    let t = Instant::now();
+    std::hint::black_box(crate::reference::different_naive_f64(vecs, 0, steps));
+    report.report(
+        "naive f64 centroid, 1 thread",
+        (steps * n) as f64,
+        t.elapsed().as_secs_f64(),
+        format!("{steps} steps"),
+    );
+    let t = Instant::now();
+    std::hint::black_box(crate::reference::different(q, 0, steps));
+    report.report(
+        "reference (dots per step), 1 thread",
+        (steps * n) as f64,
+        t.elapsed().as_secs_f64(),
+        format!("{steps} steps"),
+    );
+    let t = Instant::now();
+    std::hint::black_box(crate::reference::different_by(n, 0, w, |a, c| m.row(a)[c]));
+    report.report(
+        "reference over matrix, 1 thread",
+        (w * n) as f64,
+        t.elapsed().as_secs_f64(),
+        "1 start".into(),
+    );
+}
+
+/// The fused CPU backend on 1 and all threads, best of three runs each (the
+/// machine is shared); returns the all-threads rate.
+fn fused_cpu(report: &Reporter, o: &EngineOptions, backend: &CpuBackend, threads: usize) -> Result<f64> {
+    let m = backend.matrix();
+    let n = m.n;
+    let w = n - 1;
+    let best_of_3 = |f: &mut dyn FnMut()| {
+        (0..3)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64()
+            })
+            .fold(f64::MAX, f64::min)
+    };
+    let mut out = vec![0u32; w * o.starts_per_thread];
+    let one = crate::progress::pool(Some(1))?;
+    let secs = best_of_3(&mut || one.install(|| crate::cpu::different_rows(m, 0..o.starts_per_thread, w, &mut out)));
+    let updates = (o.starts_per_thread * w * n) as f64;
+    report.report(
+        "fused cpu backend, 1 thread",
+        updates,
+        secs,
+        format!("{} starts", o.starts_per_thread),
+    );
+    let starts = (o.starts_per_thread * threads).min(n);
+    let mut out = vec![0u32; w * starts];
+    let secs = best_of_3(&mut || backend.different(0..starts, w, &mut out));
+    let name = format!("fused cpu backend, {threads} threads");
+    let cpu_rate = report.report(&name, (starts * w * n) as f64, secs, format!("{starts} starts"));
+    let est = (n * w * n) as f64 / cpu_rate;
+    println!("  → all {n} full different orderings on this CPU: about {est:.0} s");
+    Ok(cpu_rate)
 }
 
 fn gpu_engine(o: &EngineOptions, q: &Quantized, m: &SimMatrix, bound: f64, cpu_rate: f64) -> Result<()> {
@@ -281,15 +306,9 @@ pub struct RenderOptions {
     pub dir: Option<PathBuf>,
 }
 
-/// Pages/s and MB/s of `render`, beside writing the same bytes as plain files.
-pub fn render(o: &RenderOptions) -> Result<()> {
-    let tmp = tempfile::Builder::new()
-        .prefix("diversity-bench-")
-        .tempdir_in(o.dir.clone().unwrap_or_else(std::env::temp_dir))
-        .context("cannot create a scratch directory")?;
-    let cache = tmp.path().join("cache");
-    let top_k = o.per_page * o.pages;
-    // Precompute in a child process, so the peak memory below is render's own.
+/// Precomputes the benchmark's cache in a child process, so the peak memory
+/// measured afterwards is render's own.
+fn precompute_for_render(o: &RenderOptions, cache: &Path, top_k: usize) -> Result<()> {
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args([
@@ -305,13 +324,57 @@ pub fn render(o: &RenderOptions) -> Result<()> {
     .arg("--embeddings")
     .arg(&o.embeddings)
     .arg("--out")
-    .arg(&cache)
+    .arg(cache)
     .env("RUST_LOG", "error");
     if let Some(t) = o.threads {
         cmd.args(["--threads", &t.to_string()]);
     }
     let status = cmd.status().context("cannot run precompute")?;
     anyhow::ensure!(status.success(), "precompute for the render benchmark failed");
+    Ok(())
+}
+
+/// Prints render's rate beside the disk's bound (plain writes before and after).
+fn print_render(o: &RenderOptions, s: &crate::render::Summary, secs: f64, (first, second): (f64, f64), threads: usize) {
+    let poems = s.poems_with_orderings;
+    println!(
+        "render benchmark: {} ({poems} poems, {} pages of {} entries, {threads} threads)",
+        o.poems.display(),
+        s.pages,
+        o.per_page
+    );
+    println!(
+        "  render        {:>8.3} s  {:>9.0} pages/s  {:>8.1} MB/s  ({} MB)",
+        secs,
+        s.pages as f64 / secs,
+        s.bytes as f64 / 1e6 / secs,
+        s.bytes / 1_000_000
+    );
+    let bound = (first + second) / 2.0;
+    println!(
+        "  plain writes  {:>8.3} s  {:>9.0} files/s  {:>8.1} MB/s  (same count and bytes; before {first:.3} s, after {second:.3} s: the disk's bound)",
+        bound,
+        s.pages as f64 / bound,
+        s.bytes as f64 / 1e6 / bound,
+    );
+    println!("  render / bound: {:.2}×", secs / bound);
+    let per_thread = poems as f64 / secs / threads as f64;
+    println!(
+        "  {:.0} poems/s per thread (old system: 81): {:.0}×",
+        per_thread,
+        per_thread / 81.0
+    );
+}
+
+/// Pages/s and MB/s of `render`, beside writing the same bytes as plain files.
+pub fn render(o: &RenderOptions) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("diversity-bench-")
+        .tempdir_in(o.dir.clone().unwrap_or_else(std::env::temp_dir))
+        .context("cannot create a scratch directory")?;
+    let cache = tmp.path().join("cache");
+    let top_k = o.per_page * o.pages;
+    precompute_for_render(o, &cache, top_k)?;
     let site = tmp.path().join("site");
     // Each timed phase starts with no dirty pages from the one before, and
     // the disk's bound (the same count and bytes as plain files) is taken
@@ -356,35 +419,7 @@ pub fn render(o: &RenderOptions) -> Result<()> {
     })?;
     let secs = t.elapsed().as_secs_f64();
     let second = plain(1, s.pages, s.bytes)?;
-    let threads = pool.current_num_threads();
-    let poems = s.poems_with_orderings;
-    println!(
-        "render benchmark: {} ({poems} poems, {} pages of {} entries, {threads} threads)",
-        o.poems.display(),
-        s.pages,
-        o.per_page
-    );
-    println!(
-        "  render        {:>8.3} s  {:>9.0} pages/s  {:>8.1} MB/s  ({} MB)",
-        secs,
-        s.pages as f64 / secs,
-        s.bytes as f64 / 1e6 / secs,
-        s.bytes / 1_000_000
-    );
-    let bound = (first + second) / 2.0;
-    println!(
-        "  plain writes  {:>8.3} s  {:>9.0} files/s  {:>8.1} MB/s  (same count and bytes; before {first:.3} s, after {second:.3} s: the disk's bound)",
-        bound,
-        s.pages as f64 / bound,
-        s.bytes as f64 / 1e6 / bound,
-    );
-    println!("  render / bound: {:.2}×", secs / bound);
-    let per_thread = poems as f64 / secs / threads as f64;
-    println!(
-        "  {:.0} poems/s per thread (old system: 81): {:.0}×",
-        per_thread,
-        per_thread / 81.0
-    );
+    print_render(o, &s, secs, (first, second), pool.current_num_threads());
     if let Some(p) = peak_rss() {
         println!(
             "  peak RSS {} MiB (before render {} MiB); site {} MiB",

@@ -57,9 +57,9 @@ impl SimMatrix {
     }
 }
 
-/// Adds one chunk of a row to the unchosen sums and folds them into `best`.
+/// Adds one group of LANES row entries to the unchosen sums and folds them into `best`.
 #[inline(always)]
-fn update_chunk(s: &mut [i32; LANES], r: &[i16; LANES], best: &mut [i32; LANES]) {
+fn update_lanes(s: &mut [i32; LANES], r: &[i16; LANES], best: &mut [i32; LANES]) {
     // Branch-free masks, so the compiler emits vector compares and blends.
     for l in 0..LANES {
         let v = s[l];
@@ -80,8 +80,8 @@ fn add_row_argmin_generic(sums: &mut [i32], row: &[i16]) -> (i32, usize) {
     let (sc, _) = sums.as_chunks_mut::<LANES>();
     let (rc, _) = row.as_chunks::<LANES>();
     for (ci, (s, r)) in sc.iter_mut().zip(rc).enumerate() {
-        prefetch(row, (ci + PREFETCH_CHUNKS) * LANES);
-        update_chunk(s, r, &mut best);
+        prefetch(row, (ci + PREFETCH_GROUPS) * LANES);
+        update_lanes(s, r, &mut best);
     }
     let min = best.iter().copied().min().unwrap_or(CHOSEN);
     (min, first_equal(sums, min))
@@ -98,20 +98,20 @@ fn add_rows2_generic(a: &mut [i32], ra: &[i16], b: &mut [i32], rb: &[i16]) -> [(
     let (rac, _) = ra.as_chunks::<LANES>();
     let (rbc, _) = rb.as_chunks::<LANES>();
     for (ci, ((sa, xa), (sb, xb))) in ac.iter_mut().zip(rac).zip(bc.iter_mut().zip(rbc)).enumerate() {
-        prefetch(ra, (ci + PREFETCH_CHUNKS) * LANES);
-        prefetch(rb, (ci + PREFETCH_CHUNKS) * LANES);
-        update_chunk(sa, xa, &mut best_a);
-        update_chunk(sb, xb, &mut best_b);
+        prefetch(ra, (ci + PREFETCH_GROUPS) * LANES);
+        prefetch(rb, (ci + PREFETCH_GROUPS) * LANES);
+        update_lanes(sa, xa, &mut best_a);
+        update_lanes(sb, xb, &mut best_b);
     }
     let min_a = best_a.iter().copied().min().unwrap_or(CHOSEN);
     let min_b = best_b.iter().copied().min().unwrap_or(CHOSEN);
     [(min_a, first_equal(a, min_a)), (min_b, first_equal(b, min_b))]
 }
 
-/// How far ahead (in chunks) the row is prefetched: each step's row is a
+/// How far ahead (in groups of LANES) the row is prefetched: each step's row is a
 /// fresh, unpredictable 2n-byte stretch of the matrix, and the hardware
 /// prefetcher only catches up a page at a time.
-const PREFETCH_CHUNKS: usize = 64;
+const PREFETCH_GROUPS: usize = 64;
 
 #[inline(always)]
 fn prefetch(row: &[i16], at: usize) {
