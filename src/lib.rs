@@ -3,9 +3,11 @@
 //! both, and the static site that shows them.
 //!
 //! Data flows one way:
-//! [`corpus`] → [`quantize`] → orderings ([`reference`], [`cpu`], [`gpu`]) →
-//! [`cache`] → pages ([`render`]). [`embed`] produces the embeddings that
-//! [`corpus`] reads.
+//! [`corpus`] → [`quantize`] → orderings ([`engine`] over [`cpu`] or [`gpu`],
+//! which share the [`matrix`] layout; [`reference`] is the specification) →
+//! [`cache`] (by [`precompute`]) → pages ([`render`]). [`embed`] produces the
+//! embeddings that [`corpus`] reads. [`fs`], [`progress`] and [`timings`]
+//! are helpers every stage may use; [`cli`] drives the stages.
 
 pub mod bench;
 pub mod cache;
