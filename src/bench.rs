@@ -430,3 +430,98 @@ pub fn render(o: &RenderOptions) -> Result<()> {
     }
     Ok(())
 }
+
+/// Options of the shard benchmark.
+#[derive(Debug, Clone)]
+pub struct ShardsOptions {
+    pub poems: PathBuf,
+    pub embeddings: PathBuf,
+    pub shards: usize,
+    pub top_k: Option<usize>,
+    pub threads: Option<usize>,
+    pub backend: crate::engine::BackendChoice,
+    /// Scratch directory (default: the system temp dir).
+    pub dir: Option<PathBuf>,
+}
+
+/// One unsharded precompute beside the same job as `shards` shards run one
+/// after another and merged, in one run: the shards' summed cost (the
+/// overhead of sharding) and the slowest shard plus the merge (the wall
+/// time on `shards` machines). Checks that the merge is byte-identical.
+pub fn shards(o: &ShardsOptions) -> Result<()> {
+    let tmp = tempfile::Builder::new()
+        .prefix("diversity-bench-")
+        .tempdir_in(o.dir.clone().unwrap_or_else(std::env::temp_dir))
+        .context("cannot create a scratch directory")?;
+    let run = |out: PathBuf, shard: Option<crate::shard::ShardSpec>| -> Result<f64> {
+        let t = Instant::now();
+        let done = crate::precompute::run(&crate::precompute::Options {
+            poems: o.poems.clone(),
+            embeddings: Some(o.embeddings.clone()),
+            out,
+            backend: o.backend,
+            top_k: o.top_k,
+            threads: o.threads,
+            strict: false,
+            exclude: None,
+            center: false,
+            chunk: 1024,
+            gpu: GpuOptions::default(),
+            progress: false,
+            stop_after: None,
+            shard,
+        })?;
+        anyhow::ensure!(done.manifest.is_some(), "the precompute was interrupted");
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let whole = tmp.path().join("whole");
+    let t_whole = run(whole.clone(), None)?;
+    let mut dirs = Vec::new();
+    let mut each = Vec::new();
+    for index in 0..o.shards {
+        let dir = tmp.path().join(format!("shard{index}"));
+        each.push(run(
+            dir.clone(),
+            Some(crate::shard::ShardSpec { index, count: o.shards }),
+        )?);
+        dirs.push(dir);
+    }
+    let merged = tmp.path().join("merged");
+    let t = Instant::now();
+    crate::shard::merge(&merged, &dirs, false)?;
+    let t_merge = t.elapsed().as_secs_f64();
+    for f in [crate::cache::SIMILAR, crate::cache::DIFFERENT, crate::cache::VECTORS] {
+        let same = std::fs::read(whole.join(f))? == std::fs::read(merged.join(f))?;
+        anyhow::ensure!(same, "{f} of the merged shards differs from the unsharded run's");
+    }
+    let sum: f64 = each.iter().sum();
+    let slowest = each.iter().cloned().fold(0.0, f64::max);
+    let bytes = 2 * std::fs::metadata(merged.join(crate::cache::SIMILAR))?.len();
+    println!(
+        "shard benchmark: {}, top-k {:?}, {} shards, backend {:?}; merged orderings byte-identical to the unsharded run's",
+        o.poems.display(),
+        o.top_k,
+        o.shards,
+        o.backend
+    );
+    println!("| run | seconds | vs whole |");
+    println!("| --- | --- | --- |");
+    println!("| whole (one precompute) | {t_whole:.2} | 1.00× |");
+    println!(
+        "| {} shards one after another (summed) | {sum:.2} | {:.2}× the cost |",
+        o.shards,
+        sum / t_whole
+    );
+    println!(
+        "| merge ({} MB of orderings) | {t_merge:.2} | {:.0} MB/s |",
+        bytes / 1_000_000,
+        bytes as f64 / 1e6 / t_merge
+    );
+    println!(
+        "| on {} machines: slowest shard {slowest:.2} + merge | {:.2} | {:.2}× faster |",
+        o.shards,
+        slowest + t_merge,
+        t_whole / (slowest + t_merge)
+    );
+    Ok(())
+}

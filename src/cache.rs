@@ -11,6 +11,10 @@
 //! - while a run is under way, `run.json` (the pending manifest) and
 //!   `progress.log` (finished chunks, one per line, each written only after
 //!   its rows reached the disk). A re-run with the same inputs resumes there.
+//!
+//! A shard cache (`precompute --shard I/N`) has the same files, but its
+//! orderings hold only the rows of its contiguous range of starts, which its
+//! manifest records; readers refuse it until `merge` has combined the shards.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -30,10 +34,10 @@ pub const FORMAT_VERSION: u32 = 1;
 /// Bumped when the algorithm's output for the same input changes.
 pub const ALGORITHM_VERSION: u32 = 1;
 
-const MANIFEST: &str = "manifest.json";
-const RUN: &str = "run.json";
-const PROGRESS: &str = "progress.log";
-const VECTORS: &str = "vectors.bin";
+pub(crate) const MANIFEST: &str = "manifest.json";
+pub(crate) const RUN: &str = "run.json";
+pub(crate) const PROGRESS: &str = "progress.log";
+pub(crate) const VECTORS: &str = "vectors.bin";
 /// The file names of the two orderings.
 pub const SIMILAR: &str = "similar.bin";
 pub const DIFFERENT: &str = "different.bin";
@@ -85,6 +89,28 @@ pub struct Manifest {
     pub keys: Vec<String>,
     /// Every poem key of the corpus, in input order.
     pub all_keys: Vec<String>,
+    /// Set in a shard cache: which shard, and the starts its rows cover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// Shard `index` of `count`: the rows of starts `start..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "shard {}/{} (starts {}..{})",
+            self.index, self.count, self.start, self.end
+        )
+    }
 }
 
 impl Manifest {
@@ -103,12 +129,20 @@ impl Manifest {
         if self.params.center {
             cmd += " --center";
         }
+        if let Some(s) = &self.shard {
+            cmd += &format!(" --shard {}/{}", s.index, s.count);
+        }
         cmd + &format!(" --out {}", dir.display())
+    }
+
+    /// The starts whose rows the ordering files hold (all, or a shard's).
+    pub fn starts(&self) -> std::ops::Range<usize> {
+        self.shard.map_or(0..self.included, |s| s.start..s.end)
     }
 
     /// Bytes of one ordering file.
     pub fn ordering_bytes(&self) -> u64 {
-        (self.included * self.params.width * self.params.index_bytes) as u64
+        (self.starts().len() * self.params.width * self.params.index_bytes) as u64
     }
 
     /// What differs from `newer`, in words (empty when the orderings agree).
@@ -208,17 +242,23 @@ impl CacheWriter {
         if let Ok(old) = read_manifest(&dir.join(MANIFEST)) {
             // The fingerprint covers everything that decides the bytes (not the
             // checkpoint size, which only matters to an unfinished run).
-            if old.fingerprint == pending.fingerprint {
+            if old.fingerprint == pending.fingerprint && old.shard == pending.shard {
                 return Ok(Opened::Complete(Box::new(old)));
             }
-            let what = old.differences(&pending);
+            let mut what = old.differences(&pending);
+            if old.shard != pending.shard {
+                let describe = |s: &Option<Shard>| s.map_or("the whole cache".into(), |s| s.to_string());
+                what.push(format!("{} → {}", describe(&old.shard), describe(&pending.shard)));
+            }
             log::warn!("cache {} is stale ({}); rebuilding it", dir.display(), what.join("; "));
         }
         // From here on the directory is not a finished cache.
         remove_if_exists(&dir.join(MANIFEST))?;
-        let chunks = pending.included.div_ceil(pending.params.chunk.max(1));
+        let chunks = pending.starts().len().div_ceil(pending.params.chunk.max(1));
         let resumable = read_manifest(&dir.join(RUN))
-            .map(|run| run.fingerprint == pending.fingerprint && run.params == pending.params)
+            .map(|run| {
+                run.fingerprint == pending.fingerprint && run.params == pending.params && run.shard == pending.shard
+            })
             .unwrap_or(false);
         let mut done = vec![false; chunks];
         let resumed = resumable && {
@@ -264,16 +304,22 @@ impl CacheWriter {
         &self.pending.params
     }
 
+    /// The starts this run computes (all, or its shard's).
+    pub fn starts(&self) -> std::ops::Range<usize> {
+        self.pending.starts()
+    }
+
     /// Starts covered by chunk `c`.
     pub fn chunk_starts(&self, c: usize) -> std::ops::Range<usize> {
-        let size = self.pending.params.chunk;
-        c * size..((c + 1) * size).min(self.pending.included)
+        let (size, all) = (self.pending.params.chunk, self.starts());
+        all.start + c * size..(all.start + (c + 1) * size).min(all.end)
     }
 
     /// Writes chunk `c`'s rows, syncs them, then records the chunk as done.
     pub fn write_chunk(&mut self, c: usize, similar: &[u32], different: &[u32]) -> Result<()> {
         let p = &self.pending.params;
-        let offset = (self.chunk_starts(c).start * p.width * p.index_bytes) as u64;
+        let row = self.chunk_starts(c).start - self.starts().start;
+        let offset = (row * p.width * p.index_bytes) as u64;
         let mut buf = Vec::new();
         for (file, rows, name) in [
             (&self.similar, similar, SIMILAR),
@@ -310,7 +356,7 @@ impl CacheWriter {
     }
 }
 
-fn remove_if_exists(path: &Path) -> Result<()> {
+pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(e).with_context(|| format!("cannot remove {}", path.display()))
@@ -385,8 +431,22 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Opens a finished cache, checking versions and file sizes.
+    /// Opens a finished whole cache, checking versions and file sizes; a
+    /// shard is refused with the command that merges it.
     pub fn open(dir: &Path) -> Result<Self> {
+        let cache = Self::open_any(dir)?;
+        if let Some(s) = &cache.manifest.shard {
+            bail!(
+                "{} holds only {s} of {} poems; merge the shards first: diversity-gpu merge --out DIR SHARD_DIR…",
+                dir.display(),
+                cache.manifest.included
+            );
+        }
+        Ok(cache)
+    }
+
+    /// Opens a finished cache, whole or shard, with the same checks.
+    pub fn open_any(dir: &Path) -> Result<Self> {
         let mpath = dir.join(MANIFEST);
         if !mpath.exists() {
             if dir.join(RUN).exists() {
@@ -460,7 +520,8 @@ impl Cache {
         Ok(cache)
     }
 
-    /// Row `i` of an ordering as indices into `manifest.keys`.
+    /// Row `i` of an ordering file (start `manifest.starts().start + i`) as
+    /// indices into `manifest.keys`.
     pub fn row(&self, kind: Kind, i: usize, out: &mut Vec<u32>) {
         let p = &self.manifest.params;
         let bytes = match kind {

@@ -26,4 +26,5 @@ pub mod progress;
 pub mod quantize;
 pub mod reference;
 pub mod render;
+pub mod shard;
 pub mod timings;

@@ -34,6 +34,8 @@ pub struct Options {
     pub progress: bool,
     /// Stop after this many chunks (to test interruption).
     pub stop_after: Option<usize>,
+    /// Compute only this shard's starts (`--shard I/N`).
+    pub shard: Option<crate::shard::ShardSpec>,
 }
 
 /// Row width and index size for `n` included poems.
@@ -179,6 +181,7 @@ fn pending_manifest(
         timings: Timings::default(),
         keys: prepared.keys.clone(),
         all_keys: corpus.poems.iter().map(|p| p.key.clone()).collect(),
+        shard: opts.shard.map(|s| s.range(q.n)),
     })
 }
 
@@ -199,8 +202,9 @@ fn compute_chunks(
         );
     }
     let width = writer.params().width;
-    let bar = progress_bar(opts.progress, q.n as u64, "starts");
-    bar.set_position((q.n - todo.iter().map(|&c| writer.chunk_starts(c).len()).sum::<usize>()) as u64);
+    let rows = writer.starts().len();
+    let bar = progress_bar(opts.progress, rows as u64, "starts");
+    bar.set_position((rows - todo.iter().map(|&c| writer.chunk_starts(c).len()).sum::<usize>()) as u64);
     let mut t_write = 0.0;
     let mut done = Precomputed {
         manifest: None,

@@ -24,6 +24,15 @@ pub struct Cli {
 pub enum Command {
     /// Compute every poem's similar and different orderings into a cache.
     Precompute(PrecomputeArgs),
+    /// Combine the shard caches of `precompute --shard` into one whole cache.
+    Merge {
+        /// The whole cache to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Every shard's cache directory (a shell glob such as `shards/*` will do).
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+    },
     /// Write a cache's orderings as JSON Lines, by key.
     Export {
         #[arg(long)]
@@ -133,6 +142,24 @@ pub enum BenchCommand {
         gpu_steps: Option<usize>,
         #[command(flatten)]
         gpu_args: GpuArgs,
+    },
+    /// One precompute beside the same job as N shards and a merge.
+    Shards {
+        #[command(flatten)]
+        corpus: BenchCorpus,
+        /// How many shards.
+        #[arg(long, default_value_t = 4)]
+        shards: usize,
+        /// Entries per ordering (the walks' length).
+        #[arg(long, default_value_t = 1000)]
+        top_k: usize,
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
+        backend: BackendChoice,
+        /// Scratch directory (default: the system temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// render: pages/s and MB/s beside the disk's bound.
     Render {
@@ -348,6 +375,7 @@ impl EngineArgs {
             gpu: self.gpu.options(),
             progress,
             stop_after: self.stop_after,
+            shard: None,
         }
     }
 }
@@ -363,6 +391,9 @@ pub struct PrecomputeArgs {
     /// Cache directory.
     #[arg(long)]
     pub out: PathBuf,
+    /// Compute only shard I of N (contiguous, balanced ranges of starts), e.g. 0/4; `merge` combines them.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<crate::shard::ShardSpec>,
     #[command(flatten)]
     pub engine: EngineArgs,
 }

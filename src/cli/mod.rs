@@ -75,12 +75,16 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
     let show = progress(cli.quiet);
     match cli.command {
         Command::Precompute(a) => {
-            let opts = a.engine.options(a.poems, a.embeddings, a.out.clone(), show);
+            let mut opts = a.engine.options(a.poems, a.embeddings, a.out.clone(), show);
+            opts.shard = a.shard;
             let run = crate::precompute::run(&opts)?;
             match &run.manifest {
                 Some(m) => report::precomputed(&a.out, m, run.up_to_date),
                 None => return Ok(stopped(run.chunks_computed)),
             }
+        }
+        Command::Merge { out, shards } => {
+            report::merged(&out, shards.len(), &crate::shard::merge(&out, &shards, show)?)
         }
         Command::Export { cache, out } => export(&cache, out.as_deref())?,
         Command::Verify { cache, sample, seed } => verify(&cache, sample, seed)?,
@@ -175,7 +179,11 @@ fn bench(what: BenchCommand) -> Result<()> {
     match what {
         BenchCommand::All { gpu } => {
             let exe = std::env::current_exe()?;
-            let mut parts: Vec<Vec<&str>> = vec![vec!["bench", "engine"], vec!["bench", "render"]];
+            let mut parts: Vec<Vec<&str>> = vec![
+                vec!["bench", "engine"],
+                vec!["bench", "render"],
+                vec!["bench", "shards"],
+            ];
             if gpu {
                 parts[0].push("--gpu");
             }
@@ -205,6 +213,25 @@ fn bench(what: BenchCommand) -> Result<()> {
                 gpu_starts,
                 gpu_steps,
                 gpu_opts: gpu_args.options(),
+            })?;
+        }
+        BenchCommand::Shards {
+            corpus,
+            shards,
+            top_k,
+            threads,
+            backend,
+            dir,
+        } => {
+            let (poems, embeddings) = corpus.paths();
+            crate::bench::shards(&crate::bench::ShardsOptions {
+                poems,
+                embeddings,
+                shards: shards.max(1),
+                top_k: Some(top_k),
+                threads,
+                backend,
+                dir,
             })?;
         }
         BenchCommand::Render {

@@ -28,15 +28,27 @@ pub(super) fn precomputed(out: &Path, m: &Manifest, up_to_date: bool) {
         );
         return;
     }
+    let of = m.shard.map(|s| format!("{s} of ")).unwrap_or_default();
     eprintln!(
-        "wrote {} orderings of {} entries for {} poems ({} left out) with {}",
-        2 * m.included,
+        "wrote {} orderings of {} entries for {of}{} poems ({} left out) with {}",
+        2 * m.starts().len(),
         m.params.width,
         m.included,
         m.report.unusable.len() + m.report.excluded.len(),
         m.backend
     );
     print_timings("timing:", &m.timings);
+}
+
+/// What `merge` wrote.
+pub(super) fn merged(out: &Path, shards: usize, m: &Manifest) {
+    eprintln!(
+        "merged {shards} shards into {}: {} poems, orderings of {} entries",
+        out.display(),
+        m.included,
+        m.params.width
+    );
+    print_timings("timing (shards summed, then the merge):", &m.timings);
 }
 
 /// The pages a render wrote; failed pages make it an error.
