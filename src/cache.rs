@@ -3,25 +3,39 @@
 //!
 //! A cache is a directory:
 //! - `manifest.json`: versions, parameters, keys, fingerprint, report,
-//!   backend and timings. It is written last, atomically: a directory
-//!   without it is never taken for a finished cache.
+//!   backend, timings and the blake3 of every file and checkpoint chunk,
+//!   sealed by a hash of its own bytes (`manifest_hash`). It is written
+//!   last, atomically: a directory without it is never taken for a
+//!   finished cache.
 //! - `vectors.bin`: the quantised unit vectors (i16 LE, `included × dim`).
 //! - `similar.bin`, `different.bin`: one row per start of `width` indices
 //!   into `keys`, little-endian, `index_bytes` (2 or 4) each.
-//! - while a run is under way, `run.json` (the pending manifest) and
-//!   `progress.log` (finished chunks, one per line, each written only after
-//!   its rows reached the disk). A re-run with the same inputs resumes there.
+//! - `lock`: the writer's lock file (see [`lock`]).
+//! - while a run is under way, `run.json` (the pending manifest),
+//!   `similar.bin.partial` and `different.bin.partial` (the rows being
+//!   built) and `progress.log` (finished chunks with the blake3 of their
+//!   rows, each line written only after the rows reached the disk). A re-run
+//!   with the same inputs resumes there, re-verifying every chunk it keeps.
+//!
+//! Every reader checks every hash at open, so a damaged cache is refused,
+//! never read.
 //!
 //! A shard cache (`precompute --shard I/N`) has the same files, but its
 //! orderings hold only the rows of its contiguous range of starts, which its
 //! manifest records; readers refuse it until `merge` has combined the shards.
 
-use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+pub mod integrity;
+pub mod lock;
+mod writer;
+
+pub use integrity::{ChunkHash, FileHash};
+pub use writer::{CacheWriter, Opened};
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::Report;
@@ -30,14 +44,16 @@ use crate::quantize::Quantized;
 use crate::timings::Timings;
 
 /// Bumped when the layout of the files changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Bumped when the algorithm's output for the same input changes.
 pub const ALGORITHM_VERSION: u32 = 1;
 
-pub(crate) const MANIFEST: &str = "manifest.json";
+/// The manifest's file name.
+pub const MANIFEST: &str = "manifest.json";
 pub(crate) const RUN: &str = "run.json";
 pub(crate) const PROGRESS: &str = "progress.log";
-pub(crate) const VECTORS: &str = "vectors.bin";
+/// The quantised vectors' file name.
+pub const VECTORS: &str = "vectors.bin";
 /// The file names of the two orderings.
 pub const SIMILAR: &str = "similar.bin";
 pub const DIFFERENT: &str = "different.bin";
@@ -66,6 +82,10 @@ pub struct Inputs {
 /// The manifest: everything needed to trust and read a cache.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// blake3 of this file's bytes with this field zeroed (see
+    /// [`integrity::seal`]); first, so it is found without parsing.
+    #[serde(default)]
+    pub manifest_hash: String,
     pub format_version: u32,
     pub algorithm_version: u32,
     pub tool_version: String,
@@ -78,11 +98,17 @@ pub struct Manifest {
     pub included: usize,
     /// blake3 of the included keys, in order.
     pub keys_hash: String,
+    /// blake3 of `all_keys`, in order.
+    #[serde(default)]
+    pub all_keys_hash: String,
     /// blake3 of the quantised vectors, keys, parameters and versions.
     pub fingerprint: String,
     pub inputs: Inputs,
     pub backend: String,
     pub report: Report,
+    /// The hashes of the files and checkpoint chunks.
+    #[serde(default)]
+    pub integrity: Integrity,
     /// Seconds per phase.
     pub timings: Timings,
     /// Included keys; row `i` belongs to `keys[i]`, and indices point here.
@@ -111,6 +137,15 @@ impl std::fmt::Display for Shard {
             self.index, self.count, self.start, self.end
         )
     }
+}
+
+/// What every reader checks: the blake3 of each file and of each chunk.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Integrity {
+    /// File name → size and blake3.
+    pub files: BTreeMap<String, FileHash>,
+    /// Per checkpoint chunk (`params.chunk` starts), the blake3 of its rows.
+    pub chunks: Vec<ChunkHash>,
 }
 
 impl Manifest {
@@ -143,6 +178,38 @@ impl Manifest {
     /// Bytes of one ordering file.
     pub fn ordering_bytes(&self) -> u64 {
         (self.starts().len() * self.params.width * self.params.index_bytes) as u64
+    }
+
+    /// Checkpoint chunks of `params.chunk` starts in [`Self::starts`].
+    pub fn chunk_count(&self) -> usize {
+        self.starts().len().div_ceil(self.params.chunk.max(1))
+    }
+
+    /// Starts covered by chunk `c`.
+    pub fn chunk_starts(&self, c: usize) -> std::ops::Range<usize> {
+        let (size, all) = (self.params.chunk, self.starts());
+        all.start + c * size..(all.start + (c + 1) * size).min(all.end)
+    }
+
+    /// Byte offset and length of chunk `c`'s rows in an ordering file.
+    pub fn chunk_bytes(&self, c: usize) -> (u64, usize) {
+        let row = self.params.width * self.params.index_bytes;
+        let r = self.chunk_starts(c);
+        (((r.start - self.starts().start) * row) as u64, r.len() * row)
+    }
+
+    /// How the corpus's poem keys differ from the ones this cache was built
+    /// for, in words; empty when they agree. The one definition of "stale"
+    /// for a finished cache: render refuses it, precompute updates it.
+    pub fn poems_changed(&self, all_keys: &[String]) -> Vec<String> {
+        if hash_keys(all_keys) == hash_keys(&self.all_keys) {
+            return Vec::new();
+        }
+        let what = key_changes(&self.all_keys, all_keys);
+        if what.is_empty() {
+            return vec!["the poems were reordered".into()];
+        }
+        what
     }
 
     /// What differs from `newer`, in words (empty when the orderings agree).
@@ -213,149 +280,6 @@ pub fn fingerprint(keys: &[String], q: &Quantized, params: &Params, model: &str)
     h.finalize().to_hex().to_string()
 }
 
-/// What opening a cache for writing found.
-pub enum Opened {
-    /// A finished cache with the same fingerprint: nothing to do.
-    Complete(Box<Manifest>),
-    /// Ready to write; `done` marks chunks already on disk.
-    Writer(Box<CacheWriter>),
-}
-
-/// Writes a cache chunk by chunk, so an interrupted run can resume.
-pub struct CacheWriter {
-    dir: PathBuf,
-    pending: Manifest,
-    similar: File,
-    different: File,
-    progress: File,
-    /// Chunks already on disk.
-    pub done: Vec<bool>,
-    /// Whether this run resumed earlier work.
-    pub resumed: bool,
-}
-
-impl CacheWriter {
-    /// Opens `dir` for the run described by `pending`, resuming when a
-    /// previous run with the same fingerprint left finished chunks.
-    pub fn open(dir: &Path, pending: Manifest, vectors: &Quantized) -> Result<Opened> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
-        if let Ok(old) = read_manifest(&dir.join(MANIFEST)) {
-            // The fingerprint covers everything that decides the bytes (not the
-            // checkpoint size, which only matters to an unfinished run).
-            if old.fingerprint == pending.fingerprint && old.shard == pending.shard {
-                return Ok(Opened::Complete(Box::new(old)));
-            }
-            let mut what = old.differences(&pending);
-            if old.shard != pending.shard {
-                let describe = |s: &Option<Shard>| s.map_or("the whole cache".into(), |s| s.to_string());
-                what.push(format!("{} → {}", describe(&old.shard), describe(&pending.shard)));
-            }
-            log::warn!("cache {} is stale ({}); rebuilding it", dir.display(), what.join("; "));
-        }
-        // From here on the directory is not a finished cache.
-        remove_if_exists(&dir.join(MANIFEST))?;
-        let chunks = pending.starts().len().div_ceil(pending.params.chunk.max(1));
-        let resumable = read_manifest(&dir.join(RUN))
-            .map(|run| {
-                run.fingerprint == pending.fingerprint && run.params == pending.params && run.shard == pending.shard
-            })
-            .unwrap_or(false);
-        let mut done = vec![false; chunks];
-        let resumed = resumable && {
-            read_progress(&dir.join(PROGRESS), &mut done)?;
-            done.iter().any(|&d| d)
-        };
-        if !resumable {
-            write_atomic(&dir.join(VECTORS), bytemuck::cast_slice(&vectors.data))?;
-            write_atomic(&dir.join(RUN), &serde_json::to_vec_pretty(&pending)?)?;
-            File::create(dir.join(PROGRESS))
-                .with_context(|| format!("cannot create {}", dir.join(PROGRESS).display()))?;
-        }
-        let size = pending.ordering_bytes();
-        let open = |name: &str| -> Result<File> {
-            let path = dir.join(name);
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(!resumable)
-                .open(&path)
-                .with_context(|| format!("cannot open {}", path.display()))?;
-            f.set_len(size)
-                .with_context(|| format!("cannot size {} to {size} bytes", path.display()))?;
-            Ok(f)
-        };
-        let similar = open(SIMILAR)?;
-        let different = open(DIFFERENT)?;
-        let progress = OpenOptions::new().append(true).create(true).open(dir.join(PROGRESS))?;
-        Ok(Opened::Writer(Box::new(CacheWriter {
-            dir: dir.to_owned(),
-            pending,
-            similar,
-            different,
-            progress,
-            done,
-            resumed,
-        })))
-    }
-
-    /// The run's parameters.
-    pub fn params(&self) -> &Params {
-        &self.pending.params
-    }
-
-    /// The starts this run computes (all, or its shard's).
-    pub fn starts(&self) -> std::ops::Range<usize> {
-        self.pending.starts()
-    }
-
-    /// Starts covered by chunk `c`.
-    pub fn chunk_starts(&self, c: usize) -> std::ops::Range<usize> {
-        let (size, all) = (self.pending.params.chunk, self.starts());
-        all.start + c * size..(all.start + (c + 1) * size).min(all.end)
-    }
-
-    /// Writes chunk `c`'s rows, syncs them, then records the chunk as done.
-    pub fn write_chunk(&mut self, c: usize, similar: &[u32], different: &[u32]) -> Result<()> {
-        let p = &self.pending.params;
-        let row = self.chunk_starts(c).start - self.starts().start;
-        let offset = (row * p.width * p.index_bytes) as u64;
-        let mut buf = Vec::new();
-        for (file, rows, name) in [
-            (&self.similar, similar, SIMILAR),
-            (&self.different, different, DIFFERENT),
-        ] {
-            encode(rows, p.index_bytes, &mut buf);
-            let mut f: &File = file;
-            f.seek(SeekFrom::Start(offset))
-                .and_then(|_| f.write_all(&buf))
-                .and_then(|_| f.sync_data())
-                .with_context(|| format!("cannot write {}", self.dir.join(name).display()))?;
-        }
-        writeln!(self.progress, "{c}")
-            .and_then(|_| self.progress.sync_data())
-            .with_context(|| format!("cannot write {}", self.dir.join(PROGRESS).display()))?;
-        self.done[c] = true;
-        Ok(())
-    }
-
-    /// Marks the cache complete: the manifest goes last.
-    pub fn finish(self, timings: Timings, backend: String) -> Result<Manifest> {
-        if let Some(c) = self.done.iter().position(|d| !d) {
-            bail!("internal error: chunk {c} was never written");
-        }
-        self.similar.sync_all()?;
-        self.different.sync_all()?;
-        let mut m = self.pending;
-        m.timings = timings;
-        m.backend = backend;
-        write_atomic(&self.dir.join(MANIFEST), &serde_json::to_vec_pretty(&m)?)?;
-        remove_if_exists(&self.dir.join(RUN))?;
-        remove_if_exists(&self.dir.join(PROGRESS))?;
-        Ok(m)
-    }
-}
-
 pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -365,25 +289,7 @@ pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
-/// Reads finished chunk numbers; a torn last line (no newline) is ignored.
-fn read_progress(path: &Path, done: &mut [bool]) -> Result<()> {
-    let mut text = String::new();
-    match File::open(path) {
-        Ok(mut f) => f
-            .read_to_string(&mut text)
-            .with_context(|| format!("cannot read {}", path.display()))?,
-        Err(_) => return Ok(()),
-    };
-    let complete = text.rfind('\n').map_or("", |i| &text[..i]);
-    for line in complete.lines() {
-        if let Some(d) = line.trim().parse::<usize>().ok().and_then(|c| done.get_mut(c)) {
-            *d = true;
-        }
-    }
-    Ok(())
-}
-
-fn encode(rows: &[u32], index_bytes: usize, buf: &mut Vec<u8>) {
+pub(crate) fn encode(rows: &[u32], index_bytes: usize, buf: &mut Vec<u8>) {
     buf.clear();
     buf.reserve(rows.len() * index_bytes);
     if index_bytes == 2 {
@@ -410,9 +316,144 @@ fn max_index(bytes: &[u8], index_bytes: usize) -> Option<u32> {
         .max()
 }
 
+/// Reads a manifest without checking its seal (for `run.json`, which only
+/// decides whether to resume; every chunk it lets through is re-verified).
 fn read_manifest(path: &Path) -> Result<Manifest> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not a valid manifest", path.display()))
+}
+
+/// Reads a finished cache's manifest and checks everything it says about
+/// itself: its seal, its key hashes and its key count.
+fn read_sealed(path: &Path) -> Result<Manifest> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    integrity::check_seal(path, &bytes)?;
+    let m: Manifest =
+        serde_json::from_slice(&bytes).with_context(|| format!("{} is not a valid manifest", path.display()))?;
+    check_manifest(path, &m)?;
+    Ok(m)
+}
+
+fn check_manifest(path: &Path, m: &Manifest) -> Result<()> {
+    if hash_keys(&m.keys) != m.keys_hash || hash_keys(&m.all_keys) != m.all_keys_hash {
+        bail!("{}: its key list does not match its key hash", path.display());
+    }
+    if m.keys.len() != m.included {
+        bail!(
+            "{} lists {} keys for {} poems",
+            path.display(),
+            m.keys.len(),
+            m.included
+        );
+    }
+    let chunks = m.chunk_count();
+    if m.integrity.chunks.len() != chunks {
+        bail!(
+            "{} records {} chunk hashes for {chunks} chunks",
+            path.display(),
+            m.integrity.chunks.len()
+        );
+    }
+    Ok(())
+}
+
+/// Records in `m` the blake3 of every file in `dir` and of every chunk of
+/// its orderings, read from disk, and writes it as the sealed manifest:
+/// the last step of any writer of a finished cache (`merge` included).
+pub fn seal_finished(dir: &Path, m: &mut Manifest) -> Result<()> {
+    m.integrity.chunks = (0..m.chunk_count())
+        .map(|c| {
+            let (offset, len) = m.chunk_bytes(c);
+            let hash = |name: &str| {
+                integrity::hash_range(&dir.join(name), offset, len)
+                    .with_context(|| format!("{} is shorter than its manifest says", dir.join(name).display()))
+            };
+            Ok(ChunkHash {
+                similar: hash(SIMILAR)?,
+                different: hash(DIFFERENT)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    for name in [VECTORS, SIMILAR, DIFFERENT] {
+        m.integrity
+            .files
+            .insert(name.into(), integrity::hash_file(&dir.join(name))?);
+    }
+    write_sealed(&dir.join(MANIFEST), m)
+}
+
+/// Writes `m` as `path`, with its key hashes and seal filled in.
+fn write_sealed(path: &Path, m: &mut Manifest) -> Result<()> {
+    m.keys_hash = hash_keys(&m.keys);
+    m.all_keys_hash = hash_keys(&m.all_keys);
+    m.manifest_hash = integrity::UNSEALED.into();
+    let (bytes, hash) = integrity::seal(serde_json::to_vec_pretty(m)?);
+    write_atomic(path, &bytes)?;
+    m.manifest_hash = hash;
+    Ok(())
+}
+
+/// Checks every file the manifest lists (vectors and both orderings)
+/// against its size and blake3.
+fn verify_files(dir: &Path, m: &Manifest) -> Result<()> {
+    let expect = |name: &str, bytes: u64| -> Result<()> {
+        let path = dir.join(name);
+        let Some(want) = m.integrity.files.get(name) else {
+            bail!("{} does not list {name}", dir.join(MANIFEST).display());
+        };
+        if want.bytes != bytes {
+            bail!(
+                "{} should have {bytes} bytes, its manifest says {}",
+                path.display(),
+                want.bytes
+            );
+        }
+        if !path.exists() {
+            bail!("{} is missing", path.display());
+        }
+        let got = integrity::hash_file(&path)?;
+        if got.bytes != want.bytes {
+            bail!(
+                "{} has {} bytes, the manifest says {}",
+                path.display(),
+                got.bytes,
+                want.bytes
+            );
+        }
+        if got.blake3 != want.blake3 {
+            bail!("{} does not match its blake3 in the manifest", path.display());
+        }
+        Ok(())
+    };
+    expect(VECTORS, (m.included * m.dimension * 2) as u64)?;
+    expect(SIMILAR, m.ordering_bytes())?;
+    expect(DIFFERENT, m.ordering_bytes())
+}
+
+/// Why `row` (of start `s`) is not a valid ordering, if it is not; `seen`
+/// has one flag per included poem and is left all false.
+fn row_problem(row: &[u32], s: usize, seen: &mut [bool]) -> Option<String> {
+    let mut problem = None;
+    for (at, &i) in row.iter().enumerate() {
+        let i = i as usize;
+        problem = if i >= seen.len() {
+            Some(format!("index {i} at position {at} is out of range"))
+        } else if i == s {
+            Some(format!("lists its own start at position {at}"))
+        } else if seen[i] {
+            Some(format!("lists poem {i} twice (again at position {at})"))
+        } else {
+            seen[i] = true;
+            continue;
+        };
+        break;
+    }
+    for &i in row {
+        if let Some(f) = seen.get_mut(i as usize) {
+            *f = false;
+        }
+    }
+    problem
 }
 
 /// Which ordering.
@@ -422,7 +463,7 @@ pub enum Kind {
     Different,
 }
 
-/// A finished cache, memory-mapped.
+/// A finished cache whose every hash checked, memory-mapped.
 pub struct Cache {
     pub dir: PathBuf,
     pub manifest: Manifest,
@@ -431,8 +472,8 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Opens a finished whole cache, checking versions and file sizes; a
-    /// shard is refused with the command that merges it.
+    /// Opens a finished whole cache (see [`Self::open_any`]); a shard is
+    /// refused with the command that merges it.
     pub fn open(dir: &Path) -> Result<Self> {
         let cache = Self::open_any(dir)?;
         if let Some(s) = &cache.manifest.shard {
@@ -445,7 +486,8 @@ impl Cache {
         Ok(cache)
     }
 
-    /// Opens a finished cache, whole or shard, with the same checks.
+    /// Opens a finished cache, whole or shard, checking its versions, its
+    /// manifest's seal and key hashes, and every file's size and blake3.
     pub fn open_any(dir: &Path) -> Result<Self> {
         let mpath = dir.join(MANIFEST);
         if !mpath.exists() {
@@ -460,60 +502,68 @@ impl Cache {
                 dir.display()
             );
         }
-        let manifest = read_manifest(&mpath)?;
-        if manifest.format_version != FORMAT_VERSION || manifest.algorithm_version != ALGORITHM_VERSION {
+        // Parsed before any check, only to name versions and the repair command.
+        let unchecked = read_manifest(&mpath).ok();
+        let repair = match &unchecked {
+            Some(m) => format!("repair it with:\n  {}", m.rebuild_command(dir)),
+            None => "run the precompute command that wrote it again to repair it".into(),
+        };
+        if let Some(m) = unchecked
+            .as_ref()
+            .filter(|m| m.format_version != FORMAT_VERSION || m.algorithm_version != ALGORITHM_VERSION)
+        {
             bail!(
                 "{} was written by another version (format {}, algorithm {}; this tool reads {FORMAT_VERSION}, {ALGORITHM_VERSION}); rebuild it with: {}",
                 dir.display(),
-                manifest.format_version,
-                manifest.algorithm_version,
-                manifest.rebuild_command(dir)
+                m.format_version,
+                m.algorithm_version,
+                m.rebuild_command(dir)
             );
         }
+        Self::open_checked(dir).map_err(|e| anyhow!("{e:#}; the cache is damaged, {repair}"))
+    }
+
+    fn open_checked(dir: &Path) -> Result<Self> {
+        let manifest = read_sealed(&dir.join(MANIFEST))?;
+        verify_files(dir, &manifest)?;
         let map = |name: &str| -> Result<memmap2::Mmap> {
             let path = dir.join(name);
             let f = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
             let len = f.metadata()?.len();
             if len != manifest.ordering_bytes() {
                 bail!(
-                    "{} has {len} bytes, the manifest says {}; the cache is damaged, rebuild it with: {}",
+                    "{} has {len} bytes, the manifest says {}",
                     path.display(),
-                    manifest.ordering_bytes(),
-                    manifest.rebuild_command(dir)
+                    manifest.ordering_bytes()
                 );
             }
             if len == 0 {
                 return Ok(memmap2::MmapOptions::new().len(1).map_anon()?.make_read_only()?);
             }
-            // SAFETY: the cache is only written by precompute, which never
-            // rewrites a finished cache's files in place while it is read.
+            // SAFETY: the mapping is sound as long as nobody changes the file
+            // while it is mapped. This tool never writes a finished cache's
+            // file in place: precompute builds `*.partial` files (a different
+            // inode) and renames them over the old names, so a mapping keeps
+            // the old inode's bytes intact. Only another program writing into
+            // the cache could break this.
             unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))
         };
-        if manifest.keys.len() != manifest.included {
-            bail!(
-                "{} lists {} keys for {} poems; the cache is damaged, rebuild it with: {}",
-                mpath.display(),
-                manifest.keys.len(),
-                manifest.included,
-                manifest.rebuild_command(dir)
-            );
-        }
         let cache = Cache {
             similar: map(SIMILAR)?,
             different: map(DIFFERENT)?,
             dir: dir.to_owned(),
             manifest,
         };
-        // Every index must name an included poem, so readers can index freely.
+        // The hashes were checked against the bytes just mapped; checking the
+        // indices too means readers can index freely whatever the manifest says.
         for (name, bytes) in [(SIMILAR, &cache.similar), (DIFFERENT, &cache.different)] {
             if let Some(bad) =
                 max_index(bytes, cache.manifest.params.index_bytes).filter(|&m| m as usize >= cache.manifest.included)
             {
                 bail!(
-                    "{} holds index {bad}, but the cache has {} poems; it is damaged, rebuild it with: {}",
+                    "{} holds index {bad}, but the cache has {} poems",
                     dir.join(name).display(),
-                    cache.manifest.included,
-                    cache.manifest.rebuild_command(dir)
+                    cache.manifest.included
                 );
             }
         }
@@ -540,6 +590,35 @@ impl Cache {
         }
     }
 
+    /// Every row's defect, if any: each row must list distinct included
+    /// poems other than its start — all of them (a permutation of the
+    /// others) or, with `--top-k`, a prefix of that length. Returns
+    /// `(start, kind, problem)`, sorted by start.
+    pub fn invalid_rows(&self) -> Vec<(usize, Kind, String)> {
+        use rayon::prelude::*;
+        let (n, first) = (self.manifest.included, self.manifest.starts().start);
+        let mut out: Vec<(usize, Kind, String)> = self
+            .manifest
+            .starts()
+            .into_par_iter()
+            .map_init(
+                || (Vec::new(), vec![false; n]),
+                |(row, seen), s| {
+                    [Kind::Similar, Kind::Different]
+                        .into_iter()
+                        .filter_map(|kind| {
+                            self.row(kind, s - first, row);
+                            row_problem(row, s, seen).map(|p| (s, kind, p))
+                        })
+                        .collect::<Vec<_>>()
+                },
+            )
+            .flatten()
+            .collect();
+        out.sort_by_key(|(s, k, _)| (*s, *k == Kind::Different));
+        out
+    }
+
     /// The stored quantised vectors.
     pub fn vectors(&self) -> Result<Quantized> {
         let path = self.dir.join(VECTORS);
@@ -548,6 +627,13 @@ impl Cache {
         if bytes.len() != n * dim * 2 {
             bail!("{} has {} bytes, expected {}", path.display(), bytes.len(), n * dim * 2);
         }
+        // Read again after open, so checked again.
+        if self.manifest.integrity.files.get(VECTORS).map(|f| &f.blake3) != Some(&integrity::hash_bytes(&bytes)) {
+            bail!(
+                "{} does not match its blake3 in the manifest; the cache is damaged",
+                path.display()
+            );
+        }
         let data = bytes
             .chunks_exact(2)
             .map(|b| i16::from_le_bytes([b[0], b[1]]))
@@ -555,17 +641,15 @@ impl Cache {
         Ok(Quantized { n, dim, data })
     }
 
-    /// Refuses the cache when the corpus's keys are not the ones it was built from.
+    /// Refuses the cache when the corpus's keys are not the ones it was
+    /// built from (see [`Manifest::poems_changed`]).
     pub fn check_keys(&self, all_keys: &[String]) -> Result<()> {
-        if hash_keys(all_keys) == hash_keys(&self.manifest.all_keys) {
+        let what = self.manifest.poems_changed(all_keys);
+        if what.is_empty() {
             return Ok(());
         }
-        let mut what = key_changes(&self.manifest.all_keys, all_keys);
-        if what.is_empty() {
-            what.push("the poems were reordered".into());
-        }
         bail!(
-            "the cache {} is stale: {} since it was computed. Rebuild it with:\n  {}",
+            "the cache {} is stale: {} since it was computed. Update it with:\n  {}",
             self.dir.display(),
             what.join("; "),
             self.manifest.rebuild_command(&self.dir)
@@ -578,13 +662,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_torn_progress_line_is_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("progress.log");
-        std::fs::write(&p, "0\n2\n1").unwrap();
-        let mut done = vec![false; 3];
-        read_progress(&p, &mut done).unwrap();
-        assert_eq!(done, vec![true, false, true]);
+    fn rows_must_be_distinct_in_range_and_without_their_start() {
+        let mut seen = vec![false; 4];
+        assert_eq!(row_problem(&[1, 2, 3], 0, &mut seen), None);
+        assert_eq!(row_problem(&[3, 1], 0, &mut seen), None);
+        assert!(row_problem(&[1, 4], 0, &mut seen).unwrap().contains("out of range"));
+        assert!(row_problem(&[1, 0], 0, &mut seen).unwrap().contains("its own start"));
+        assert!(row_problem(&[2, 1, 2], 0, &mut seen).unwrap().contains("twice"));
+        assert_eq!(seen, vec![false; 4]);
     }
 
     #[test]

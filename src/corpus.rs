@@ -72,6 +72,9 @@ pub enum Reason {
     NotFinite { component: usize },
     /// Every component is zero, so it has no direction.
     Zero,
+    /// With `--center`: the vector equals the corpus mean, so nothing is
+    /// left of it once the mean is subtracted.
+    EqualsMean,
     /// The `embedding` field is not an array of numbers.
     NotNumbers,
 }
@@ -88,6 +91,10 @@ impl fmt::Display for Reason {
                 write!(f, "component {component} is NaN or infinite")
             }
             Reason::Zero => write!(f, "all-zero vector"),
+            Reason::EqualsMean => write!(
+                f,
+                "its vector equals the corpus mean (no direction left after --center)"
+            ),
             Reason::NotNumbers => write!(f, "embedding is not an array of numbers"),
         }
     }

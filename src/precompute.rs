@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use crate::cache::{self, CacheWriter, Inputs, Manifest, Opened, Params};
-use crate::corpus::{self, LoadOptions, Problem, Reason};
+use crate::corpus::{self, LoadOptions};
 use crate::cpu;
 use crate::engine::{BackendChoice, Engine};
 use crate::gpu::GpuOptions;
@@ -78,12 +78,12 @@ pub fn run(opts: &Options) -> Result<Precomputed> {
     let t = Instant::now();
     let prepared = quantize::prepare(&corpus, opts.center);
     let mut report = corpus.report.clone();
-    for k in &prepared.zero_after_centering {
-        log::warn!("poem {k:?} left out: its vector equals the corpus mean");
-        report.unusable.push(Problem {
-            key: k.clone(),
-            reason: Reason::Zero,
-        });
+    for p in &prepared.dropped {
+        if opts.strict {
+            bail!("poem {:?} cannot be used ({}) and --strict is set", p.key, p.reason);
+        }
+        log::warn!("poem {:?} left out: {}", p.key, p.reason);
+        report.unusable.push(p.clone());
     }
     timings.phase_since("normalise", t);
 
@@ -161,6 +161,9 @@ fn pending_manifest(
     let q = &prepared.vectors;
     let params = params_for(q.n, opts.top_k, opts.center, opts.chunk)?;
     Ok(Manifest {
+        manifest_hash: String::new(),
+        all_keys_hash: String::new(),
+        integrity: Default::default(),
         format_version: cache::FORMAT_VERSION,
         algorithm_version: cache::ALGORITHM_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").into(),
@@ -236,13 +239,23 @@ fn compute_chunks(
 /// Result of `verify`.
 #[derive(Debug)]
 pub struct Verified {
+    /// Starts recomputed with the reference.
     pub checked: usize,
+    /// One line per sampled start whose rows differ from the reference.
     pub mismatches: Vec<String>,
+    /// One line per row (of all starts) that is not a valid ordering.
+    pub invalid: Vec<String>,
 }
 
-/// Recomputes `sample` random starts with the CPU reference and compares.
+/// Checks that every row of the cache is a valid ordering, then recomputes
+/// `sample` random starts with the CPU reference and compares.
 pub fn verify(dir: &std::path::Path, sample: usize, seed: u64) -> Result<Verified> {
     let c = cache::Cache::open(dir)?;
+    let invalid = c
+        .invalid_rows()
+        .into_iter()
+        .map(|(s, kind, p)| format!("{kind:?} of {:?}: {p}", c.manifest.keys[s]))
+        .collect();
     let q = c.vectors()?;
     let w = c.manifest.params.width;
     let mut rng = fastrand::Rng::with_seed(seed);
@@ -255,6 +268,7 @@ pub fn verify(dir: &std::path::Path, sample: usize, seed: u64) -> Result<Verifie
     // The reference walk, over a freshly computed matrix (not the backend's).
     let m = cpu::SimMatrix::compute(&q);
     for &s in &starts {
+        let mut differ = Vec::new();
         for (kind, expect) in [
             (cache::Kind::Similar, crate::reference::similar(&q, s, w)),
             (
@@ -265,15 +279,16 @@ pub fn verify(dir: &std::path::Path, sample: usize, seed: u64) -> Result<Verifie
             c.row(kind, s, &mut row);
             if row != expect {
                 let at = row.iter().zip(&expect).position(|(a, b)| a != b).unwrap_or(0);
-                mismatches.push(format!(
-                    "{:?} of {:?}: first difference at position {at}",
-                    kind, c.manifest.keys[s]
-                ));
+                differ.push(format!("{kind:?} first differs at position {at}"));
             }
+        }
+        if !differ.is_empty() {
+            mismatches.push(format!("{:?}: {}", c.manifest.keys[s], differ.join(", ")));
         }
     }
     Ok(Verified {
         checked: starts.len(),
         mismatches,
+        invalid,
     })
 }

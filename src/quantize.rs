@@ -4,7 +4,7 @@
 //! f64 operations. From then on all arithmetic is exact integer arithmetic, so
 //! the orderings are identical on every backend, thread count and GPU vendor.
 
-use crate::corpus::{Corpus, Reason};
+use crate::corpus::{Corpus, Problem, Reason};
 
 /// Scale of a unit vector's components: `q = round(x · 32767)`.
 pub const SCALE: f64 = 32767.0;
@@ -49,7 +49,8 @@ impl Quantized {
 
     /// Quantises f64 vectors, centred on the mean of all of them when asked;
     /// vectors with no direction left (zero, or equal to the mean) are left
-    /// out and their indices returned.
+    /// out and their indices returned. Any finite non-zero vector keeps its
+    /// direction, whatever its magnitude (see [`unit_direction`]).
     pub fn normalise(vectors: &[Vec<f64>], dim: usize, center: bool) -> (Self, Vec<usize>) {
         let mean = center.then(|| mean(vectors, dim));
         let mut data = Vec::with_capacity(vectors.len() * dim);
@@ -62,16 +63,65 @@ impl Quantized {
             {
                 *c = x - m;
             }
-            let norm = centered.iter().fold(0.0f64, |acc, x| acc + x * x).sqrt();
-            if norm == 0.0 || !norm.is_finite() {
-                zero.push(i);
-                continue;
+            if centered.iter().any(|c| !c.is_finite()) {
+                // x − m overflowed (|x|, |m| near f64::MAX): halving both
+                // keeps the direction and cannot overflow.
+                for (c, (x, m)) in centered
+                    .iter_mut()
+                    .zip(v.iter().zip(mean.iter().flatten().chain(std::iter::repeat(&0.0))))
+                {
+                    *c = x * 0.5 - m * 0.5;
+                }
             }
-            data.extend(centered.iter().map(|x| quantize(x / norm)));
+            match unit_direction(&mut centered) {
+                true => data.extend(centered.iter().map(|&x| quantize(x))),
+                false => zero.push(i),
+            }
         }
         let n = vectors.len() - zero.len();
         (Quantized { n, dim, data }, zero)
     }
+}
+
+/// `x · 2^k`, exact whenever the result is a normal number; `k` may exceed
+/// the exponent range of one `powi` factor.
+fn scale_pow2(x: f64, mut k: i32) -> f64 {
+    let mut x = x;
+    while k > 1000 {
+        x *= 2f64.powi(1000);
+        k -= 1000;
+    }
+    while k < -1000 {
+        x *= 2f64.powi(-1000);
+        k += 1000;
+    }
+    x * 2f64.powi(k)
+}
+
+/// The power of two that brings `max` (finite, non-zero) into [0.5, 2).
+fn exponent_to_unit(max: f64) -> i32 {
+    -(max.log2().floor() as i32) - 1
+}
+
+/// Divides `v` by its length, in place; false when `v` is all zero. It
+/// first scales `v` by a power of two so that its largest component is
+/// near 1: squaring can then neither overflow (1e200) nor underflow
+/// (1e-200), and since scaling by a power of two is exact, the result for
+/// every ordinary vector is bit for bit what `x / |x|` gives.
+fn unit_direction(v: &mut [f64]) -> bool {
+    let max = v.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+    if max == 0.0 {
+        return false;
+    }
+    let k = exponent_to_unit(max);
+    for x in v.iter_mut() {
+        *x = scale_pow2(*x, k);
+    }
+    let norm = v.iter().fold(0.0f64, |acc, x| acc + x * x).sqrt();
+    for x in v.iter_mut() {
+        *x /= norm;
+    }
+    true
 }
 
 #[inline]
@@ -80,15 +130,22 @@ fn quantize(x: f64) -> i16 {
     (x * SCALE).round() as i16
 }
 
+/// The mean of all vectors, summed at a power-of-two scale that keeps the
+/// sum finite (exact, so ordinary corpora get the plain mean's bits).
 fn mean(vectors: &[Vec<f64>], dim: usize) -> Vec<f64> {
+    let max = vectors.iter().flatten().fold(0.0f64, |m, x| m.max(x.abs()));
+    if max == 0.0 {
+        return vec![0.0; dim];
+    }
+    let k = exponent_to_unit(max);
     let mut sum = vec![0.0f64; dim];
     for v in vectors {
         for (s, x) in sum.iter_mut().zip(v) {
-            *s += x;
+            *s += scale_pow2(*x, k);
         }
     }
     let n = vectors.len() as f64;
-    sum.iter().map(|s| s / n).collect()
+    sum.iter().map(|s| scale_pow2(s / n, -k)).collect()
 }
 
 /// Exact i32 dot product of two quantised vectors.
@@ -191,8 +248,8 @@ pub struct Prepared {
     /// Keys of the included poems, in canonical (input) order.
     pub keys: Vec<String>,
     pub vectors: Quantized,
-    /// Poems whose vector became zero after centring (reported, left out).
-    pub zero_after_centering: Vec<String>,
+    /// Poems left out here, with the true reason (reported).
+    pub dropped: Vec<Problem>,
 }
 
 /// Normalises and quantises every usable vector of the corpus.
@@ -207,19 +264,22 @@ pub fn prepare(corpus: &Corpus, center: bool) -> Prepared {
     }
     // Only --center can leave a vector with no direction (one equal to the mean).
     let (vectors, zero) = Quantized::normalise(&vecs, corpus.dimension, center);
-    let zero_after_centering: Vec<String> = zero.iter().map(|&i| keys[i].clone()).collect();
-    let dropped: std::collections::HashSet<usize> = zero.into_iter().collect();
+    let reason = if center { Reason::EqualsMean } else { Reason::Zero };
+    let dropped = zero
+        .iter()
+        .map(|&i| Problem {
+            key: keys[i].clone(),
+            reason: reason.clone(),
+        })
+        .collect();
+    let zero: std::collections::HashSet<usize> = zero.into_iter().collect();
     let keys = keys
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| !dropped.contains(i))
+        .filter(|(i, _)| !zero.contains(i))
         .map(|(_, k)| k)
         .collect();
-    Prepared {
-        keys,
-        vectors,
-        zero_after_centering,
-    }
+    Prepared { keys, vectors, dropped }
 }
 
 /// Random corpora for tests: small integer components, so exact ties and
@@ -313,5 +373,36 @@ mod tests {
         let (q, zero) = Quantized::normalise(&[vec![1.0, 1.0], vec![1.0, 3.0], vec![1.0, 2.0]], 2, true);
         assert_eq!(zero, vec![2]);
         assert_eq!((q.n, q.data), (2, vec![0, -32767, 0, 32767]));
+    }
+
+    #[test]
+    fn any_finite_non_zero_vector_keeps_its_direction() {
+        let plain = Quantized::from_vectors(&[vec![3.0, 4.0], vec![-1.0, 2.0]], 2, false).unwrap();
+        for scale in [1e200, 1e-200, 1e300, 1e-310, 1e-320] {
+            let v = [vec![3.0 * scale, 4.0 * scale], vec![-scale, 2.0 * scale]];
+            let q = Quantized::from_vectors(&v, 2, false).unwrap();
+            assert_eq!(q.data, plain.data, "scale {scale:e}");
+        }
+        // Components of wildly different sizes in one corpus, centred.
+        let v = [vec![1e300, -1e300], vec![-1e300, 1e300], vec![1e-300, 2e-300]];
+        let (q, zero) = Quantized::normalise(&v, 2, true);
+        assert!(zero.is_empty());
+        assert_eq!(q.n, 3);
+        // Overflowing differences: x − m with opposite signs near f64::MAX.
+        let v = [vec![f64::MAX, 1.0], vec![-f64::MAX, 1.0], vec![-f64::MAX, 1.0]];
+        let (q, zero) = Quantized::normalise(&v, 2, true);
+        assert!(zero.is_empty());
+        assert_eq!(&q.data[..2], &[32767, 0]);
+    }
+
+    #[test]
+    fn ordinary_vectors_get_exactly_the_plain_division() {
+        let (vecs, q) = random_corpus(50, 17, 1000, 9);
+        let mut expect = Vec::new();
+        for v in &vecs {
+            let norm = v.iter().fold(0.0f64, |a, x| a + x * x).sqrt();
+            expect.extend(v.iter().map(|x| quantize(x / norm)));
+        }
+        assert_eq!(q.data, expect);
     }
 }

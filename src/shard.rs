@@ -200,6 +200,8 @@ pub fn merge(out: &Path, dirs: &[PathBuf], progress: bool) -> Result<Manifest> {
     timings.phase_since("merge_check", t);
 
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    // One writer at a time, as for precompute.
+    let _lock = cache::lock::DirLock::acquire(out)?;
     // From here on the directory is not a finished cache until the manifest lands.
     cache::remove_if_exists(&out.join(cache::MANIFEST))?;
     let t = Instant::now();
@@ -215,8 +217,8 @@ pub fn merge(out: &Path, dirs: &[PathBuf], progress: bool) -> Result<Manifest> {
     bar.finish_and_clear();
     cache::remove_if_exists(&out.join(cache::RUN))?;
     cache::remove_if_exists(&out.join(cache::PROGRESS))?;
-    let merged = merged_manifest(&parts, timings);
-    crate::fs::write_atomic(&out.join(cache::MANIFEST), &serde_json::to_vec_pretty(&merged)?)?;
+    let mut merged = merged_manifest(&parts, timings);
+    cache::seal_finished(out, &mut merged)?;
     // The result must pass every reader's checks.
     Cache::open(out).with_context(|| format!("the merged cache {} does not open", out.display()))?;
     Ok(merged)

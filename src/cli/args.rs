@@ -45,8 +45,9 @@ pub enum Command {
     Verify {
         #[arg(long)]
         cache: PathBuf,
-        /// How many starts to check.
-        #[arg(long, default_value_t = 20)]
+        /// How many starts to recompute with the reference (at least 1;
+        /// every row's validity is checked whatever the sample).
+        #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
         sample: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
