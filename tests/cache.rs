@@ -1,0 +1,359 @@
+//! The cache's promises under attack: damaged files, kills at random
+//! moments, two writers, and the repair commands the errors suggest.
+
+mod common;
+
+use common::*;
+use diversity_gpu::cache::{integrity, Manifest};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const FILES: [&str; 4] = ["manifest.json", "vectors.bin", "similar.bin", "different.bin"];
+
+fn export(cache: &Path) -> std::process::Output {
+    run(&["export", "--cache", cache.to_str().unwrap()])
+}
+
+/// Runs the command an error message suggests after "repair it with:".
+fn run_suggested(err: &str) -> std::process::Output {
+    let line = err
+        .split("repair it with:")
+        .nth(1)
+        .and_then(|rest| rest.lines().map(str::trim).find(|l| !l.is_empty()))
+        .unwrap_or_else(|| panic!("no repair command in: {err}"));
+    let mut words = line.split_whitespace();
+    assert_eq!(words.next(), Some("diversity-gpu"), "{line}");
+    let args: Vec<&str> = words.chain(["--backend", "cpu"]).collect();
+    run(&args)
+}
+
+/// A pseudo-random number below `n` (no RNG crate among the dev-dependencies).
+fn random_below(n: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    nanos.wrapping_mul(6364136223846793005) % n
+}
+
+#[test]
+fn a_flipped_byte_in_any_cache_file_is_refused_naming_it_and_the_suggested_command_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    precompute(&cache, &["--top-k", "5", "--chunk", "64"]);
+    let good = export(&cache);
+    assert!(good.status.success());
+    for name in FILES {
+        let path = cache.join(name);
+        let original = std::fs::read(&path).unwrap();
+        let len = original.len();
+        for at in [
+            0,
+            1,
+            len / 3,
+            len / 2,
+            len - 2,
+            len - 1,
+            random_below(len as u64) as usize,
+        ] {
+            let mut bad = original.clone();
+            bad[at] ^= 0x01;
+            std::fs::write(&path, &bad).unwrap();
+            for cmd in [
+                vec!["export", "--cache", cache.to_str().unwrap()],
+                vec!["verify", "--cache", cache.to_str().unwrap()],
+            ] {
+                let o = run(&cmd);
+                let err = stderr(&o);
+                assert!(!o.status.success(), "{cmd:?} accepted {name} flipped at {at}");
+                assert!(
+                    err.contains(name) && err.contains("damaged"),
+                    "{cmd:?}, {name} flipped at {at}: {err}"
+                );
+            }
+        }
+        // The command the error suggests repairs the cache.
+        let mut bad = original.clone();
+        bad[len / 2] ^= 0x01;
+        std::fs::write(&path, &bad).unwrap();
+        let err = stderr(&export(&cache));
+        let o = if err.contains("repair it with:") {
+            run_suggested(&err)
+        } else {
+            // A manifest too damaged to parse cannot name its inputs.
+            assert!(err.contains("run the precompute command that wrote it again"), "{err}");
+            try_precompute(&cache, &["--top-k", "5", "--chunk", "64"])
+        };
+        assert!(o.status.success(), "repair of {name}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("nothing to do"), "{}", stderr(&o));
+        let again = export(&cache);
+        assert!(again.status.success(), "{}", stderr(&again));
+        assert_eq!(again.stdout, good.stdout, "repair of {name} changed the export");
+    }
+}
+
+#[test]
+fn a_truncated_or_deleted_file_is_refused_and_precompute_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    precompute(&cache, &["--chunk", "100"]);
+    let good = export(&cache);
+    for name in ["similar.bin", "different.bin", "vectors.bin"] {
+        let path = cache.join(name);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = stderr(&export(&cache));
+        assert!(err.contains(name) && err.contains("damaged"), "{err}");
+        let o = run_suggested(&err);
+        assert!(
+            o.status.success() && !stderr(&o).contains("nothing to do"),
+            "{}",
+            stderr(&o)
+        );
+        // Only the chunks in the cut-off half were recomputed.
+        if name != "vectors.bin" {
+            assert!(
+                stderr(&o).contains("resuming: 2 of 5 chunks already done"),
+                "{}",
+                stderr(&o)
+            );
+        }
+        assert_eq!(export(&cache).stdout, good.stdout);
+        std::fs::remove_file(&path).unwrap();
+        let err = stderr(&export(&cache));
+        assert!(err.contains(name) && err.contains("missing"), "{err}");
+        assert!(run_suggested(&err).status.success());
+        assert_eq!(export(&cache).stdout, good.stdout);
+    }
+}
+
+/// Two entries of the manifest's key list swapped: refused whether the
+/// manifest's own seal is left alone or recomputed to match.
+#[test]
+fn swapped_manifest_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    precompute(&cache, &["--top-k", "5"]);
+    let path = cache.join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (a, b) = ("\"songs-poems/0001\"", "\"songs-poems/0002\"");
+    let keys_at = text.find("\"keys\": [").unwrap();
+    let i = keys_at + text[keys_at..].find(a).unwrap();
+    let j = keys_at + text[keys_at..].find(b).unwrap();
+    let mut swapped = text.clone().into_bytes();
+    swapped[i..i + a.len()].copy_from_slice(b.as_bytes());
+    swapped[j..j + b.len()].copy_from_slice(a.as_bytes());
+    std::fs::write(&path, &swapped).unwrap();
+    let err = stderr(&export(&cache));
+    assert!(err.contains("manifest.json does not match its manifest_hash"), "{err}");
+    // Re-sealed: the key hash still tells.
+    let (zeroed, _) = text.split_once("\"manifest_hash\": \"").unwrap();
+    let mut unsealed = swapped.clone();
+    let at = zeroed.len() + "\"manifest_hash\": \"".len();
+    unsealed[at..at + 64].copy_from_slice(integrity::UNSEALED.as_bytes());
+    std::fs::write(&path, integrity::seal(unsealed).0).unwrap();
+    let o = export(&cache);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("manifest.json: its key list does not match its key hash"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn killing_precompute_at_random_moments_still_ends_in_the_identical_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.jsonl");
+    synthetic(&corpus, 2000, 32, 11);
+    let whole = dir.path().join("whole");
+    let o = bin().args(slow_precompute_args(&corpus, &whole)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let killed = dir.path().join("killed");
+    let args = slow_precompute_args(&corpus, &killed);
+    let mut delays = Vec::new();
+    for _ in 0..5 {
+        let delay = 50 + random_below(1500);
+        delays.push(delay);
+        let mut child = bin().args(&args).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // Whatever the moment, the directory is never a finished cache that
+        // differs from the real one.
+        if killed.join("manifest.json").exists() {
+            assert_same_files(&whole, &killed, &["similar.bin", "different.bin", "vectors.bin"]);
+        }
+    }
+    let o = bin().args(&args).output().unwrap();
+    assert!(o.status.success(), "delays {delays:?}: {}", stderr(&o));
+    assert_same_files(&whole, &killed, &["similar.bin", "different.bin", "vectors.bin"]);
+    ok(&["verify", "--cache", killed.to_str().unwrap(), "--sample", "3"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_partial_file_deleted_or_truncated_after_a_kill_is_recomputed() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.jsonl");
+    synthetic(&corpus, 2000, 32, 12);
+    let whole = dir.path().join("whole");
+    assert!(bin()
+        .args(slow_precompute_args(&corpus, &whole))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    for damage in ["delete", "truncate", "flip"] {
+        let out = dir.path().join(damage);
+        let args = slow_precompute_args(&corpus, &out);
+        let mut child = bin().args(&args).stderr(std::process::Stdio::null()).spawn().unwrap();
+        wait_for_chunks(&out, 4, &mut child);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let path = out.join("similar.bin.partial");
+        match damage {
+            "delete" => std::fs::remove_file(&path).unwrap(),
+            "truncate" => std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_len(100)
+                .unwrap(),
+            _ => {
+                let mut b = std::fs::read(&path).unwrap();
+                b[10] ^= 0x40;
+                std::fs::write(&path, b).unwrap();
+            }
+        }
+        let o = bin().args(&args).output().unwrap();
+        assert!(o.status.success(), "{damage}: {}", stderr(&o));
+        assert!(stderr(&o).contains("recomputing it"), "{damage}: {}", stderr(&o));
+        assert_same_files(&whole, &out, &["similar.bin", "different.bin"]);
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_second_writer_is_refused_at_once_and_the_first_finishes_correctly() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.jsonl");
+    synthetic(&corpus, 2000, 32, 13);
+    let whole = dir.path().join("whole");
+    assert!(bin()
+        .args(slow_precompute_args(&corpus, &whole))
+        .output()
+        .unwrap()
+        .status
+        .success());
+    let out = dir.path().join("cache");
+    let args = slow_precompute_args(&corpus, &out);
+    let mut first = bin().args(&args).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_for_chunks(&out, 2, &mut first);
+    let t = Instant::now();
+    let second = bin()
+        .args([&args[..], &["--top-k".into(), "10".into()]].concat())
+        .output()
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "the second writer waited");
+    assert!(!second.status.success());
+    assert!(
+        stderr(&second).contains(&format!("being written by another process (pid {})", first.id())),
+        "{}",
+        stderr(&second)
+    );
+    assert!(first.wait().unwrap().success());
+    assert_same_files(&whole, &out, &["similar.bin", "different.bin", "vectors.bin"]);
+    ok(&["verify", "--cache", out.to_str().unwrap(), "--sample", "3"]);
+}
+
+/// A poem without an embedding added to the corpus: precompute and render
+/// agree that the cache is current once precompute has recorded it.
+#[test]
+fn a_poem_added_without_an_embedding_is_recorded_not_looped_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    precompute(&cache, &[]);
+    let before = std::fs::read(cache.join("similar.bin")).unwrap();
+    let mut poems: serde_json::Value = serde_json::from_slice(&std::fs::read(corpus("poems.json")).unwrap()).unwrap();
+    let list = poems["poems"].as_array_mut().unwrap();
+    let mut extra = list[0].clone();
+    extra["id"] = "new-one".into();
+    list.push(extra);
+    let changed = dir.path().join("poems.json");
+    std::fs::write(&changed, serde_json::to_vec(&poems).unwrap()).unwrap();
+    let (p, c, site) = (
+        changed.to_str().unwrap(),
+        cache.to_str().unwrap(),
+        dir.path().join("site"),
+    );
+    let render = || run(&["render", "--cache", c, "--poems", p, "--out", site.to_str().unwrap()]);
+    let o = render();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("is stale: 1 poems added"), "{}", stderr(&o));
+    let e = corpus("embeddings.json");
+    let o = ok(&[
+        "precompute",
+        "--poems",
+        p,
+        "--embeddings",
+        e.to_str().unwrap(),
+        "--out",
+        c,
+        "--backend",
+        "cpu",
+    ]);
+    assert!(
+        stderr(&o).contains("recording the poem list (1 poems added"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(cache.join("similar.bin")).unwrap(), before);
+    let o = render();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// A cache whose hashes are all consistent but whose rows are wrong (as a
+/// buggy backend would write): verify names each bad start once.
+#[test]
+fn verify_checks_every_row_and_counts_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    precompute(&cache, &["--top-k", "6"]);
+    let o = run(&["verify", "--cache", cache.to_str().unwrap(), "--sample", "0"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--sample"), "{}", stderr(&o));
+    // Swap two entries in rows 3 and 7 of both orderings; duplicate one in row 9.
+    for name in ["similar.bin", "different.bin"] {
+        let path = cache.join(name);
+        let mut b = std::fs::read(&path).unwrap();
+        for row in [3usize, 7] {
+            let at = row * 12;
+            b.swap(at, at + 2);
+            b.swap(at + 1, at + 3);
+        }
+        if name == "similar.bin" {
+            let at = 9 * 12;
+            b.copy_within(at..at + 2, at + 2);
+        }
+        std::fs::write(&path, b).unwrap();
+    }
+    let mpath = cache.join("manifest.json");
+    let mut m: Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    for name in ["similar.bin", "different.bin"] {
+        m.integrity
+            .files
+            .insert(name.into(), integrity::hash_file(&cache.join(name)).unwrap());
+    }
+    m.manifest_hash = integrity::UNSEALED.into();
+    std::fs::write(&mpath, integrity::seal(serde_json::to_vec_pretty(&m).unwrap()).0).unwrap();
+    let o = run(&["verify", "--cache", cache.to_str().unwrap(), "--sample", "440"]);
+    let err = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("1 rows are not valid orderings; 3 of 440 sampled starts differ"),
+        "{err}"
+    );
+    assert!(err.contains("twice"), "{err}");
+}
