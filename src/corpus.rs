@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::dates::{self, DateReading, ParsedDate};
+
 /// A hard error in the input: it names the file, the poem and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
@@ -107,8 +109,20 @@ pub struct Poem {
     /// The id within its category (the key without the category).
     pub id: String,
     pub category: Option<String>,
+    /// The date as written in the file (shown on the pages).
     pub date: Option<String>,
+    /// The date parsed (see [`crate::dates`]); `None` without a date or
+    /// when it is in no known form.
+    pub parsed_date: Option<ParsedDate>,
     pub text: String,
+}
+
+impl Poem {
+    /// What chronological order sorts by: seconds since 1970-01-01 UTC,
+    /// `None` for a poem without a (parseable) date.
+    pub fn date_sort_key(&self) -> Option<i64> {
+        self.parsed_date.map(ParsedDate::sort_key)
+    }
 }
 
 /// A poem's key with the reason it is left out of the orderings.
@@ -158,11 +172,17 @@ pub fn is_jsonl(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("jsonl" | "ndjson"))
 }
 
+/// Reads a file whole, without the UTF-8 byte order mark some editors
+/// put first.
 fn read(path: &Path) -> Result<Vec<u8>, CorpusError> {
-    std::fs::read(path).map_err(|source| CorpusError::Io {
+    let mut bytes = std::fs::read(path).map_err(|source| CorpusError::Io {
         path: path.to_owned(),
         source,
-    })
+    })?;
+    if bytes.starts_with(b"\xEF\xBB\xBF") {
+        bytes.drain(..3);
+    }
+    Ok(bytes)
 }
 
 /// The original layout's files are one JSON object; say so plainly when the
@@ -274,161 +294,232 @@ fn parse_vector(raw: &RawValue) -> Result<Option<Vec<f64>>, Reason> {
         .map(Some)
 }
 
-/// Loads poems (and, where given, embeddings) and validates them.
-pub fn load(poems_path: &Path, embeddings_path: Option<&Path>, opts: &LoadOptions) -> Result<Corpus, CorpusError> {
-    let (raw_poems, inline) = read_poems(poems_path)?;
-    let mut poems = Vec::with_capacity(raw_poems.len());
-    let mut index_of: HashMap<String, usize> = HashMap::with_capacity(raw_poems.len());
-    let mut by_poem_index: HashMap<u64, usize> = HashMap::new();
-    let mut inline_vectors = Vec::new();
-    for (i, p) in raw_poems.into_iter().enumerate() {
+/// The poems of a poems file, indexed by key and `poem_index`: the one
+/// indexing path of [`load`] and [`load_poems`].
+struct Indexed {
+    poems: Vec<Poem>,
+    index_of: HashMap<String, usize>,
+    by_poem_index: HashMap<u64, usize>,
+    /// JSONL only: each poem's inline `embedding` and `error`.
+    inline: Vec<(Option<Box<RawValue>>, Option<serde_json::Value>)>,
+}
+
+/// Reads and indexes a poems file: every poem needs an id and a unique key.
+fn index_poems(path: &Path) -> Result<Indexed, CorpusError> {
+    let (raw, inline) = read_poems(path)?;
+    let mut out = Indexed {
+        poems: Vec::with_capacity(raw.len()),
+        index_of: HashMap::with_capacity(raw.len()),
+        by_poem_index: HashMap::new(),
+        inline: Vec::new(),
+    };
+    for (i, p) in raw.into_iter().enumerate() {
         let id = p.id.map(Id::into_string).ok_or_else(|| CorpusError::Invalid {
-            path: poems_path.to_owned(),
+            path: path.to_owned(),
             message: format!("poem #{} (0-based entry {i}) has no \"id\"", i + 1),
         })?;
         let key = make_key(p.category.as_deref(), &id);
-        if let Some(first) = index_of.insert(key.clone(), i) {
+        if let Some(first) = out.index_of.insert(key.clone(), i) {
             return Err(CorpusError::DuplicateKey {
-                path: poems_path.to_owned(),
+                path: path.to_owned(),
                 key,
                 first: first + 1,
                 second: i + 1,
             });
         }
         if let Some(pi) = p.poem_index {
-            by_poem_index.insert(pi, i);
+            out.by_poem_index.insert(pi, i);
         }
         if inline {
-            inline_vectors.push((p.embedding, p.error));
+            out.inline.push((p.embedding, p.error));
         }
-        poems.push(Poem {
+        let date = p.creation_date.or(p.date);
+        out.poems.push(Poem {
+            parsed_date: date.as_deref().and_then(|d| read_date(path, &key, d)),
             key,
             id,
             category: p.category,
-            date: p.creation_date.or(p.date),
+            date,
             text: p.content.or(p.text).unwrap_or_default(),
         });
     }
+    Ok(out)
+}
 
-    let mut report = Report::default();
-    let mut raw_vectors: Vec<Result<Vec<f64>, Reason>> = vec![Err(Reason::Missing); poems.len()];
-    let mut declared_dim = None;
-    let mut model = String::from("unknown");
-    let source_path = embeddings_path.unwrap_or(poems_path);
-
-    let mut place = |slot: usize, embedding: Option<Box<RawValue>>, error: Option<serde_json::Value>| {
-        raw_vectors[slot] = match (error, embedding) {
-            (Some(e), _) => Err(Reason::Error {
-                message: error_message(&e),
-            }),
-            (None, None) => Err(Reason::Missing),
-            (None, Some(raw)) => match parse_vector(&raw) {
-                Ok(Some(v)) => Ok(v),
-                Ok(None) => Err(Reason::Missing),
-                Err(r) => Err(r),
-            },
-        };
-    };
-
-    if let Some(epath) = embeddings_path {
-        let entries = read_embeddings(epath, &mut declared_dim, &mut model)?;
-        let mut seen: HashMap<usize, usize> = HashMap::new();
-        for (i, e) in entries.into_iter().enumerate() {
-            let (slot, label) = match (e.id, e.poem_index) {
-                (Some(id), _) => {
-                    let key = make_key(e.category.as_deref(), &id.into_string());
-                    (index_of.get(&key).copied(), key)
-                }
-                (None, Some(pi)) => (by_poem_index.get(&pi).copied(), format!("#{pi}")),
-                (None, None) => (None, format!("entry {}", i + 1)),
-            };
-            let Some(slot) = slot else {
-                report.orphans.push(label);
-                continue;
-            };
-            if let Some(first) = seen.insert(slot, i) {
-                return Err(CorpusError::DuplicateKey {
-                    path: epath.to_owned(),
-                    key: poems[slot].key.clone(),
-                    first: first + 1,
-                    second: i + 1,
-                });
-            }
-            place(slot, e.embedding, e.error);
-        }
-    } else {
-        for (slot, (embedding, error)) in inline_vectors.into_iter().enumerate() {
-            place(slot, embedding, error);
-        }
+/// Parses a poem's date, warning (with the file and poem) when it is
+/// ambiguous or unparseable.
+fn read_date(path: &Path, key: &str, text: &str) -> Option<ParsedDate> {
+    let reading = dates::parse(text);
+    match &reading {
+        DateReading::Clear(_) => {}
+        DateReading::Ambiguous(d) => log::warn!(
+            "{}: poem {key:?}: date {text:?} is ambiguous; read as month/day ({d})",
+            path.display()
+        ),
+        DateReading::Unparseable => log::warn!(
+            "{}: poem {key:?}: date {text:?} is not in a known form; the poem has no date to sort by",
+            path.display()
+        ),
     }
+    reading.date()
+}
 
-    // The dimension is the declared one, else the most common length.
-    let dimension = declared_dim.unwrap_or_else(|| {
-        let mut counts: HashMap<usize, usize> = HashMap::new();
-        for v in raw_vectors.iter().flatten() {
-            *counts.entry(v.len()).or_default() += 1;
+/// A poem's vector from its entry, or why it has none.
+fn entry_vector(embedding: Option<Box<RawValue>>, error: Option<serde_json::Value>) -> Result<Vec<f64>, Reason> {
+    match (error, embedding) {
+        (Some(e), _) => Err(Reason::Error {
+            message: error_message(&e),
+        }),
+        (None, None) => Err(Reason::Missing),
+        (None, Some(raw)) => match parse_vector(&raw) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(Reason::Missing),
+            Err(r) => Err(r),
+        },
+    }
+}
+
+/// Vectors read from an embeddings file, placed by key (or `poem_index`).
+struct Matched {
+    vectors: Vec<Result<Vec<f64>, Reason>>,
+    dimension: Option<usize>,
+    model: String,
+}
+
+/// Matches an embeddings file's entries to the poems; entries that match
+/// no poem go to `report.orphans`.
+fn match_embeddings(path: &Path, idx: &Indexed, report: &mut Report) -> Result<Matched, CorpusError> {
+    let mut m = Matched {
+        vectors: vec![Err(Reason::Missing); idx.poems.len()],
+        dimension: None,
+        model: String::from("unknown"),
+    };
+    let entries = read_embeddings(path, &mut m.dimension, &mut m.model)?;
+    let mut seen: HashMap<usize, usize> = HashMap::new();
+    for (i, e) in entries.into_iter().enumerate() {
+        let (slot, label) = match (e.id, e.poem_index) {
+            (Some(id), _) => {
+                let key = make_key(e.category.as_deref(), &id.into_string());
+                (idx.index_of.get(&key).copied(), key)
+            }
+            (None, Some(pi)) => (idx.by_poem_index.get(&pi).copied(), format!("#{pi}")),
+            (None, None) => (None, format!("entry {}", i + 1)),
+        };
+        let Some(slot) = slot else {
+            report.orphans.push(label);
+            continue;
+        };
+        if let Some(first) = seen.insert(slot, i) {
+            return Err(CorpusError::DuplicateKey {
+                path: path.to_owned(),
+                key: idx.poems[slot].key.clone(),
+                first: first + 1,
+                second: i + 1,
+            });
         }
-        counts
-            .into_iter()
-            .max_by_key(|&(len, c)| (c, std::cmp::Reverse(len)))
-            .map_or(0, |(len, _)| len)
-    });
+        m.vectors[slot] = entry_vector(e.embedding, e.error);
+    }
+    Ok(m)
+}
 
-    let vectors: Vec<Result<Vec<f64>, Reason>> = raw_vectors
+/// The most common vector length (the shorter one on a tie).
+fn common_length(vectors: &[Result<Vec<f64>, Reason>]) -> usize {
+    let mut counts: HashMap<usize, usize> = HashMap::new();
+    for v in vectors.iter().flatten() {
+        *counts.entry(v.len()).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(len, c)| (c, std::cmp::Reverse(len)))
+        .map_or(0, |(len, _)| len)
+}
+
+/// Loads poems (and, where given, embeddings) and validates them.
+pub fn load(poems_path: &Path, embeddings_path: Option<&Path>, opts: &LoadOptions) -> Result<Corpus, CorpusError> {
+    let mut idx = index_poems(poems_path)?;
+    let mut report = Report::default();
+    let matched = match embeddings_path {
+        Some(e) => match_embeddings(e, &idx, &mut report)?,
+        None => Matched {
+            vectors: std::mem::take(&mut idx.inline)
+                .into_iter()
+                .map(|(e, err)| entry_vector(e, err))
+                .collect(),
+            dimension: None,
+            model: String::from("unknown"),
+        },
+    };
+    // The dimension is the declared one, else the most common length.
+    let dimension = matched.dimension.unwrap_or_else(|| common_length(&matched.vectors));
+    let vectors: Vec<Result<Vec<f64>, Reason>> = matched
+        .vectors
         .into_iter()
         .map(|r| r.and_then(|v| check_vector(v, dimension)))
         .collect();
+    let source = embeddings_path.unwrap_or(poems_path);
+    let vectors = select(source, &idx, vectors, opts, &mut report)?;
+    Ok(Corpus {
+        poems: idx.poems,
+        vectors,
+        dimension,
+        model: matched.model,
+        report,
+    })
+}
 
+/// Applies `--exclude` and `--strict`, fills the report, and refuses a
+/// corpus with nothing usable. Excluded poems' vectors are dropped here.
+fn select(
+    source: &Path,
+    idx: &Indexed,
+    vectors: Vec<Result<Vec<f64>, Reason>>,
+    opts: &LoadOptions,
+    report: &mut Report,
+) -> Result<Vec<Result<Vec<f64>, Reason>>, CorpusError> {
     let excluded: std::collections::HashSet<&str> = opts.exclude.iter().map(String::as_str).collect();
-    for key in &opts.exclude {
-        if !index_of.contains_key(key) {
-            report.unknown_excludes.push(key.clone());
-        }
-    }
+    report.unknown_excludes = opts
+        .exclude
+        .iter()
+        .filter(|k| !idx.index_of.contains_key(*k))
+        .cloned()
+        .collect();
     let mut usable = 0;
-    for (poem, v) in poems.iter().zip(&vectors) {
-        if excluded.contains(poem.key.as_str()) {
-            report.excluded.push(poem.key.clone());
-            continue;
-        }
+    for (poem, v) in idx.poems.iter().zip(&vectors) {
         match v {
+            _ if excluded.contains(poem.key.as_str()) => report.excluded.push(poem.key.clone()),
             Ok(_) => usable += 1,
-            Err(reason) => {
-                if opts.strict {
-                    return Err(CorpusError::Strict {
-                        path: source_path.to_owned(),
-                        key: poem.key.clone(),
-                        reason: reason.clone(),
-                    });
-                }
-                report.unusable.push(Problem {
+            Err(reason) if opts.strict => {
+                return Err(CorpusError::Strict {
+                    path: source.to_owned(),
                     key: poem.key.clone(),
                     reason: reason.clone(),
-                });
+                })
             }
+            Err(reason) => report.unusable.push(Problem {
+                key: poem.key.clone(),
+                reason: reason.clone(),
+            }),
         }
     }
-    if opts.strict {
-        if let Some(orphan) = report.orphans.first() {
-            return Err(CorpusError::Invalid {
-                path: source_path.to_owned(),
-                message: format!(
-                    "embedding {orphan:?} matches no poem ({} such entries) and --strict is set",
-                    report.orphans.len()
-                ),
-            });
-        }
+    if let Some(orphan) = report.orphans.first().filter(|_| opts.strict) {
+        return Err(CorpusError::Invalid {
+            path: source.to_owned(),
+            message: format!(
+                "embedding {orphan:?} matches no poem ({} such entries) and --strict is set",
+                report.orphans.len()
+            ),
+        });
     }
     if usable == 0 {
         return Err(CorpusError::NothingUsable {
-            path: source_path.to_owned(),
-            poems: poems.len(),
+            path: source.to_owned(),
+            poems: idx.poems.len(),
             unusable: report.unusable.len(),
             excluded: report.excluded.len(),
         });
     }
-    // Excluded poems take no part: their vectors are dropped here, once.
-    let vectors = poems
+    Ok(idx
+        .poems
         .iter()
         .zip(vectors)
         .map(|(p, v)| {
@@ -438,14 +529,7 @@ pub fn load(poems_path: &Path, embeddings_path: Option<&Path>, opts: &LoadOption
                 v
             }
         })
-        .collect();
-    Ok(Corpus {
-        poems,
-        vectors,
-        dimension,
-        model,
-        report,
-    })
+        .collect())
 }
 
 fn check_vector(v: Vec<f64>, dimension: usize) -> Result<Vec<f64>, Reason> {
@@ -522,33 +606,7 @@ pub fn read_exclude(path: &Path) -> Result<Vec<String>, CorpusError> {
 
 /// Loads only the poems (for `render`, which needs no embeddings).
 pub fn load_poems(path: &Path) -> Result<Vec<Poem>, CorpusError> {
-    let (raw, _) = read_poems(path)?;
-    let mut seen = HashMap::with_capacity(raw.len());
-    raw.into_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let id = p.id.map(Id::into_string).ok_or_else(|| CorpusError::Invalid {
-                path: path.to_owned(),
-                message: format!("poem #{} has no \"id\"", i + 1),
-            })?;
-            let key = make_key(p.category.as_deref(), &id);
-            if let Some(first) = seen.insert(key.clone(), i) {
-                return Err(CorpusError::DuplicateKey {
-                    path: path.to_owned(),
-                    key,
-                    first: first + 1,
-                    second: i + 1,
-                });
-            }
-            Ok(Poem {
-                key,
-                id,
-                category: p.category,
-                date: p.creation_date.or(p.date),
-                text: p.content.or(p.text).unwrap_or_default(),
-            })
-        })
-        .collect()
+    index_poems(path).map(|idx| idx.poems)
 }
 
 #[cfg(test)]
@@ -726,5 +784,41 @@ mod tests {
         let bad = write(dir.path(), "bad.jsonl", "{\"id\": \"x\"}\n{\"id\": \n");
         let msg = load(&bad, None, &LoadOptions::default()).unwrap_err().to_string();
         assert!(msg.contains("bad.jsonl") && msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn a_utf8_byte_order_mark_is_accepted_in_every_layout() {
+        let (d, p, e) = setup(r#"{"embeddings": [{"category": "a", "id": "1", "embedding": [1, 2]}]}"#);
+        for f in [&p, &e] {
+            let body = std::fs::read(f).unwrap();
+            std::fs::write(f, [&b"\xEF\xBB\xBF"[..], &body].concat()).unwrap();
+        }
+        let c = load(&p, Some(&e), &LoadOptions::default()).unwrap();
+        assert_eq!(c.poems.len(), 3);
+        assert_eq!(c.vectors[0], Ok(vec![1.0, 2.0]));
+        let j = write(d.path(), "c.jsonl", "\u{feff}{\"id\": \"x\", \"embedding\": [1]}\n");
+        assert_eq!(load(&j, None, &LoadOptions::default()).unwrap().poems[0].key, "x");
+    }
+
+    #[test]
+    fn both_loaders_index_poems_alike_and_parse_dates() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(
+            dir.path(),
+            "c.jsonl",
+            "{\"id\": \"a\", \"date\": \"10/1/2020\", \"embedding\": [1]}\n{\"id\": \"b\", \"date\": \"1/5/2021\"}\n{\"id\": \"c\", \"date\": \"someday\"}\n",
+        );
+        let all = load(&p, None, &LoadOptions::default()).unwrap().poems;
+        assert_eq!(all, load_poems(&p).unwrap());
+        assert!(all[0].date_sort_key() < all[1].date_sort_key());
+        assert_eq!(all[2].date_sort_key(), None);
+        assert_eq!(all[2].date.as_deref(), Some("someday"));
+        let bad = write(dir.path(), "bad.jsonl", "{\"id\": \"a\"}\n{\"text\": \"no id\"}\n");
+        let (a, b) = (
+            load(&bad, None, &LoadOptions::default()).unwrap_err().to_string(),
+            load_poems(&bad).unwrap_err().to_string(),
+        );
+        assert_eq!(a, b);
+        assert!(a.contains("bad.jsonl") && a.contains("poem #2"), "{a}");
     }
 }

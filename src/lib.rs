@@ -14,6 +14,7 @@ pub mod cache;
 pub mod cli;
 pub mod corpus;
 pub mod cpu;
+pub mod dates;
 pub mod embed;
 pub mod engine;
 pub mod export;

@@ -374,3 +374,71 @@ fn a_reader_that_stops_early_is_not_an_error() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stderr(&o).contains("error"), "{}", stderr(&o));
 }
+
+#[test]
+fn extreme_numbers_are_kept_dates_are_parsed_and_strict_stops_every_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c.jsonl");
+    std::fs::write(
+        &c,
+        "\u{feff}{\"id\": \"big\", \"date\": \"1/5/2021\", \"embedding\": [1e200, 2e200, 0]}\n\
+         {\"id\": \"tiny\", \"date\": \"soon\", \"embedding\": [1e-200, 0, 3e-200]}\n\
+         {\"id\": \"mid\", \"date\": \"2020-10-01\", \"embedding\": [0.5, 0.5, 0.5]}\n\
+         {\"id\": \"same\", \"embedding\": [0.5, 0.5, 0.5]}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("cache");
+    let pre = |extra: &[&str]| {
+        let args = [
+            &[
+                "precompute",
+                "--poems",
+                c.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ][..],
+            &["--backend", "cpu"],
+            extra,
+        ]
+        .concat();
+        run(&args)
+    };
+    let o = pre(&[]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("(0 left out)"),
+        "a finite non-zero vector was dropped: {err}"
+    );
+    assert!(
+        err.contains("c.jsonl: poem \"big\": date \"1/5/2021\" is ambiguous; read as month/day (2021-01-05"),
+        "{err}"
+    );
+    assert!(
+        err.contains("c.jsonl: poem \"tiny\": date \"soon\" is not in a known form"),
+        "{err}"
+    );
+    // Centred, "mean" equals the mean of the three: left out, with the true reason.
+    std::fs::write(
+        &c,
+        "{\"id\": \"a\", \"embedding\": [3, 1]}\n{\"id\": \"b\", \"embedding\": [-1, 1]}\n{\"id\": \"mean\", \"embedding\": [1, 1]}\n",
+    )
+    .unwrap();
+    let o = pre(&["--center"]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("poem \"mean\" left out: its vector equals the corpus mean"),
+        "{err}"
+    );
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["report"]["unusable"][0]["kind"], "equals_mean", "{m}");
+    let o = pre(&["--center", "--strict"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("poem \"mean\" cannot be used (its vector equals the corpus mean")
+            && stderr(&o).contains("--strict"),
+        "{}",
+        stderr(&o)
+    );
+}
