@@ -357,3 +357,23 @@ fn verify_checks_every_row_and_counts_starts() {
     );
     assert!(err.contains("twice"), "{err}");
 }
+
+#[test]
+fn a_cache_of_another_format_version_is_refused_with_the_rebuild_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    precompute(&cache, &["--top-k", "3"]);
+    let path = cache.join("manifest.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("\"format_version\": 2", "\"format_version\": 1")).unwrap();
+    let err = stderr(&export(&cache));
+    assert!(
+        err.contains("written by another version (format 1")
+            && err.contains("rebuild it with: diversity-gpu precompute"),
+        "{err}"
+    );
+    // precompute rebuilds it.
+    let o = precompute(&cache, &["--top-k", "3"]);
+    assert!(stderr(&o).contains("rebuilding the cache"), "{}", stderr(&o));
+    assert!(export(&cache).status.success());
+}
