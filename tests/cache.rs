@@ -43,6 +43,8 @@ fn a_flipped_byte_in_any_cache_file_is_refused_naming_it_and_the_suggested_comma
     precompute(&cache, &["--top-k", "5", "--chunk", "64"]);
     let good = export(&cache);
     assert!(good.status.success());
+    let (poems, site) = (corpus("poems.json"), dir.path().join("site"));
+    let (poems, site) = (poems.to_str().unwrap(), site.to_str().unwrap());
     for name in FILES {
         let path = cache.join(name);
         let original = std::fs::read(&path).unwrap();
@@ -62,6 +64,15 @@ fn a_flipped_byte_in_any_cache_file_is_refused_naming_it_and_the_suggested_comma
             for cmd in [
                 vec!["export", "--cache", cache.to_str().unwrap()],
                 vec!["verify", "--cache", cache.to_str().unwrap()],
+                vec![
+                    "render",
+                    "--cache",
+                    cache.to_str().unwrap(),
+                    "--poems",
+                    poems,
+                    "--out",
+                    site,
+                ],
             ] {
                 let o = run(&cmd);
                 let err = stderr(&o);
@@ -90,6 +101,7 @@ fn a_flipped_byte_in_any_cache_file_is_refused_naming_it_and_the_suggested_comma
         assert!(again.status.success(), "{}", stderr(&again));
         assert_eq!(again.stdout, good.stdout, "repair of {name} changed the export");
     }
+    assert!(!dir.path().join("site").exists(), "render wrote from a damaged cache");
 }
 
 #[test]
