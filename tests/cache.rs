@@ -389,3 +389,31 @@ fn a_cache_of_another_format_version_is_refused_with_the_rebuild_command() {
     assert!(stderr(&o).contains("rebuilding the cache"), "{}", stderr(&o));
     assert!(export(&cache).status.success());
 }
+
+/// Shards carry the same hashes: a flipped byte in a shard is refused by
+/// `merge`, naming the file, and the merged cache is sealed like any other.
+#[test]
+fn a_damaged_shard_is_refused_by_merge_and_the_merged_cache_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, merged) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("m"));
+    precompute(&a, &["--top-k", "7", "--shard", "0/2"]);
+    precompute(&b, &["--top-k", "7", "--shard", "1/2"]);
+    let path = b.join("different.bin");
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    bad[5] ^= 0x01;
+    std::fs::write(&path, &bad).unwrap();
+    let (a_s, b_s, m_s) = (a.to_str().unwrap(), b.to_str().unwrap(), merged.to_str().unwrap());
+    let o = run(&["merge", "--out", m_s, a_s, b_s]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("different.bin does not match its blake3"), "{}", stderr(&o));
+    std::fs::write(&path, &good).unwrap();
+    ok(&["merge", "--out", m_s, a_s, b_s]);
+    ok(&["verify", "--cache", m_s, "--sample", "3"]);
+    let path = merged.join("similar.bin");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[bytes.len() - 1] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = stderr(&export(&merged));
+    assert!(err.contains("similar.bin does not match its blake3"), "{err}");
+}
