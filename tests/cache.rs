@@ -406,13 +406,18 @@ fn a_damaged_shard_is_refused_by_merge_and_the_merged_cache_is_checked() {
     let (a_s, b_s, m_s) = (a.to_str().unwrap(), b.to_str().unwrap(), merged.to_str().unwrap());
     let o = run(&["merge", "--out", m_s, a_s, b_s]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("different.bin does not match its blake3"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("different.bin does not match its blake3"),
+        "{}",
+        stderr(&o)
+    );
     std::fs::write(&path, &good).unwrap();
     ok(&["merge", "--out", m_s, a_s, b_s]);
     ok(&["verify", "--cache", m_s, "--sample", "3"]);
     let path = merged.join("similar.bin");
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[bytes.len() - 1] ^= 0x01;
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
     let err = stderr(&export(&merged));
     assert!(err.contains("similar.bin does not match its blake3"), "{err}");
