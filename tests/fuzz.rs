@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use diversity_gpu::cache::{Cache, Kind};
 use diversity_gpu::corpus::{self, LoadOptions};
-use diversity_gpu::precompute::{self, BackendChoice};
+use diversity_gpu::engine::BackendChoice;
+use diversity_gpu::precompute;
 use proptest::prelude::*;
 
 /// One edit of a file's bytes; positions wrap around the length.
@@ -106,10 +107,12 @@ fn options(poems: &Path, out: &Path, stop_after: Option<usize>) -> precompute::O
         strict: false,
         exclude: None,
         center: false,
+        extras: Default::default(),
         chunk: 4,
         gpu: Default::default(),
         progress: false,
         stop_after,
+        shard: None,
     }
 }
 
