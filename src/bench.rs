@@ -465,6 +465,7 @@ pub fn shards(o: &ShardsOptions) -> Result<()> {
             strict: false,
             exclude: None,
             center: false,
+            extras: Default::default(),
             chunk: 1024,
             gpu: GpuOptions::default(),
             progress: false,

@@ -10,6 +10,10 @@
 //! - `vectors.bin`: the quantised unit vectors (i16 LE, `included × dim`).
 //! - `similar.bin`, `different.bin`: one row per start of `width` indices
 //!   into `keys`, little-endian, `index_bytes` (2 or 4) each.
+//! - `themes-<id>.bin` (when the run had themes): every theme's similar row,
+//!   then every theme's different row, `theme_width` indices each, same
+//!   encoding; `extra-vectors-<id>.bin`: the themes' and the palette's
+//!   quantised vectors. `<id>` begins the extras fingerprint.
 //! - `lock`: the writer's lock file (see [`lock`]).
 //! - while a run is under way, `run.json` (the pending manifest),
 //!   `similar.bin.partial` and `different.bin.partial` (the rows being
@@ -77,6 +81,18 @@ pub struct Inputs {
     pub poems: PathBuf,
     pub embeddings: Option<PathBuf>,
     pub exclude: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub themes: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub theme_embeddings: Option<PathBuf>,
+    /// `None` with colours: the default palette.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub palette: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub palette_embeddings: Option<PathBuf>,
+    /// No palette was asked for (`--no-palette`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_palette: bool,
 }
 
 /// The manifest: everything needed to trust and read a cache.
@@ -118,6 +134,24 @@ pub struct Manifest {
     /// Set in a shard cache: which shard, and the starts its rows cover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// Theme names; their orderings are in [`themes_file`], in this order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub themes: Vec<String>,
+    /// What each theme's vector was embedded from (shown on its pages).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub theme_texts: Vec<String>,
+    /// Indices per theme ordering: every included poem, cut by `--top-k`.
+    #[serde(default)]
+    pub theme_width: usize,
+    /// The palette the colours index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub palette: Vec<crate::palette::Color>,
+    /// Each included poem's colour, an index into `palette` (empty without one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub colors: Vec<u16>,
+    /// blake3 of the themes and the palette ([`extras_fingerprint`]).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub extras_fingerprint: String,
 }
 
 /// Shard `index` of `count`: the rows of starts `start..end`.
@@ -158,6 +192,19 @@ impl Manifest {
         if let Some(x) = &self.inputs.exclude {
             cmd += &format!(" --exclude {}", x.display());
         }
+        for (flag, path) in [
+            ("--themes", &self.inputs.themes),
+            ("--theme-embeddings", &self.inputs.theme_embeddings),
+            ("--palette", &self.inputs.palette),
+            ("--palette-embeddings", &self.inputs.palette_embeddings),
+        ] {
+            if let Some(p) = path {
+                cmd += &format!(" {flag} {}", p.display());
+            }
+        }
+        if self.inputs.no_palette {
+            cmd += " --no-palette";
+        }
         if let Some(k) = self.params.top_k {
             cmd += &format!(" --top-k {k}");
         }
@@ -178,6 +225,11 @@ impl Manifest {
     /// Bytes of one ordering file.
     pub fn ordering_bytes(&self) -> u64 {
         (self.starts().len() * self.params.width * self.params.index_bytes) as u64
+    }
+
+    /// Bytes of the themes' orderings file.
+    pub fn theme_bytes(&self) -> u64 {
+        (2 * self.themes.len() * self.theme_width * self.params.index_bytes) as u64
     }
 
     /// Checkpoint chunks of `params.chunk` starts in [`Self::starts`].
@@ -232,6 +284,26 @@ impl Manifest {
         }
         if out.is_empty() && self.fingerprint != newer.fingerprint {
             out.push("embeddings or exclusions".into());
+        }
+        out
+    }
+
+    /// What differs from `newer` in the themes and the palette, in words.
+    pub fn extras_differences(&self, newer: &Manifest) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.themes != newer.themes {
+            out.push(format!("themes {:?} → {:?}", self.themes, newer.themes));
+        }
+        if self.palette != newer.palette {
+            let names = |p: &[crate::palette::Color]| p.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+            out.push(format!(
+                "palette {:?} → {:?}",
+                names(&self.palette),
+                names(&newer.palette)
+            ));
+        }
+        if out.is_empty() {
+            out.push("the themes' or palette's vectors".into());
         }
         out
     }
@@ -316,6 +388,129 @@ fn max_index(bytes: &[u8], index_bytes: usize) -> Option<u32> {
         .max()
 }
 
+/// The fingerprint of the themes and the palette (names, colours and
+/// quantised vectors); empty without either. It is kept apart from the
+/// orderings' fingerprint, so that new themes or a new palette recompute
+/// only themselves.
+pub fn extras_fingerprint(
+    themes: Option<(&[String], &Quantized)>,
+    palette: Option<(&[crate::palette::Color], &Quantized)>,
+) -> String {
+    if themes.is_none() && palette.is_none() {
+        return String::new();
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(&ALGORITHM_VERSION.to_le_bytes());
+    if let Some((names, q)) = themes {
+        h.update(b"themes");
+        h.update(hash_keys(names).as_bytes());
+        h.update(bytemuck::cast_slice(&q.data));
+    }
+    if let Some((colors, q)) = palette {
+        h.update(b"palette");
+        for c in colors {
+            h.update(hash_keys(&[c.name.clone(), c.hex.clone()]).as_bytes());
+        }
+        h.update(bytemuck::cast_slice(&q.data));
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// The extras' files are named by the extras fingerprint: new ones are
+/// written beside the old, the manifest switches to them atomically, and
+/// only then do the old ones go.
+fn extras_id(m: &Manifest) -> &str {
+    &m.extras_fingerprint[..16.min(m.extras_fingerprint.len())]
+}
+
+/// The file of the themes' orderings: every theme's similar row, then every
+/// theme's different row, `theme_width` indices each.
+pub fn themes_file(m: &Manifest) -> String {
+    format!("themes-{}.bin", extras_id(m))
+}
+
+/// The file of the themes' and then the palette's quantised vectors.
+fn extra_vectors_file(m: &Manifest) -> String {
+    format!("extra-vectors-{}.bin", extras_id(m))
+}
+
+/// Writes the themes' orderings and the themes' and palette's vectors of
+/// the cache that `m` will describe, atomically, before its manifest.
+pub fn write_extras(
+    dir: &Path,
+    m: &Manifest,
+    similar: &[u32],
+    different: &[u32],
+    themes: Option<&Quantized>,
+    palette: Option<&Quantized>,
+) -> Result<()> {
+    if !m.themes.is_empty() {
+        let mut bytes = Vec::new();
+        let mut buf = Vec::new();
+        for rows in [similar, different] {
+            encode(rows, m.params.index_bytes, &mut buf);
+            bytes.extend_from_slice(&buf);
+        }
+        write_atomic(&dir.join(themes_file(m)), &bytes)?;
+    }
+    let data: Vec<i16> = themes
+        .iter()
+        .chain(palette.iter())
+        .flat_map(|q| q.data.iter().copied())
+        .collect();
+    if !data.is_empty() {
+        write_atomic(&dir.join(extra_vectors_file(m)), bytemuck::cast_slice(&data))?;
+    }
+    Ok(())
+}
+
+/// Copies the extras' files that `m` names from the cache `from` into `to`
+/// (a merge takes them from one shard: every shard computed the same).
+pub fn copy_extras(from: &Path, to: &Path, m: &Manifest) -> Result<()> {
+    for name in [themes_file(m), extra_vectors_file(m)] {
+        let src = from.join(&name);
+        if src.exists() {
+            let bytes = std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
+            write_atomic(&to.join(&name), &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the extras' files that the finished manifest `m` does not name.
+pub fn prune_extras(dir: &Path, m: &Manifest) -> Result<()> {
+    let keep = [themes_file(m), extra_vectors_file(m)];
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    for name in entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()) {
+        let ours = (name.starts_with("themes-") || name.starts_with("extra-vectors-")) && name.ends_with(".bin");
+        if ours && !keep.contains(&name) {
+            remove_if_exists(&dir.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Gives a finished cache (`old`) the themes, palette and colours of
+/// `new`, whose files [`write_extras`] wrote; its orderings stay. The
+/// manifest is replaced atomically (sealed, with every file's hash), then
+/// the old extras' files go. The caller holds the directory's lock.
+pub fn update_extras(dir: &Path, mut old: Manifest, new: &Manifest, timings: Timings) -> Result<Manifest> {
+    old.themes = new.themes.clone();
+    old.theme_texts = new.theme_texts.clone();
+    old.theme_width = new.theme_width;
+    old.palette = new.palette.clone();
+    old.colors = new.colors.clone();
+    old.inputs = new.inputs.clone();
+    old.extras_fingerprint = new.extras_fingerprint.clone();
+    old.timings = timings;
+    old.integrity
+        .files
+        .retain(|name, _| [VECTORS, SIMILAR, DIFFERENT].contains(&name.as_str()));
+    seal_finished(dir, &mut old)?;
+    prune_extras(dir, &old)?;
+    Ok(old)
+}
+
 /// Reads a manifest without checking its seal (for `run.json`, which only
 /// decides whether to resume; every chunk it lets through is re-verified).
 fn read_manifest(path: &Path) -> Result<Manifest> {
@@ -379,6 +574,11 @@ pub fn seal_finished(dir: &Path, m: &mut Manifest) -> Result<()> {
             .files
             .insert(name.into(), integrity::hash_file(&dir.join(name))?);
     }
+    for (name, _) in extras_files(m) {
+        m.integrity
+            .files
+            .insert(name.clone(), integrity::hash_file(&dir.join(&name))?);
+    }
     write_sealed(&dir.join(MANIFEST), m)
 }
 
@@ -427,7 +627,11 @@ fn verify_files(dir: &Path, m: &Manifest) -> Result<()> {
     };
     expect(VECTORS, (m.included * m.dimension * 2) as u64)?;
     expect(SIMILAR, m.ordering_bytes())?;
-    expect(DIFFERENT, m.ordering_bytes())
+    expect(DIFFERENT, m.ordering_bytes())?;
+    for (name, bytes) in extras_files(m) {
+        expect(&name, bytes)?;
+    }
+    Ok(())
 }
 
 /// Why `row` (of start `s`) is not a valid ordering, if it is not; `seen`
@@ -456,6 +660,66 @@ fn row_problem(row: &[u32], s: usize, seen: &mut [bool]) -> Option<String> {
     problem
 }
 
+fn decode(row: &[u8], index_bytes: usize, out: &mut Vec<u32>) {
+    out.clear();
+    if index_bytes == 2 {
+        out.extend(row.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32));
+    } else {
+        out.extend(
+            row.chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+    }
+}
+
+/// Reads the themes' orderings when the manifest lists themes, checking
+/// their blake3 again (read after the check at open), and that every
+/// colour names a palette entry.
+fn read_themes(dir: &Path, m: &Manifest) -> Result<Vec<u8>> {
+    if let Some(bad) = m.colors.iter().find(|&&c| c as usize >= m.palette.len()) {
+        bail!(
+            "{} gives colour {bad} of a palette of {}",
+            dir.join(MANIFEST).display(),
+            m.palette.len()
+        );
+    }
+    if !m.colors.is_empty() && m.colors.len() != m.included {
+        bail!(
+            "{} gives {} colours for {} poems",
+            dir.join(MANIFEST).display(),
+            m.colors.len(),
+            m.included
+        );
+    }
+    if m.themes.is_empty() {
+        return Ok(Vec::new());
+    }
+    read_checked(dir, m, &themes_file(m))
+}
+
+/// A file of the cache, read whole and checked against its blake3 in `m`.
+fn read_checked(dir: &Path, m: &Manifest, name: &str) -> Result<Vec<u8>> {
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    if m.integrity.files.get(name).map(|f| &f.blake3) != Some(&integrity::hash_bytes(&bytes)) {
+        bail!("{} does not match its blake3 in the manifest", path.display());
+    }
+    Ok(bytes)
+}
+
+/// The extras' files `m` names, with their sizes.
+fn extras_files(m: &Manifest) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    if !m.themes.is_empty() {
+        out.push((themes_file(m), m.theme_bytes()));
+    }
+    let vectors = (m.themes.len() + m.palette.len()) * m.dimension * 2;
+    if vectors > 0 {
+        out.push((extra_vectors_file(m), vectors as u64));
+    }
+    out
+}
+
 /// Which ordering.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -469,6 +733,8 @@ pub struct Cache {
     pub manifest: Manifest,
     similar: memmap2::Mmap,
     different: memmap2::Mmap,
+    /// The themes' orderings, read whole (a few rows).
+    themes: Vec<u8>,
 }
 
 impl Cache {
@@ -548,15 +814,21 @@ impl Cache {
             // the cache could break this.
             unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))
         };
+        let themes = read_themes(dir, &manifest)?;
         let cache = Cache {
             similar: map(SIMILAR)?,
             different: map(DIFFERENT)?,
+            themes,
             dir: dir.to_owned(),
             manifest,
         };
         // The hashes were checked against the bytes just mapped; checking the
         // indices too means readers can index freely whatever the manifest says.
-        for (name, bytes) in [(SIMILAR, &cache.similar), (DIFFERENT, &cache.different)] {
+        for (name, bytes) in [
+            (SIMILAR, &cache.similar[..]),
+            (DIFFERENT, &cache.different[..]),
+            (themes_file(&cache.manifest).as_str(), &cache.themes[..]),
+        ] {
             if let Some(bad) =
                 max_index(bytes, cache.manifest.params.index_bytes).filter(|&m| m as usize >= cache.manifest.included)
             {
@@ -578,16 +850,11 @@ impl Cache {
             Kind::Similar => &self.similar,
             Kind::Different => &self.different,
         };
-        let row = &bytes[i * p.width * p.index_bytes..(i + 1) * p.width * p.index_bytes];
-        out.clear();
-        if p.index_bytes == 2 {
-            out.extend(row.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]]) as u32));
-        } else {
-            out.extend(
-                row.chunks_exact(4)
-                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-            );
-        }
+        decode(
+            &bytes[i * p.width * p.index_bytes..(i + 1) * p.width * p.index_bytes],
+            p.index_bytes,
+            out,
+        );
     }
 
     /// Every row's defect, if any: each row must list distinct included
@@ -617,6 +884,52 @@ impl Cache {
             .collect();
         out.sort_by_key(|(s, k, _)| (*s, *k == Kind::Different));
         out
+    }
+
+    /// Theme `t`'s ordering as indices into `manifest.keys`.
+    pub fn theme_row(&self, kind: Kind, t: usize, out: &mut Vec<u32>) {
+        let m = &self.manifest;
+        let (w, b) = (m.theme_width, m.params.index_bytes);
+        let row = match kind {
+            Kind::Similar => t,
+            Kind::Different => m.themes.len() + t,
+        };
+        decode(&self.themes[row * w * b..(row + 1) * w * b], b, out);
+    }
+
+    /// Included poem `i`'s colour, when the cache has a palette.
+    pub fn color(&self, i: usize) -> Option<&crate::palette::Color> {
+        let m = &self.manifest;
+        m.colors.get(i).and_then(|&c| m.palette.get(c as usize))
+    }
+
+    /// The themes' and the palette's stored quantised vectors.
+    pub fn extra_vectors(&self) -> Result<(Quantized, Quantized)> {
+        let m = &self.manifest;
+        let (t, p, dim) = (m.themes.len(), m.palette.len(), m.dimension);
+        if t + p == 0 {
+            let none = || Quantized {
+                n: 0,
+                dim,
+                data: Vec::new(),
+            };
+            return Ok((none(), none()));
+        }
+        // Sized and hashed as the manifest says (checked again: read after open).
+        let bytes = read_checked(&self.dir, m, &extra_vectors_file(m))?;
+        let mut data: Vec<i16> = bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        let palette = data.split_off(t * dim);
+        Ok((
+            Quantized { n: t, dim, data },
+            Quantized {
+                n: p,
+                dim,
+                data: palette,
+            },
+        ))
     }
 
     /// The stored quantised vectors.

@@ -185,11 +185,19 @@ pub fn walk(m: &SimMatrix, s: usize, out: &mut [u32], sums: &mut [i32]) {
 /// Seeds the sums with the start's row (start and padding chosen) and
 /// returns the first pick.
 fn seed(m: &SimMatrix, s: usize, sums: &mut [i32]) -> (i32, usize) {
+    seed_with(m.n, m.row(s), Some(s), sums)
+}
+
+/// Seeds the sums with `row`'s first `n` values, `skip` (when there is one)
+/// and the padding chosen, and returns the first pick.
+fn seed_with(n: usize, row: &[i16], skip: Option<usize>, sums: &mut [i32]) -> (i32, usize) {
     sums.fill(CHOSEN);
-    for (x, &r) in sums[..m.n].iter_mut().zip(m.row(s)) {
+    for (x, &r) in sums[..n].iter_mut().zip(row) {
         *x = r as i32;
     }
-    sums[s] = CHOSEN;
+    if let Some(s) = skip {
+        sums[s] = CHOSEN;
+    }
     let min = sums.iter().copied().min().unwrap_or(CHOSEN);
     (min, first_equal(sums, min))
 }
@@ -199,7 +207,22 @@ fn walk_with(m: &SimMatrix, s: usize, out: &mut [u32], sums: &mut [i32], step: S
     if out.is_empty() {
         return;
     }
-    let mut best = seed(m, s, sums);
+    let best = seed(m, s, sums);
+    walk_from(m, best, out, sums, step);
+}
+
+/// A walk whose sums start as `seed` (one value per poem) with no poem
+/// chosen: a theme's walk. `sums` is scratch of length `m.stride`.
+pub fn walk_seeded(m: &SimMatrix, seed: &[i16], out: &mut [u32], sums: &mut [i32]) {
+    if out.is_empty() {
+        return;
+    }
+    let best = seed_with(m.n, seed, None, sums);
+    walk_from(m, best, out, sums, add_row_argmin_fn());
+}
+
+#[inline]
+fn walk_from(m: &SimMatrix, mut best: (i32, usize), out: &mut [u32], sums: &mut [i32], step: Step) {
     for t in 0..out.len() {
         let p = best.1;
         out[t] = p as u32;
@@ -308,6 +331,11 @@ impl CpuBackend {
         self.pool.current_num_threads()
     }
 
+    /// Walks seeded by `seeds` (see [`seeded_rows`]) into `out`.
+    pub fn seeded(&self, seeds: &[i16], width: usize, out: &mut [u32]) {
+        self.pool.install(|| seeded_rows(&self.matrix, seeds, width, out));
+    }
+
     /// different orderings for a range of starts into `out`.
     pub fn different(&self, starts: Range<usize>, width: usize, out: &mut [u32]) {
         if width == 0 {
@@ -315,6 +343,18 @@ impl CpuBackend {
         }
         self.pool.install(|| different_rows(&self.matrix, starts, width, out));
     }
+}
+
+/// Walks seeded by `seeds` (a row of `m.n` initial sums per walk, no poem
+/// chosen: the themes' walks), `width` each, in the current rayon pool.
+pub fn seeded_rows(m: &SimMatrix, seeds: &[i16], width: usize, out: &mut [u32]) {
+    if width == 0 || m.n == 0 {
+        return;
+    }
+    out.par_chunks_mut(width).zip(seeds.par_chunks(m.n)).for_each_init(
+        || vec![0i32; m.stride],
+        |sums, (row, seed)| walk_seeded(m, seed, row, sums),
+    );
 }
 
 /// different orderings for a range of starts, in the current rayon pool.

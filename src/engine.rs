@@ -49,8 +49,15 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Builds the engine, computing the similarity matrix once.
-    pub fn new(choice: BackendChoice, q: &Quantized, threads: Option<usize>, gpu: &GpuOptions) -> Result<Self> {
+    /// Builds the engine, computing the similarity matrix once (on the GPU,
+    /// with the `themes`' seed rows).
+    pub fn new(
+        choice: BackendChoice,
+        q: &Quantized,
+        themes: Option<&Quantized>,
+        threads: Option<usize>,
+        gpu: &GpuOptions,
+    ) -> Result<Self> {
         let opts = GpuOptions {
             allow_software: gpu.allow_software || choice == BackendChoice::Gpu,
             ..gpu.clone()
@@ -68,7 +75,7 @@ impl Engine {
             },
         };
         let walker = match ctx {
-            Some(ctx) => Walker::Gpu(Box::new(GpuBackend::new(Arc::new(ctx), q, &opts)?)),
+            Some(ctx) => Walker::Gpu(Box::new(GpuBackend::with_themes(Arc::new(ctx), q, themes, &opts)?)),
             None => Walker::Cpu(CpuBackend::new(q, pool(threads)?)),
         };
         Ok(Engine {
@@ -121,6 +128,27 @@ impl Engine {
         };
         self.times.selection += selection?;
         self.times.similar += sorting;
+        Ok(())
+    }
+
+    /// Both orderings of every theme, `width` entries each. The walks'
+    /// sums start as the theme's rounded similarities and no poem is chosen:
+    /// the GPU has those seeds in its matrix (the `themes` given to
+    /// [`Engine::new`]), the CPU computes them here. The similar orderings
+    /// are sorted on the CPU for both.
+    pub fn themes(
+        &mut self,
+        q: &Quantized,
+        themes: &Quantized,
+        width: usize,
+        similar: &mut [u32],
+        different: &mut [u32],
+    ) -> Result<()> {
+        match &mut self.walker {
+            Walker::Cpu(c) => c.seeded(&crate::themes::seeds(q, themes), width, different),
+            Walker::Gpu(g) => g.themes(width, different)?,
+        }
+        crate::themes::similar_rows(q, themes, width, similar);
         Ok(())
     }
 

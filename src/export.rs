@@ -12,10 +12,14 @@ struct Line<'a> {
     key: &'a str,
     similar: Vec<&'a str>,
     different: Vec<&'a str>,
+    /// The poem's semantic colour name, when the cache has a palette.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    color: Option<&'a str>,
 }
 
 /// Writes one line per included poem:
-/// `{"key": …, "similar": [keys…], "different": [keys…]}`.
+/// `{"key": …, "similar": [keys…], "different": [keys…], "color"?: name}`,
+/// then one per theme with key `theme:<name>`.
 pub fn export(cache: &Cache, out: &mut dyn Write) -> Result<()> {
     let keys = &cache.manifest.keys;
     let mut sim = Vec::new();
@@ -27,6 +31,20 @@ pub fn export(cache: &Cache, out: &mut dyn Write) -> Result<()> {
             key,
             similar: sim.iter().map(|&j| keys[j as usize].as_str()).collect(),
             different: diff.iter().map(|&j| keys[j as usize].as_str()).collect(),
+            color: cache.color(i).map(|c| c.name.as_str()),
+        };
+        serde_json::to_writer(&mut *out, &line)?;
+        out.write_all(b"\n").context("cannot write the export")?;
+    }
+    for (t, name) in cache.manifest.themes.iter().enumerate() {
+        cache.theme_row(Kind::Similar, t, &mut sim);
+        cache.theme_row(Kind::Different, t, &mut diff);
+        let key = format!("theme:{name}");
+        let line = Line {
+            key: &key,
+            similar: sim.iter().map(|&j| keys[j as usize].as_str()).collect(),
+            different: diff.iter().map(|&j| keys[j as usize].as_str()).collect(),
+            color: None,
         };
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n").context("cannot write the export")?;

@@ -5,7 +5,10 @@
 //! Data flows one way:
 //! [`corpus`] → [`quantize`] → orderings ([`engine`] over [`cpu`] or [`gpu`],
 //! which share the [`matrix`] layout; [`reference`] is the specification) →
-//! [`cache`] (by [`precompute`]) → pages ([`render`]). [`embed`] produces the
+//! [`cache`] (by [`precompute`]) → pages ([`render`]). [`themes`] and
+//! [`palette`] are small corpora read beside the poems, whose orderings and
+//! colours the same engine computes into the same cache ([`extras`]).
+//! [`embed`] produces the
 //! embeddings that [`corpus`] reads. [`fs`], [`progress`] and [`timings`]
 //! are helpers every stage may use; [`cli`] drives the stages.
 
@@ -18,14 +21,17 @@ pub mod dates;
 pub mod embed;
 pub mod engine;
 pub mod export;
+pub mod extras;
 pub mod fs;
 pub mod gpu;
 pub mod interrupt;
 pub mod matrix;
+pub mod palette;
 pub mod precompute;
 pub mod progress;
 pub mod quantize;
 pub mod reference;
 pub mod render;
 pub mod shard;
+pub mod themes;
 pub mod timings;

@@ -10,9 +10,11 @@ use crate::cache::{self, CacheWriter, Inputs, Manifest, Opened, Params};
 use crate::corpus::{self, LoadOptions};
 use crate::cpu;
 use crate::engine::{BackendChoice, Engine};
+use crate::extras::{self, Extras};
 use crate::gpu::GpuOptions;
 use crate::progress::progress_bar;
 use crate::quantize::{self, Quantized, MAX_ROW};
+use crate::themes;
 use crate::timings::Timings;
 
 /// Everything `precompute` needs.
@@ -27,6 +29,8 @@ pub struct Options {
     pub strict: bool,
     pub exclude: Option<PathBuf>,
     pub center: bool,
+    /// Where the themes and the palette come from.
+    pub extras: extras::Sources,
     /// Starts per checkpoint.
     pub chunk: usize,
     pub gpu: GpuOptions,
@@ -62,6 +66,8 @@ pub struct Precomputed {
     pub manifest: Option<Manifest>,
     /// The cache was already complete and up to date.
     pub up_to_date: bool,
+    /// Only the themes and colours were recomputed: the orderings were up to date.
+    pub extras_only: bool,
     /// Chunks computed in this run (fewer than all when resuming).
     pub chunks_computed: usize,
     /// The run stopped early (`stop_after`); the cache is not complete.
@@ -87,21 +93,38 @@ pub fn run(opts: &Options) -> Result<Precomputed> {
     }
     timings.phase_since("normalise", t);
 
-    let pending = pending_manifest(opts, &corpus, &prepared, report)?;
+    let t = Instant::now();
+    let extras = extras::load(&opts.extras, &corpus, &prepared.vectors, opts.center)?;
+    timings.phase_since("colors", t);
+
+    let pending = pending_manifest(opts, &corpus, &prepared, report, &extras)?;
     let q = prepared.vectors;
-    let mut writer = match CacheWriter::open(&opts.out, pending, &q)? {
-        Opened::Complete(m) => {
+    let mut writer = match CacheWriter::open(&opts.out, pending.clone(), &q)? {
+        Opened::Complete(m) if m.extras_fingerprint == pending.extras_fingerprint => {
             return Ok(Precomputed {
                 manifest: Some(*m),
                 up_to_date: true,
+                extras_only: false,
                 chunks_computed: 0,
                 interrupted: false,
             })
         }
+        Opened::Complete(m) => {
+            let engine = |themes: &Quantized| Engine::new(opts.backend, &q, Some(themes), opts.threads, &opts.gpu);
+            let manifest = extras::recompute(&opts.out, engine, &q, &extras, *m, &pending, timings)?;
+            return Ok(Precomputed {
+                manifest: Some(manifest),
+                up_to_date: false,
+                extras_only: true,
+                chunks_computed: 0,
+                interrupted: false,
+            });
+        }
         Opened::Writer(w) => w,
     };
     let t = Instant::now();
-    let mut engine = Engine::new(opts.backend, &q, opts.threads, &opts.gpu)?;
+    let theme_vectors = extras.themes.as_ref().map(|t| &t.vectors);
+    let mut engine = Engine::new(opts.backend, &q, theme_vectors, opts.threads, &opts.gpu)?;
     let backend = engine.describe();
     log::info!("backend: {backend}");
     timings.phase_since("similarity", t);
@@ -110,6 +133,9 @@ pub fn run(opts: &Options) -> Result<Precomputed> {
     if computed.interrupted {
         return Ok(computed);
     }
+    let t = Instant::now();
+    extras::write(Some(&mut engine), &q, &extras, writer.pending(), &opts.out)?;
+    timings.phase_since("themes", t);
     timings.phase("selection", engine.times.selection);
     timings.phase("similar", engine.times.similar);
     timings.phase("write", t_write);
@@ -157,6 +183,7 @@ fn pending_manifest(
     corpus: &corpus::Corpus,
     prepared: &quantize::Prepared,
     report: corpus::Report,
+    extras: &Extras,
 ) -> Result<Manifest> {
     let q = &prepared.vectors;
     let params = params_for(q.n, opts.top_k, opts.center, opts.chunk)?;
@@ -168,6 +195,11 @@ fn pending_manifest(
         algorithm_version: cache::ALGORITHM_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").into(),
         fingerprint: cache::fingerprint(&prepared.keys, q, &params, &corpus.model),
+        extras_fingerprint: cache::extras_fingerprint(
+            extras.themes.as_ref().map(|t| (&t.names[..], &t.vectors)),
+            extras.palette.as_ref().map(|p| (&p.colors[..], &p.vectors)),
+        ),
+        theme_width: extras.themes.as_ref().map_or(0, |_| themes::width(q.n, params.top_k)),
         params,
         embedding_model: corpus.model.clone(),
         dimension: q.dim,
@@ -178,6 +210,11 @@ fn pending_manifest(
             poems: opts.poems.clone(),
             embeddings: opts.embeddings.clone(),
             exclude: opts.exclude.clone(),
+            themes: opts.extras.themes.clone(),
+            theme_embeddings: opts.extras.theme_embeddings.clone(),
+            palette: opts.extras.palette.clone(),
+            palette_embeddings: opts.extras.palette_embeddings.clone(),
+            no_palette: opts.extras.no_palette,
         },
         backend: String::new(),
         report,
@@ -185,6 +222,10 @@ fn pending_manifest(
         keys: prepared.keys.clone(),
         all_keys: corpus.poems.iter().map(|p| p.key.clone()).collect(),
         shard: opts.shard.map(|s| s.range(q.n)),
+        themes: extras.themes.as_ref().map(|t| t.names.clone()).unwrap_or_default(),
+        theme_texts: extras.themes.as_ref().map(|t| t.texts.clone()).unwrap_or_default(),
+        palette: extras.palette.as_ref().map(|p| p.colors.clone()).unwrap_or_default(),
+        colors: extras.colors.clone(),
     })
 }
 
@@ -212,6 +253,7 @@ fn compute_chunks(
     let mut done = Precomputed {
         manifest: None,
         up_to_date: false,
+        extras_only: false,
         chunks_computed: 0,
         interrupted: false,
     };
@@ -242,6 +284,12 @@ pub struct Verified {
     /// Starts recomputed with the reference.
     pub checked: usize,
     /// One line per sampled start whose rows differ from the reference.
+    /// Themes checked (all of them).
+    pub themes: usize,
+    /// Poems whose colour was checked (all of them, when there is a palette).
+    pub colors: usize,
+    /// One line per theme ordering or colour that differs from the reference.
+    pub extras_mismatches: Vec<String>,
     pub mismatches: Vec<String>,
     /// One line per row (of all starts) that is not a valid ordering.
     pub invalid: Vec<String>,
@@ -286,9 +334,64 @@ pub fn verify(dir: &std::path::Path, sample: usize, seed: u64) -> Result<Verifie
             mismatches.push(format!("{:?}: {}", c.manifest.keys[s], differ.join(", ")));
         }
     }
+    let mut extras_mismatches = Vec::new();
+    let (themes, colors) = verify_extras(&c, &q, &m, &mut extras_mismatches)?;
     Ok(Verified {
         checked: starts.len(),
+        themes,
+        colors,
+        extras_mismatches,
         mismatches,
         invalid,
     })
+}
+
+/// Recomputes every theme's orderings and every poem's colour with the CPU
+/// reference and compares; returns how many themes and colours were checked.
+fn verify_extras(
+    c: &cache::Cache,
+    q: &Quantized,
+    m: &cpu::SimMatrix,
+    mismatches: &mut Vec<String>,
+) -> Result<(usize, usize)> {
+    let (themes, palette) = c.extra_vectors()?;
+    let w = c.manifest.theme_width;
+    let mut row = Vec::new();
+    for t in 0..themes.n {
+        let seed = crate::reference::theme_seed(q, themes.row(t));
+        for (kind, expect) in [
+            (
+                cache::Kind::Similar,
+                crate::reference::theme_similar(q, themes.row(t), w),
+            ),
+            (
+                cache::Kind::Different,
+                crate::reference::theme_different_by(&seed, w, |a, c| m.row(a)[c]),
+            ),
+        ] {
+            c.theme_row(kind, t, &mut row);
+            if row != expect {
+                let at = row.iter().zip(&expect).position(|(a, b)| a != b).unwrap_or(0);
+                mismatches.push(format!(
+                    "{:?} of theme {:?}: first difference at position {at}",
+                    kind, c.manifest.themes[t]
+                ));
+            }
+        }
+    }
+    if palette.n == 0 {
+        return Ok((themes.n, 0));
+    }
+    for i in 0..q.n {
+        let expect = crate::reference::nearest_color(q, &palette, i);
+        if c.manifest.colors[i] as usize != expect {
+            mismatches.push(format!(
+                "colour of {:?}: {} in the cache, {} by the reference",
+                c.manifest.keys[i],
+                c.manifest.palette[c.manifest.colors[i] as usize].name,
+                c.manifest.palette[expect].name
+            ));
+        }
+    }
+    Ok((themes.n, q.n))
 }

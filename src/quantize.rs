@@ -53,13 +53,19 @@ impl Quantized {
     /// direction, whatever its magnitude (see [`unit_direction`]).
     pub fn normalise(vectors: &[Vec<f64>], dim: usize, center: bool) -> (Self, Vec<usize>) {
         let mean = center.then(|| mean(vectors, dim));
+        Self::normalise_about(vectors, dim, mean.as_deref())
+    }
+
+    /// [`Quantized::normalise`] about a given centre (a corpus's mean, for
+    /// the themes and palette that go with it), or none.
+    pub fn normalise_about(vectors: &[Vec<f64>], dim: usize, mean: Option<&[f64]>) -> (Self, Vec<usize>) {
         let mut data = Vec::with_capacity(vectors.len() * dim);
         let mut zero = Vec::new();
         let mut centered = vec![0.0f64; dim];
         for (i, v) in vectors.iter().enumerate() {
             for (c, (x, m)) in centered
                 .iter_mut()
-                .zip(v.iter().zip(mean.iter().flatten().chain(std::iter::repeat(&0.0))))
+                .zip(v.iter().zip(mean.into_iter().flatten().chain(std::iter::repeat(&0.0))))
             {
                 *c = x - m;
             }
@@ -68,7 +74,7 @@ impl Quantized {
                 // keeps the direction and cannot overflow.
                 for (c, (x, m)) in centered
                     .iter_mut()
-                    .zip(v.iter().zip(mean.iter().flatten().chain(std::iter::repeat(&0.0))))
+                    .zip(v.iter().zip(mean.into_iter().flatten().chain(std::iter::repeat(&0.0))))
                 {
                     *c = x * 0.5 - m * 0.5;
                 }
@@ -132,7 +138,7 @@ fn quantize(x: f64) -> i16 {
 
 /// The mean of all vectors, summed at a power-of-two scale that keeps the
 /// sum finite (exact, so ordinary corpora get the plain mean's bits).
-fn mean(vectors: &[Vec<f64>], dim: usize) -> Vec<f64> {
+pub fn mean(vectors: &[Vec<f64>], dim: usize) -> Vec<f64> {
     let max = vectors.iter().flatten().fold(0.0f64, |m, x| m.max(x.abs()));
     if max == 0.0 {
         return vec![0.0; dim];

@@ -6,7 +6,7 @@
 //! Orderings list the *other* included poems by canonical index (the start is
 //! implicit), truncated to `width` entries.
 
-use crate::quantize::{sim16, Quantized};
+use crate::quantize::{dot, sim16, Quantized};
 
 /// similar(s): all other poems by exact similarity to `s`, descending; ties
 /// go to the lower canonical index.
@@ -29,15 +29,60 @@ pub fn different(q: &Quantized, s: usize, width: usize) -> Vec<u32> {
 pub fn different_by(n: usize, s: usize, width: usize, sim: impl Fn(usize, usize) -> i16) -> Vec<u32> {
     let mut chosen = vec![false; n];
     chosen[s] = true;
-    let mut order = Vec::with_capacity(width);
-    let mut last = s;
-    let mut sums = vec![0i32; n];
-    while order.len() < width.min(n - 1) {
-        for (c, sum) in sums.iter_mut().enumerate() {
-            *sum += sim(last, c) as i32;
+    let sums = (0..n).map(|c| sim(s, c) as i32).collect();
+    walk_by(sums, chosen, width, sim)
+}
+
+/// similar(theme): every poem by exact similarity to the theme's quantised
+/// vector `theme`, descending; ties go to the lower canonical index. No poem
+/// is left out: the theme is not one of them.
+pub fn theme_similar(q: &Quantized, theme: &[i16], width: usize) -> Vec<u32> {
+    let mut all: Vec<(i32, usize)> = (0..q.n).map(|j| (dot(theme, q.row(j)), j)).collect();
+    all.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    all.into_iter().take(width).map(|(_, j)| j as u32).collect()
+}
+
+/// different(theme): the diversity walk seeded by a theme. The running sums
+/// start as the rounded similarities `sim16(dot(theme, c))` and no poem is
+/// chosen yet; from there every step is the poem walk's step.
+pub fn theme_different(q: &Quantized, theme: &[i16], width: usize) -> Vec<u32> {
+    theme_different_by(&theme_seed(q, theme), width, |a, c| sim16(q.dot(a, c)))
+}
+
+/// [`theme_different`] from the theme's seed sums, over any source of the
+/// rounded similarity `sim(a, c)` (for example a precomputed matrix).
+pub fn theme_different_by(seed: &[i16], width: usize, sim: impl Fn(usize, usize) -> i16) -> Vec<u32> {
+    let sums = seed.iter().map(|&s| s as i32).collect();
+    walk_by(sums, vec![false; seed.len()], width, sim)
+}
+
+/// The rounded similarities of every poem to a theme: a theme walk's
+/// initial sums, the same on every backend.
+pub fn theme_seed(q: &Quantized, theme: &[i16]) -> Vec<i16> {
+    (0..q.n).map(|c| sim16(dot(theme, q.row(c)))).collect()
+}
+
+/// The palette colour nearest to poem `i`: the highest exact similarity,
+/// ties to the first colour.
+pub fn nearest_color(q: &Quantized, palette: &Quantized, i: usize) -> usize {
+    let mut best = (i32::MIN, 0);
+    for c in 0..palette.n {
+        let d = dot(palette.row(c), q.row(i));
+        if d > best.0 {
+            best = (d, c);
         }
+    }
+    best.1
+}
+
+/// The walk itself: repeatedly append the unchosen candidate with the lowest
+/// sum (ties to the lower index), then add its row to every sum.
+fn walk_by(mut sums: Vec<i32>, mut chosen: Vec<bool>, width: usize, sim: impl Fn(usize, usize) -> i16) -> Vec<u32> {
+    let open = chosen.iter().filter(|&&c| !c).count();
+    let mut order = Vec::with_capacity(width.min(open));
+    while order.len() < width.min(open) {
         let mut best: Option<usize> = None;
-        for c in 0..n {
+        for c in 0..sums.len() {
             if !chosen[c] && best.is_none_or(|b| sums[c] < sums[b]) {
                 best = Some(c);
             }
@@ -45,7 +90,9 @@ pub fn different_by(n: usize, s: usize, width: usize, sim: impl Fn(usize, usize)
         let b = best.expect("an unchosen poem remains");
         chosen[b] = true;
         order.push(b as u32);
-        last = b;
+        for (c, sum) in sums.iter_mut().enumerate() {
+            *sum += sim(b, c) as i32;
+        }
     }
     order
 }
@@ -190,6 +237,90 @@ mod tests {
         // With no near-ties, the naive f64 walk picks the same poems early on.
         let naive = different_naive_f64(&vecs, 0, 10);
         assert_eq!(naive[..3], different(&q, 0, 10)[..3]);
+    }
+
+    /// A theme whose vector is poem `p`'s: its similar ordering starts with
+    /// `p` (or an identical vector of lower index), and its walk is `p`'s own
+    /// walk until the step where it chooses `p` itself.
+    fn check_theme_equal_to_poem(q: &Quantized, p: usize) -> usize {
+        let theme = q.row(p).to_vec();
+        let sim = theme_similar(q, &theme, q.n);
+        assert_eq!(q.dot(p, sim[0] as usize), q.dot(p, p));
+        assert!(sim[0] as usize <= p);
+        let walk = theme_different(q, &theme, q.n);
+        let own = different(q, p, q.n);
+        let at = walk
+            .iter()
+            .position(|&c| c as usize == p)
+            .expect("the walk reaches every poem");
+        assert_eq!(walk[..at], own[..at], "poem {p}: the walks part before step {at}");
+        at
+    }
+
+    #[test]
+    fn a_theme_equal_to_a_poem_follows_that_poem() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/corpus");
+        let corpus = crate::corpus::load(
+            &path.join("poems.json"),
+            Some(&path.join("embeddings.json")),
+            &Default::default(),
+        )
+        .unwrap();
+        let q = crate::quantize::prepare(&corpus, false).vectors;
+        for p in [0, 17, q.n - 1] {
+            // The bundled poems' vectors are distinct: the poem itself comes first.
+            assert_eq!(theme_similar(&q, q.row(p), 3)[0] as usize, p);
+            let at = check_theme_equal_to_poem(&q, p);
+            // A poem is least like itself last: the walk reaches it late.
+            assert!(at > q.n / 2, "poem {p} chosen at step {at}");
+        }
+    }
+
+    #[test]
+    fn a_theme_walk_by_hand() {
+        // Theme along x: poem 2 (opposite) first, then the one least like {theme, 2}.
+        let q = Quantized::from_vectors(&[vec![1.0, 0.0], vec![0.0, 1.0], vec![-1.0, 0.0]], 2, false).unwrap();
+        let theme = q.row(0).to_vec();
+        assert_eq!(theme_similar(&q, &theme, 3), vec![0, 1, 2]);
+        assert_eq!(theme_seed(&q, &theme), vec![32766, 0, -32766]);
+        // Sums after choosing 2: [0, 0, -] → 0 (lower index), then 1.
+        assert_eq!(theme_different(&q, &theme, 3), vec![2, 0, 1]);
+        assert_eq!(theme_different(&q, &theme, 1), vec![2]);
+        let palette = Quantized::from_vectors(&[vec![0.0, 1.0], vec![1.0, 0.1], vec![1.0, 0.1]], 2, false).unwrap();
+        assert_eq!(
+            (0..3).map(|i| nearest_color(&q, &palette, i)).collect::<Vec<_>>(),
+            vec![1, 0, 0]
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn themes_equal_to_poems_follow_them(n in 1usize..24, dim in 1usize..8, seed in any::<u64>()) {
+            let (_, q) = crate::quantize::random_corpus(n, dim, 2, seed);
+            for p in 0..n {
+                check_theme_equal_to_poem(&q, p);
+            }
+        }
+
+        #[test]
+        fn a_theme_walk_chooses_every_poem_once(n in 1usize..24, dim in 1usize..8, seed in any::<u64>(), k in 0usize..30) {
+            let (_, q) = crate::quantize::random_corpus(n, dim, 2, seed);
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let theme: Vec<i16> = (0..dim).map(|_| rng.i16(-20000..20000)).collect();
+            let w = theme_different(&q, &theme, k);
+            prop_assert_eq!(w.len(), k.min(n));
+            let mut seen = w.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            prop_assert_eq!(seen.len(), w.len());
+            // The first choice is the poem least like the theme.
+            if let Some(&first) = w.first() {
+                let seeds = theme_seed(&q, &theme);
+                prop_assert_eq!(seeds[first as usize], *seeds.iter().min().unwrap());
+            }
+            prop_assert_eq!(theme_similar(&q, &theme, k).len(), k.min(n));
+        }
     }
 
     proptest! {

@@ -92,6 +92,17 @@ fn open_parts(dirs: &[PathBuf]) -> Result<Vec<Part>> {
                 );
             }
         }
+        if let Some(first) = parts.first() {
+            let (a, b) = (&first.cache.manifest, &cache.manifest);
+            if a.extras_fingerprint != b.extras_fingerprint {
+                bail!(
+                    "shard {} ({shard}) does not match shard {}: {}; compute every shard with the same themes and palette",
+                    dir.display(),
+                    first.dir.display(),
+                    a.extras_differences(b).join("; ")
+                );
+            }
+        }
         if let Some(twin) = parts.iter().find(|p| p.shard == shard) {
             bail!(
                 "shards {} and {} are both {shard}; pass one of them",
@@ -218,7 +229,9 @@ pub fn merge(out: &Path, dirs: &[PathBuf], progress: bool) -> Result<Manifest> {
     cache::remove_if_exists(&out.join(cache::RUN))?;
     cache::remove_if_exists(&out.join(cache::PROGRESS))?;
     let mut merged = merged_manifest(&parts, timings);
+    cache::copy_extras(&parts[0].dir, out, &merged)?;
     cache::seal_finished(out, &mut merged)?;
+    cache::prune_extras(out, &merged)?;
     // The result must pass every reader's checks.
     Cache::open(out).with_context(|| format!("the merged cache {} does not open", out.display()))?;
     Ok(merged)

@@ -116,8 +116,15 @@ fn divider(text: &str) -> String {
 /// The site's title, on the entry point.
 const SITE_TITLE: &str = "Poems: similar and different";
 
-/// The entry point.
-pub fn index(poems: usize, included: usize, first_chronological: &str, samples: &[(String, String, String)]) -> String {
+/// The entry point. `samples` and `themes` are (name, similar page,
+/// different page).
+pub fn index(
+    poems: usize,
+    included: usize,
+    first_chronological: &str,
+    samples: &[(String, String, String)],
+    themes: &[(String, String, String)],
+) -> String {
     let title = SITE_TITLE;
     html! {
         (DOCTYPE)
@@ -131,6 +138,15 @@ pub fn index(poems: usize, included: usize, first_chronological: &str, samples: 
                     strong { "different" } " starts at the poem and keeps adding the poem least like everything chosen so far, a walk away from it."
                 }
                 p { a href=(first_chronological) { "Read all poems in order" } " (" (included) " have similar and different pages)." }
+                @if !themes.is_empty() {
+                    h2 style="font-size:1.1em" { "Themes" }
+                    p.meta { "Poems close to a theme, and a walk that starts from it." }
+                    ul {
+                        @for (name, sim, diff) in themes {
+                            li { (name) " — " a href=(sim) { "close to it" } " · " a href=(diff) { "away from it" } }
+                        }
+                    }
+                }
                 @if !samples.is_empty() {
                     h2 style="font-size:1.1em" { "Start somewhere" }
                     ul {
@@ -194,6 +210,38 @@ pub fn ordering_head(listing: Listing, key: &str, n: &Nav) -> String {
 /// The heading between the anchor poem and entries `first..=last` of `total`.
 pub fn ordering_divider(listing: Listing, first: usize, last: usize, total: usize) -> String {
     divider(&format!("{} {first}–{last} of {total}", listing.word()))
+}
+
+impl Listing {
+    fn theme_label(self) -> &'static str {
+        match self {
+            Listing::Similar => "Close to the theme",
+            Listing::Different => "Away from the theme",
+        }
+    }
+}
+
+/// The start of one page of a theme's ordering; `text` is what the theme's
+/// vector was embedded from.
+pub fn theme_head(listing: Listing, name: &str, text: &str, n: &Nav) -> String {
+    let label = listing.theme_label();
+    let intro = match listing {
+        Listing::Similar => format!("Every poem, closest to “{text}” first."),
+        Listing::Different => format!(
+            "A walk that starts from “{text}”: each next poem is the one least like the theme and all those before it."
+        ),
+    };
+    page_head(
+        &format!("{label} {name} — page {} of {}", n.page + 1, n.pages),
+        &format!("{label} “{name}”"),
+        &intro,
+        n,
+    )
+}
+
+/// The first line of a theme page's text twin.
+pub fn theme_text_head(listing: Listing, name: &str, page: usize, pages: usize) -> String {
+    format!("{} {name} (page {} of {pages})\n\n", listing.theme_label(), page + 1)
 }
 
 /// The first line of an ordering page's text twin.

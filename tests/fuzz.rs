@@ -107,6 +107,7 @@ fn options(poems: &Path, out: &Path, stop_after: Option<usize>) -> precompute::O
         strict: false,
         exclude: None,
         center: false,
+        extras: Default::default(),
         chunk: 4,
         gpu: Default::default(),
         progress: false,

@@ -59,8 +59,11 @@ fn parse(html: &str) -> Parsed {
 
 fn pages(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for sub in ["", "similar", "different", "chronological"] {
-        for e in std::fs::read_dir(dir.join(sub)).unwrap() {
+    for sub in ["", "similar", "different", "chronological", "themes"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in entries {
             let p = e.unwrap().path();
             if p.extension().is_some_and(|x| x == ext) {
                 out.push(p);
@@ -103,9 +106,16 @@ fn every_link_resolves_and_every_page_is_well_formed() {
     // 440 poems × 2 orderings × 3 pages, 9 chronological pages, the index.
     assert_eq!(files.len(), 440 * 2 * 3 + 9 + 1);
     assert_eq!(pages(&out, "txt").len(), 440 * 2 * 3 + 9);
+    let checked = check_pages_and_links(&files);
+    assert!(checked > 10_000, "only {checked} links checked");
+}
+
+/// Every page is well-formed with unique ids, and every link is relative and
+/// resolves (anchors included); returns how many links were checked.
+fn check_pages_and_links(files: &[PathBuf]) -> usize {
     let mut ids: HashMap<PathBuf, HashSet<String>> = HashMap::new();
     let mut parsed = Vec::new();
-    for f in &files {
+    for f in files {
         let p = parse(&std::fs::read_to_string(f).unwrap());
         assert!(p.problems.is_empty(), "{}: {:?}", f.display(), p.problems);
         let unique: HashSet<String> = p.ids.iter().cloned().collect();
@@ -137,7 +147,7 @@ fn every_link_resolves_and_every_page_is_well_formed() {
             checked += 1;
         }
     }
-    assert!(checked > 10_000, "only {checked} links checked");
+    checked
 }
 
 #[test]
@@ -296,11 +306,19 @@ fn a_small_page_matches_its_golden_copy() {
     .unwrap();
     let colors = dir.path().join("colors.json");
     std::fs::write(&colors, r##"{"poem_colors": {"dawn": {"color": "#ffaa00"}}}"##).unwrap();
+    let themes = dir.path().join("themes.jsonl");
+    std::fs::write(
+        &themes,
+        "{\"id\": \"morning\", \"text\": \"first <light>\", \"embedding\": [1, 0.2, 0]}\n",
+    )
+    .unwrap();
     let cache = dir.path().join("cache");
     ok(&[
         "precompute",
         "--poems",
         poems.to_str().unwrap(),
+        "--themes",
+        themes.to_str().unwrap(),
         "--out",
         cache.to_str().unwrap(),
         "--backend",
@@ -324,6 +342,8 @@ fn a_small_page_matches_its_golden_copy() {
         ("different/dawn-000.html", "different-dawn-000.html"),
         ("different/dawn-000.txt", "different-dawn-000.txt"),
         ("chronological/000.html", "chronological-000.html"),
+        ("themes/different-morning-000.html", "themes-different-morning-000.html"),
+        ("themes/similar-morning-000.txt", "themes-similar-morning-000.txt"),
     ] {
         let got = std::fs::read_to_string(out.join(page)).unwrap();
         let want_path = golden.join(name);
@@ -388,4 +408,174 @@ fn a_real_browser_renders_a_page() {
     assert_eq!(&png[1..4], b"PNG");
     // A page of text and blocks compresses far worse than a blank one.
     assert!(png.len() > 30_000, "screenshot looks blank ({} bytes)", png.len());
+}
+
+#[test]
+fn theme_pages_and_colours_are_rendered_linked_and_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let themes = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/themes.jsonl");
+    precompute(&cache, &["--top-k", "120", "--themes", themes.to_str().unwrap()]);
+    let out = dir.path().join("site");
+    let o = render(&cache, &out, &["--per-page", "50", "--txt"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // 12 themes × 2 orderings × 3 pages, beside the poems' pages.
+    let files = pages(&out, "html");
+    assert_eq!(files.len(), 440 * 2 * 3 + 12 * 2 * 3 + 9 + 1);
+    assert_eq!(pages(&out, "txt").len(), 440 * 2 * 3 + 12 * 2 * 3 + 9);
+    assert!(stderr(&o).contains(&format!("in {} pages", (440 * 2 * 3 + 12 * 2 * 3 + 10) * 2)));
+    assert!(check_pages_and_links(&files) > 10_000);
+    // The index links every theme's first pages; the theme pages follow the cache.
+    let index = parse(&std::fs::read_to_string(out.join("index.html")).unwrap()).hrefs;
+    let export = String::from_utf8(ok(&["export", "--cache", cache.to_str().unwrap()]).stdout).unwrap();
+    let mut colors = HashMap::new();
+    for line in export.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = v["key"].as_str().unwrap();
+        let Some(name) = key.strip_prefix("theme:") else {
+            colors.insert(key.to_owned(), v["color"].as_str().unwrap().to_owned());
+            continue;
+        };
+        for kind in ["similar", "different"] {
+            assert!(index.contains(&format!("themes/{kind}-{}-000.html", safe(name))));
+            let mut shown = Vec::new();
+            for page in 0..3 {
+                let f = out.join("themes").join(format!("{kind}-{}-{page:03}.html", safe(name)));
+                shown.extend(parse(&std::fs::read_to_string(&f).unwrap()).ids);
+            }
+            let expect: Vec<String> = v[kind]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| format!("p-{}", safe(k.as_str().unwrap())))
+                .collect();
+            assert_eq!(shown, expect, "{kind} of theme {name}");
+        }
+    }
+    // Every poem's block shows its computed colour.
+    let palette: HashMap<String, String> =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/palette.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["id"].as_str().unwrap().to_owned(),
+                    v["color"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+    let page = std::fs::read_to_string(out.join("chronological/000.html")).unwrap();
+    for key in ["literature/0001", "literature/0002", "literature/0003"] {
+        let block = &page[page.find(&format!("id=\"p-{}\"", safe(key))).unwrap()..];
+        let bar = format!("style=\"background:{}\"", palette[&colors[key]]);
+        assert!(block[..200].contains(&bar), "{key}: no {bar} in {}", &block[..200]);
+    }
+    // A smaller cap removes theme pages beyond it, and nothing of the user's.
+    std::fs::write(out.join("themes/notes.html"), "mine").unwrap();
+    let o = render(&cache, &out, &["--per-page", "50", "--max-pages", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out
+        .join("themes")
+        .join(format!("similar-{}-000.html", safe("grief")))
+        .exists());
+    assert!(!out
+        .join("themes")
+        .join(format!("similar-{}-001.html", safe("grief")))
+        .exists());
+    assert!(!out
+        .join("themes")
+        .join(format!("similar-{}-000.txt", safe("grief")))
+        .exists());
+    assert!(out.join("themes/notes.html").exists());
+    // Without themes in the cache, the theme pages go.
+    precompute(&cache, &["--top-k", "120"]);
+    render(&cache, &out, &["--per-page", "50"]);
+    let left: Vec<_> = std::fs::read_dir(out.join("themes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["notes.html"]);
+}
+
+#[test]
+fn colour_names_of_the_original_system_map_through_the_palette() {
+    let (dir, cache, out) = site(&["--per-page", "50", "--max-pages", "1"]);
+    let colors = dir.path().join("poem_colors.json");
+    std::fs::write(
+        &colors,
+        r##"{"poem_colors": {"love/0001": {"color": "crimson"}, "love/0002": {"color": "Navy"}, "love/0003": {"color": "chartreuse"}}}"##,
+    )
+    .unwrap();
+    let o = render(
+        &cache,
+        &out,
+        &[
+            "--per-page",
+            "50",
+            "--max-pages",
+            "1",
+            "--colors",
+            colors.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("poem_colors.json")
+            && err.contains("\"chartreuse\"")
+            && err.contains("love/0003")
+            && err.contains("known names: red, orange"),
+        "{err}"
+    );
+    let page = std::fs::read_to_string(out.join("similar").join(format!("{}-000.html", safe("love/0001")))).unwrap();
+    assert!(
+        page.contains("style=\"background:#dc143c\""),
+        "crimson is not on the page"
+    );
+    let page = std::fs::read_to_string(out.join("similar").join(format!("{}-000.html", safe("love/0002")))).unwrap();
+    assert!(page.contains("style=\"background:#1a237e\""), "navy is not on the page");
+}
+
+#[test]
+fn build_on_the_bundled_corpus_makes_theme_pages_and_coloured_poems() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, out) = (dir.path().join("cache"), dir.path().join("site"));
+    let o = ok(&[
+        "build",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--top-k",
+        "20",
+    ]);
+    assert!(stderr(&o).contains("open "), "{}", stderr(&o));
+    let index = parse(&std::fs::read_to_string(out.join("index.html")).unwrap()).hrefs;
+    let names: Vec<String> = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/themes.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(names.len(), 12);
+    for name in &names {
+        for kind in ["similar", "different"] {
+            let page = format!("themes/{kind}-{}-000.html", safe(name));
+            assert!(index.contains(&page), "the index does not link {page}");
+            assert!(out.join(&page).exists());
+        }
+    }
+    // Every poem with an embedding carries a colour bar from the default palette.
+    let page = std::fs::read_to_string(out.join("chronological/000.html")).unwrap();
+    let bars = page.matches("class=\"bar\" style=\"background:#").count();
+    let blocks = page.matches("class=\"poem\"").count();
+    assert_eq!(bars, blocks, "{bars} bars for {blocks} poems");
+    assert!(check_pages_and_links(&pages(&out, "html")) > 1000);
 }

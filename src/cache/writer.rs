@@ -13,8 +13,8 @@ use anyhow::{bail, Context, Result};
 use super::integrity::{self, ChunkHash};
 use super::lock::DirLock;
 use super::{
-    read_manifest, read_sealed, remove_if_exists, seal_finished, verify_files, write_sealed, Manifest, DIFFERENT,
-    MANIFEST, PROGRESS, RUN, SIMILAR, VECTORS,
+    prune_extras, read_manifest, read_sealed, remove_if_exists, seal_finished, verify_files, write_sealed, Manifest,
+    DIFFERENT, MANIFEST, PROGRESS, RUN, SIMILAR, VECTORS,
 };
 use crate::fs::write_atomic;
 use crate::quantize::Quantized;
@@ -93,6 +93,11 @@ impl CacheWriter {
             chunks,
             _lock: lock,
         })))
+    }
+
+    /// The manifest the finished cache will have.
+    pub fn pending(&self) -> &Manifest {
+        &self.pending
     }
 
     /// The run's parameters.
@@ -174,6 +179,7 @@ impl CacheWriter {
         }
         remove_if_exists(&dir.join(RUN))?;
         remove_if_exists(&dir.join(PROGRESS))?;
+        prune_extras(&dir, &m)?;
         Ok(m)
     }
 }

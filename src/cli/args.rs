@@ -196,7 +196,12 @@ impl BenchCorpus {
     }
 }
 
-fn bundled(name: &str) -> PathBuf {
+/// The themes file bundled for the bundled corpus.
+pub(super) fn bundled_themes() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/themes.jsonl")
+}
+
+pub(super) fn bundled(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("assets/corpus")
         .join(name)
@@ -343,6 +348,25 @@ pub struct EngineArgs {
     /// Subtract the corpus mean before normalising (fewer "hub" poems).
     #[arg(long)]
     pub center: bool,
+    /// Themes: a small corpus (JSON or JSONL, like the poems; the key is the
+    /// theme's name) with vectors inline or in --theme-embeddings. `build`
+    /// uses the bundled themes for the bundled corpus.
+    #[arg(long)]
+    pub themes: Option<PathBuf>,
+    /// Embeddings of the themes file (as made by `embed --poems THEMES`).
+    #[arg(long, requires = "themes")]
+    pub theme_embeddings: Option<PathBuf>,
+    /// Palette for semantic colours: entries with a colour name (the key),
+    /// "color": "#rrggbb" and a vector (inline or in --palette-embeddings).
+    /// Default: the bundled palette, for corpora embedded with all-MiniLM-L6-v2.
+    #[arg(long)]
+    pub palette: Option<PathBuf>,
+    /// Embeddings of the palette file.
+    #[arg(long, requires = "palette")]
+    pub palette_embeddings: Option<PathBuf>,
+    /// No semantic colours.
+    #[arg(long, conflicts_with = "palette")]
+    pub no_palette: bool,
     /// Starts per checkpoint (and per GPU batch: enough workgroups to fill a large GPU).
     #[arg(long, default_value_t = 1024)]
     pub chunk: usize,
@@ -372,6 +396,13 @@ impl EngineArgs {
             strict: self.strict,
             exclude: self.exclude.clone(),
             center: self.center,
+            extras: crate::extras::Sources {
+                themes: self.themes.clone(),
+                theme_embeddings: self.theme_embeddings.clone(),
+                palette: self.palette.clone(),
+                palette_embeddings: self.palette_embeddings.clone(),
+                no_palette: self.no_palette,
+            },
             chunk: self.chunk,
             gpu: self.gpu.options(),
             progress,

@@ -79,7 +79,7 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             opts.shard = a.shard;
             let run = crate::precompute::run(&opts)?;
             match &run.manifest {
-                Some(m) => report::precomputed(&a.out, m, run.up_to_date),
+                Some(m) => report::precomputed(&a.out, m, run.up_to_date, run.extras_only),
                 None => return Ok(stopped(run.chunks_computed)),
             }
         }
@@ -144,29 +144,41 @@ fn verify(cache: &Path, sample: usize, seed: u64) -> Result<()> {
     for m in &v.invalid {
         eprintln!("invalid row: {m}");
     }
-    for m in &v.mismatches {
+    for m in v.mismatches.iter().chain(&v.extras_mismatches) {
         eprintln!("mismatch: {m}");
     }
-    if !v.invalid.is_empty() || !v.mismatches.is_empty() {
+    if !v.invalid.is_empty() || !v.mismatches.is_empty() || !v.extras_mismatches.is_empty() {
         bail!(
-            "{} rows are not valid orderings; {} of {} sampled starts differ from the CPU reference",
+            "{} rows are not valid orderings; {} of {} sampled starts differ from the CPU reference; {} theme orderings or colours differ (of {} themes and {} colours)",
             v.invalid.len(),
             v.mismatches.len(),
-            v.checked
+            v.checked,
+            v.extras_mismatches.len(),
+            v.themes,
+            v.colors
         );
     }
     eprintln!(
         "every row is a valid ordering; {} sampled starts match the CPU reference exactly",
         v.checked
     );
+    if v.themes + v.colors > 0 {
+        eprintln!(
+            "and so do all {} themes' orderings and the colours of all {} poems",
+            v.themes, v.colors
+        );
+    }
     Ok(())
 }
 
 /// `precompute` then `render`.
 fn build(a: BuildArgs, show: bool) -> Result<()> {
-    let pre = a
+    let mut pre = a
         .engine
         .options(a.poems.clone(), Some(a.embeddings.clone()), a.cache.clone(), show);
+    if pre.extras.themes.is_none() && a.poems == args::bundled("poems.json") {
+        pre.extras.themes = Some(args::bundled_themes());
+    }
     let run = crate::precompute::run(&pre)?;
     if let Some(m) = &run.manifest {
         if run.up_to_date {

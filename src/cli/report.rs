@@ -18,7 +18,17 @@ pub fn print_timings(title: &str, timings: &Timings) {
 }
 
 /// What `precompute` wrote (or found up to date).
-pub(super) fn precomputed(out: &Path, m: &Manifest, up_to_date: bool) {
+pub(super) fn precomputed(out: &Path, m: &Manifest, up_to_date: bool, extras_only: bool) {
+    if extras_only {
+        eprintln!(
+            "{}: orderings up to date; recomputed {} themes and the colours of a palette of {}",
+            out.display(),
+            m.themes.len(),
+            m.palette.len()
+        );
+        print_timings("timing:", &m.timings);
+        return;
+    }
     if up_to_date {
         eprintln!(
             "{} is up to date ({} poems, backend {}); nothing to do",
@@ -37,6 +47,17 @@ pub(super) fn precomputed(out: &Path, m: &Manifest, up_to_date: bool) {
         m.report.unusable.len() + m.report.excluded.len(),
         m.backend
     );
+    if !m.themes.is_empty() {
+        eprintln!(
+            "and {} theme orderings of {} entries ({} themes)",
+            2 * m.themes.len(),
+            m.theme_width,
+            m.themes.len()
+        );
+    }
+    if !m.palette.is_empty() {
+        eprintln!("colours from a palette of {}", m.palette.len());
+    }
     print_timings("timing:", &m.timings);
 }
 

@@ -93,18 +93,44 @@ pub struct GpuBackend {
 impl GpuBackend {
     /// Uploads the vectors and computes the matrix on `ctx`'s device.
     pub fn new(ctx: Arc<GpuContext>, q: &Quantized, opts: &GpuOptions) -> Result<Self> {
+        Self::with_themes(ctx, q, None, opts)
+    }
+
+    /// [`GpuBackend::new`], with one more matrix row per theme: row `n + t`
+    /// holds `sim16(dot(theme t, poem c))`, a theme walk's initial sums. The
+    /// walk from start `n + t` is then theme `t`'s walk: no candidate is the
+    /// start, so none is chosen beforehand ([`GpuBackend::themes`]).
+    pub fn with_themes(
+        ctx: Arc<GpuContext>,
+        q: &Quantized,
+        themes: Option<&Quantized>,
+        opts: &GpuOptions,
+    ) -> Result<Self> {
         let limits = ctx.device.limits();
+        let combined;
+        let rows = match themes {
+            Some(t) => {
+                combined = Quantized {
+                    n: q.n + t.n,
+                    dim: q.dim,
+                    data: [&q.data[..], &t.data[..]].concat(),
+                };
+                &combined
+            }
+            None => q,
+        };
         let layout = TileLayout::plan(
             q.n,
+            rows.n,
             limits.max_storage_buffer_binding_size,
             limits.max_buffer_size,
             opts.tile_rows,
         )?;
         let t0 = Instant::now();
-        let (matrix, embeddings) = MatrixTiles::upload(&ctx, q, layout)?;
+        let (matrix, embeddings) = MatrixTiles::upload(&ctx, rows, layout)?;
         let upload = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let device_similarity = matrix.fill(&ctx, q, &embeddings)?;
+        let device_similarity = matrix.fill(&ctx, rows, &embeddings)?;
         let similarity = t1.elapsed().as_secs_f64();
         Ok(GpuBackend {
             ctx,
@@ -140,6 +166,13 @@ impl GpuBackend {
             },
             self.matrix.layout.tiles
         )
+    }
+
+    /// Every theme's walk (`width` each) into `out`: the walks from the
+    /// themes' seed rows ([`GpuBackend::with_themes`]).
+    pub fn themes(&mut self, width: usize, out: &mut [u32]) -> Result<()> {
+        let l = self.matrix.layout;
+        self.different(l.n..l.rows, width, out)
     }
 
     /// Whether the walk keeps its sums in workgroup memory.
@@ -287,13 +320,52 @@ pub(crate) mod tests {
         assert_eq!(sim[..40], crate::reference::similar(&q, 0, 40)[..]);
     }
 
+    /// Theme walks from the seed rows give the CPU's bytes on every variant,
+    /// and the extra rows leave the poems' walks as they were.
+    fn check_themes(q: &Quantized, themes: &Quantized, width: usize, opts: &GpuOptions) {
+        let m = crate::cpu::SimMatrix::compute(q);
+        let mut cpu = vec![0; themes.n * width];
+        crate::cpu::seeded_rows(&m, &crate::themes::seeds(q, themes), width, &mut cpu);
+        let poems = cpu_different(q, q.n - 1);
+        for no_subgroups in [false, true] {
+            for storage_sums in [false, true] {
+                let Some(ctx) = context(no_subgroups) else { return };
+                let opts = GpuOptions {
+                    storage_sums,
+                    ..opts.clone()
+                };
+                let mut g = GpuBackend::with_themes(ctx, q, Some(themes), &opts).unwrap();
+                let mut out = vec![0; themes.n * width];
+                g.themes(width, &mut out).unwrap();
+                assert_eq!(out, cpu, "n={} themes={} width={width} {opts:?}", q.n, themes.n);
+                let mut own = vec![0; q.n * (q.n - 1)];
+                g.different(0..q.n, q.n - 1, &mut own).unwrap();
+                assert_eq!(own, poems, "poem walks beside {} themes, {opts:?}", themes.n);
+            }
+        }
+    }
+
+    #[test]
+    fn the_bundled_themes_walk_as_on_the_cpu() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
+        let corpus = crate::corpus::load(
+            &dir.join("corpus/poems.json"),
+            Some(&dir.join("corpus/embeddings.json")),
+            &Default::default(),
+        )
+        .unwrap();
+        let q = crate::quantize::prepare(&corpus, false).vectors;
+        let themes = crate::themes::load_labelled("themes", &dir.join("themes.jsonl"), None, &corpus, false).unwrap();
+        check_themes(&q, &themes.vectors, q.n, &GpuOptions::default());
+    }
+
     #[test]
     fn too_many_tiles_is_a_clear_error() {
-        let e = TileLayout::plan(100_000, 128 << 20, 256 << 20, None)
+        let e = TileLayout::plan(100_000, 100_000, 128 << 20, 256 << 20, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("100000 poems") && e.contains("fit"), "{e}");
-        let l = TileLayout::plan(10_000, 128 << 20, 256 << 20, None).unwrap();
+        let l = TileLayout::plan(10_000, 10_000, 128 << 20, 256 << 20, None).unwrap();
         assert_eq!((l.tiles, l.stride), (2, 10_000));
     }
 
@@ -312,6 +384,23 @@ pub(crate) mod tests {
                 ..Default::default()
             };
             check(&q, k.min(n - 1), &opts);
+        }
+
+        #[test]
+        fn random_theme_walks_match_the_cpu(
+            n in 2usize..60, dim in 1usize..12, levels in 1i32..4, seed in any::<u64>(),
+            t in 1usize..6, k in 0usize..70, tiles in 1usize..=4, batch in 1usize..8, steps in 1u32..40,
+        ) {
+            let q = random(n, dim, levels, seed);
+            let themes = random(t, dim, levels + 1, !seed);
+            // Small tiles: the seed rows land in tiles of their own or share the poems' last.
+            let opts = GpuOptions {
+                tile_rows: Some((n + t).div_ceil(tiles)),
+                batch: Some(batch),
+                steps_per_dispatch: Some(steps),
+                ..Default::default()
+            };
+            check_themes(&q, &themes, crate::themes::width(n, Some(k)), &opts);
         }
     }
 }

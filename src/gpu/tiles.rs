@@ -14,7 +14,10 @@ use crate::quantize::Quantized;
 /// How the matrix is laid out across tiles.
 #[derive(Debug, Clone, Copy)]
 pub struct TileLayout {
+    /// Poems: the matrix's columns, and its first rows.
     pub n: usize,
+    /// Matrix rows: the poems' rows, then one seed row per theme.
+    pub rows: usize,
     /// Entries per padded row.
     pub stride: usize,
     pub rows_per_tile: usize,
@@ -22,13 +25,14 @@ pub struct TileLayout {
 }
 
 impl TileLayout {
-    /// Plans the tiles for `n` poems within the adapter's binding size.
-    pub fn plan(n: usize, max_binding: u64, max_buffer: u64, force_rows: Option<usize>) -> Result<Self> {
+    /// Plans the tiles for `n` poems and `rows` matrix rows (`n` plus the
+    /// themes' seed rows) within the adapter's binding size.
+    pub fn plan(n: usize, rows: usize, max_binding: u64, max_buffer: u64, force_rows: Option<usize>) -> Result<Self> {
         let stride = padded(n);
         let row_bytes = row_bytes(n);
         let fit = (max_binding.min(max_buffer) / row_bytes) as usize;
-        let rows_per_tile = force_rows.unwrap_or(fit).min(fit).min(n).max(1);
-        let tiles = n.div_ceil(rows_per_tile);
+        let rows_per_tile = force_rows.unwrap_or(fit).min(fit).min(rows).max(1);
+        let tiles = rows.div_ceil(rows_per_tile);
         if fit == 0 || tiles > MAX_TILES {
             let matrix = n as u64 * row_bytes;
             let max_n = ((MAX_TILES as u64 * max_binding.min(max_buffer) / 2) as f64).sqrt() as usize;
@@ -40,6 +44,7 @@ impl TileLayout {
         }
         Ok(TileLayout {
             n,
+            rows,
             stride,
             rows_per_tile,
             tiles,
@@ -48,7 +53,7 @@ impl TileLayout {
 
     /// Rows held by tile `t` (the last one may be short).
     fn rows(&self, t: usize) -> usize {
-        (self.n - t * self.rows_per_tile).min(self.rows_per_tile)
+        (self.rows - t * self.rows_per_tile).min(self.rows_per_tile)
     }
 
     fn tile_bytes(&self) -> u64 {
@@ -125,15 +130,16 @@ impl MatrixTiles {
         self.tiles.get(t).unwrap_or(&self.unused_tile)
     }
 
-    /// Fills every tile with `sim16(dot(i, j))`; returns the device time
-    /// where the adapter has timestamps.
+    /// Fills every tile with `sim16(dot(i, j))` for the rows of `q` (the
+    /// poems, then any themes) and the first `layout.n` columns (the poems);
+    /// returns the device time where the adapter has timestamps.
     pub fn fill(&self, ctx: &GpuContext, q: &Quantized, embeddings: &wgpu::Buffer) -> Result<Option<f64>> {
         let layout = self.layout;
         let dim_words = q.dim.div_ceil(2);
         let params: Vec<u8> = (0..layout.tiles)
             .flat_map(|t| {
                 let p = SimilarityParams {
-                    n: q.n as u32,
+                    n: layout.n as u32,
                     dim_words: dim_words as u32,
                     stride_words: (layout.stride / 2) as u32,
                     row0: (t * layout.rows_per_tile) as u32,

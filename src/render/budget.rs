@@ -59,6 +59,23 @@ fn bytes_per_page_number(site: &Site, overhead: u64, pool: &rayon::ThreadPool) -
     })
 }
 
+/// Bytes of the theme pages, added to the same page numbers (a theme's
+/// pages beyond the poems' count go with the last, written only uncapped).
+fn add_theme_pages(site: &Site, overhead: u64, per_page_number: &mut [u64]) {
+    let Some(last) = per_page_number.len().checked_sub(1) else {
+        return;
+    };
+    let mut idx = Vec::new();
+    for t in 0..site.cache.manifest.themes.len() {
+        for kind in [Kind::Similar, Kind::Different] {
+            site.cache.theme_row(kind, t, &mut idx);
+            for pg in 0..site.theme_full_pages {
+                per_page_number[pg.min(last)] += overhead + site.blocks_len(&idx[site.page_range(pg, idx.len())]);
+            }
+        }
+    }
+}
+
 /// The most pages per ordering within `budget` bytes, given the bytes the
 /// site needs whatever the cap (`fixed`).
 fn pages_within(budget: u64, fixed: u64, per_page_number: &[u64]) -> Result<usize> {
@@ -89,7 +106,8 @@ pub(super) fn plan(
     pool: &rayon::ThreadPool,
 ) -> Result<PagePlan> {
     let overhead = page_overhead(site);
-    let per_page_number = bytes_per_page_number(site, overhead, pool);
+    let mut per_page_number = bytes_per_page_number(site, overhead, pool);
+    add_theme_pages(site, overhead, &mut per_page_number);
     let chrono_pages = site.chrono_pages();
     let fixed: u64 =
         site.chrono.iter().map(|&p| site.blocks[p].len() as u64).sum::<u64>() + overhead * chrono_pages as u64;
@@ -101,6 +119,9 @@ pub(super) fn plan(
     Ok(PagePlan {
         cap,
         projected_bytes: fixed + per_page_number.iter().take(cap).sum::<u64>(),
-        html_pages: site.poem_of_row.len() * 2 * cap + chrono_pages + 1,
+        html_pages: site.poem_of_row.len() * 2 * cap
+            + site.cache.manifest.themes.len() * 2 * site.theme_pages_for(cap)
+            + chrono_pages
+            + 1,
     })
 }

@@ -13,7 +13,8 @@
 //! - `templates/pages.rs`: the markup and every word on the pages.
 //!
 //! File names: `similar/<key>-<page>.html`, `different/<key>-<page>.html`,
-//! `chronological/<page>.html`, with page numbers zero-padded to the same
+//! `chronological/<page>.html`, `themes/similar-<name>-<page>.html` and
+//! `themes/different-<name>-<page>.html`, with page numbers zero-padded to the same
 //! width across the site and keys mapped by [`safe_key`].
 
 #[path = "../../templates/pages.rs"]
@@ -41,7 +42,7 @@ pub use text::{safe_key, wrap, COLUMNS};
 use writer::PageWriter;
 
 /// The folders pages go into, under the site folder.
-const PAGE_DIRS: [&str; 3] = ["similar", "different", "chronological"];
+const PAGE_DIRS: [&str; 4] = ["similar", "different", "chronological", "themes"];
 
 /// Options of `render`.
 #[derive(Debug, Clone)]
@@ -78,9 +79,11 @@ pub struct Summary {
     pub timings: Timings,
 }
 
-/// Reads `{"poem_colors": {key: {"color": "#hex"}}}`; malformed colours are
-/// warned about and dropped (they go into a style attribute).
-pub fn read_colors(path: &Path) -> Result<HashMap<String, String>> {
+/// Reads `{"poem_colors": {key: {"color": …}}}`, where a colour is `#hex`
+/// or, as in the original system's file, a colour name from `palette`.
+/// Malformed colours and unknown names are warned about (with the names the
+/// palette knows) and dropped: they go into a style attribute.
+pub fn read_colors(path: &Path, palette: &[crate::palette::Color]) -> Result<HashMap<String, String>> {
     #[derive(serde::Deserialize)]
     struct File {
         poem_colors: HashMap<String, Entry>,
@@ -92,19 +95,56 @@ pub fn read_colors(path: &Path) -> Result<HashMap<String, String>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let f: File = serde_json::from_slice(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: line {}, column {}: {e}", path.display(), e.line(), e.column()))?;
+    let by_name: HashMap<String, &str> = palette
+        .iter()
+        .map(|c| (c.name.to_lowercase(), c.hex.as_str()))
+        .collect();
     let mut out = HashMap::new();
+    let mut unknown: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (k, e) in f.poem_colors {
         let c = e.color.trim();
         let hex = c.strip_prefix('#').unwrap_or("");
         if matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             out.insert(k, c.to_owned());
-        } else {
+        } else if let Some(h) = by_name.get(&c.to_lowercase()) {
+            out.insert(k, h.to_string());
+        } else if c.starts_with('#') || c.contains([';', ':', '(', '"', '<']) {
             log::warn!(
                 "{}: poem {k:?} has an invalid colour {:?}; ignored",
                 path.display(),
                 e.color
             );
+        } else {
+            unknown.entry(c.to_owned()).or_default().push(k);
         }
+    }
+    for (name, mut keys) in unknown {
+        keys.sort();
+        let known: Vec<&str> = palette.iter().map(|c| c.name.as_str()).collect();
+        log::warn!(
+            "{}: colour name {name:?} (poems {}) is not in the palette, so those poems keep their computed colour; known names: {}",
+            path.display(),
+            keys.join(", "),
+            known.join(", ")
+        );
+    }
+    Ok(out)
+}
+
+/// Each poem's colour: the cache's semantic colour, where `--colors` names
+/// none (its names mapped through the cache's palette, else the default one).
+fn colors(cache: &Cache, file: Option<&Path>) -> Result<HashMap<String, String>> {
+    let m = &cache.manifest;
+    let mut out: HashMap<String, String> = (0..m.included)
+        .filter_map(|i| cache.color(i).map(|c| (m.keys[i].clone(), c.hex.clone())))
+        .collect();
+    if let Some(path) = file {
+        let palette = if m.palette.is_empty() {
+            crate::palette::default_colors()?
+        } else {
+            m.palette.clone()
+        };
+        out.extend(read_colors(path, &palette)?);
     }
     Ok(out)
 }
@@ -117,10 +157,7 @@ pub fn render(opts: &Options) -> Result<Summary> {
     let poems = corpus::load_poems(&opts.poems)?;
     let all_keys: Vec<String> = poems.iter().map(|p| p.key.clone()).collect();
     cache.check_keys(&all_keys)?;
-    let colors = match &opts.colors {
-        Some(p) => read_colors(p)?,
-        None => HashMap::new(),
-    };
+    let colors = colors(&cache, opts.colors.as_deref())?;
     let mut site = Site::new(&cache, &poems, opts.per_page.max(1), opts.txt);
     summary.timings.phase_since("load", t);
 
@@ -152,6 +189,13 @@ pub fn render(opts: &Options) -> Result<Summary> {
     bar.finish_and_clear();
     let expected = prune::Expected {
         keys: site.poem_of_row.iter().map(|&p| safe_key(&poems[p].key)).collect(),
+        themes: cache
+            .manifest
+            .themes
+            .iter()
+            .flat_map(|n| [format!("similar-{}", safe_key(n)), format!("different-{}", safe_key(n))])
+            .collect(),
+        theme_cap: site.theme_pages(),
         digits: site.digits,
         cap: plan.cap,
         chrono_pages: site.chrono_pages(),
@@ -202,6 +246,23 @@ fn write_pages(site: &Site, writer: &PageWriter, pool: &rayon::ThreadPool, bar: 
                 }
             },
         );
+        let themes = site.cache.manifest.themes.len();
+        (0..themes).into_par_iter().for_each_init(
+            || (Vec::new(), String::new(), String::new()),
+            |(idx, page, text), t| {
+                let name = &site.cache.manifest.themes[t];
+                for kind in [Kind::Similar, Kind::Different] {
+                    for pg in 0..site.theme_pages() {
+                        site.theme_page(kind, t, pg, idx, page, text);
+                        writer.emit(site.theme_path(kind, name, pg, "html"), page.as_bytes());
+                        if site.txt {
+                            writer.emit(site.theme_path(kind, name, pg, "txt"), text.as_bytes());
+                        }
+                        bar.inc(1);
+                    }
+                }
+            },
+        );
         (0..site.chrono_pages()).into_par_iter().for_each_init(
             || (String::new(), String::new()),
             |(page, text), pg| {
@@ -228,11 +289,25 @@ fn write_pages(site: &Site, writer: &PageWriter, pool: &rayon::ThreadPool, bar: 
             )
         })
         .collect();
+    let themes: Vec<(String, String, String)> = site
+        .cache
+        .manifest
+        .themes
+        .iter()
+        .map(|n| {
+            (
+                n.clone(),
+                site.theme_path(Kind::Similar, n, 0, "html"),
+                site.theme_path(Kind::Different, n, 0, "html"),
+            )
+        })
+        .collect();
     let index = templates::index(
         poems.len(),
         site.poem_of_row.len(),
         &format!("chronological/{}.html", site.page_name(0)),
         &samples,
+        &themes,
     );
     writer.emit("index.html".into(), index.as_bytes());
 }
@@ -266,8 +341,24 @@ mod tests {
             r##"{"poem_colors": {"a/1": {"color": "#a0b0c0"}, "a/2": {"color": "red;x:y"}}}"##,
         )
         .unwrap();
-        let c = read_colors(&p).unwrap();
+        let c = read_colors(&p, &[]).unwrap();
         assert_eq!(c.get("a/1").map(String::as_str), Some("#a0b0c0"));
+        assert!(!c.contains_key("a/2"));
+    }
+
+    #[test]
+    fn colour_names_are_mapped_through_the_palette() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("poem_colors.json");
+        std::fs::write(
+            &p,
+            r##"{"poem_colors": {"a/1": {"color": "Crimson"}, "a/2": {"color": "chartreuse"}, "a/3": {"color": "#123"}}}"##,
+        )
+        .unwrap();
+        let palette = crate::palette::default_colors().unwrap();
+        let c = read_colors(&p, &palette).unwrap();
+        assert_eq!(c.get("a/1").map(String::as_str), Some("#dc143c"));
+        assert_eq!(c.get("a/3").map(String::as_str), Some("#123"));
         assert!(!c.contains_key("a/2"));
     }
 }

@@ -10,8 +10,12 @@ use std::path::Path;
 /// text twins no longer asked for, temp files of an interrupted run).
 pub(super) struct Expected {
     pub keys: HashSet<String>,
+    /// `similar-<name>` and `different-<name>` of every theme.
+    pub themes: HashSet<String>,
     pub digits: usize,
     pub cap: usize,
+    /// Pages per theme ordering.
+    pub theme_cap: usize,
     pub chrono_pages: usize,
     pub txt: bool,
 }
@@ -42,6 +46,7 @@ impl Expected {
             && (ext == "html" || self.txt)
             && match key {
                 None => n < self.chrono_pages,
+                Some(k) if dir == "themes" => n < self.theme_cap && self.themes.contains(k),
                 Some(k) => n < self.cap && self.keys.contains(k),
             };
         !keep

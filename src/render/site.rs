@@ -21,6 +21,9 @@ pub(super) struct Site<'a> {
     pub pages: usize,
     /// Pages per ordering before any cap.
     pub full_pages: usize,
+    /// Pages per theme ordering before any cap (theme orderings list every
+    /// poem, one more than a poem's).
+    pub theme_full_pages: usize,
     /// Pre-rendered block per poem (by corpus index).
     pub blocks: Vec<String>,
     /// Text twin of each block (empty unless `txt`).
@@ -67,14 +70,22 @@ impl<'a> Site<'a> {
             chrono.sort_by(|&a, &b| poems[a].date.cmp(&poems[b].date).then(a.cmp(&b)));
         }
         let full_pages = cache.manifest.params.width.div_ceil(per_page).max(1);
+        let theme_full_pages = cache.manifest.theme_width.div_ceil(per_page).max(1);
         let chrono_pages = chrono.len().div_ceil(per_page).max(1);
         Site {
             cache,
             poems,
             per_page,
-            digits: full_pages.max(chrono_pages).saturating_sub(1).to_string().len().max(3),
+            digits: full_pages
+                .max(chrono_pages)
+                .max(theme_full_pages)
+                .saturating_sub(1)
+                .to_string()
+                .len()
+                .max(3),
             pages: full_pages,
             full_pages,
+            theme_full_pages,
             blocks: Vec::new(),
             texts: Vec::new(),
             row_of,
@@ -141,6 +152,80 @@ impl<'a> Site<'a> {
     pub fn ordering_path(&self, kind: Kind, key: &str, page: usize, ext: &str) -> String {
         let dir = if kind == Kind::Similar { "similar" } else { "different" };
         format!("{dir}/{}-{}.{ext}", safe_key(key), self.page_name(page))
+    }
+
+    /// The site-relative path of one page of a theme's ordering:
+    /// `themes/similar-<name>-<page>` or `themes/different-<name>-<page>`.
+    pub fn theme_path(&self, kind: Kind, name: &str, page: usize, ext: &str) -> String {
+        let what = if kind == Kind::Similar { "similar" } else { "different" };
+        format!("themes/{what}-{}-{}.{ext}", safe_key(name), self.page_name(page))
+    }
+
+    /// Pages per theme ordering: the cap, or all of them when uncapped.
+    pub fn theme_pages(&self) -> usize {
+        self.theme_pages_for(self.pages)
+    }
+
+    /// Pages per theme ordering under a cap of `cap` pages per ordering.
+    pub fn theme_pages_for(&self, cap: usize) -> usize {
+        if cap >= self.full_pages {
+            self.theme_full_pages
+        } else {
+            cap.min(self.theme_full_pages)
+        }
+    }
+
+    /// Renders one page of theme `t`'s ordering into `buf`; `txt` gets the
+    /// text twin.
+    pub fn theme_page(
+        &self,
+        kind: Kind,
+        t: usize,
+        page: usize,
+        idx: &mut Vec<u32>,
+        buf: &mut String,
+        txt: &mut String,
+    ) {
+        let m = &self.cache.manifest;
+        let name = &m.themes[t];
+        self.cache.theme_row(kind, t, idx);
+        let slice = &idx[self.page_range(page, idx.len())];
+        let pages = self.theme_pages();
+        let link = |pg: usize| format!("../{}", self.theme_path(kind, name, pg, "html"));
+        let prev = (page > 0).then(|| link(page - 1));
+        let next = (page + 1 < pages).then(|| link(page + 1));
+        let nav = templates::Nav {
+            page,
+            pages,
+            prev: prev.as_deref(),
+            next: next.as_deref(),
+            home: "../index.html",
+        };
+        let listing = listing(kind);
+        let text = m.theme_texts.get(t).map_or(name.as_str(), String::as_str);
+        buf.clear();
+        buf.push_str(&templates::theme_head(listing, name, text, &nav));
+        let first = page * self.per_page;
+        buf.push_str(&templates::ordering_divider(
+            listing,
+            first + 1.min(slice.len()),
+            first + slice.len(),
+            idx.len(),
+        ));
+        for &j in slice {
+            buf.push_str(&self.blocks[self.poem_of_row[j as usize]]);
+        }
+        buf.push_str(&templates::page_foot(&nav));
+        if self.txt {
+            txt.clear();
+            txt.push_str(&templates::theme_text_head(listing, name, page, pages));
+            for (i, &j) in slice.iter().enumerate() {
+                if i > 0 {
+                    txt.push_str(&templates::text_rule(COLUMNS));
+                }
+                txt.push_str(&self.texts[self.poem_of_row[j as usize]]);
+            }
+        }
     }
 
     /// Pages of the reading-order listing.
