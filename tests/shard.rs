@@ -33,6 +33,17 @@ fn shards(dir: &Path, n: usize, which: &[usize], extra: &[&str]) -> Vec<PathBuf>
         .collect()
 }
 
+/// Copies every file of the cache `from` (not its lock) into a new `to`.
+fn copy_cache(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let name = entry.unwrap().file_name();
+        if name != "lock" {
+            std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+        }
+    }
+}
+
 /// Asserts a failed merge whose message contains every one of `needles`.
 fn refused(o: &Output, needles: &[&str]) {
     assert!(!o.status.success(), "merge should have been refused");
@@ -239,10 +250,7 @@ fn merge_refuses_bad_shard_sets_naming_the_shard() {
     // Duplicated: the same directory twice, or two copies of one shard.
     refused(&merge(&out, &[a, b, c, e, b]), &["is named twice"]);
     let copy = d.join("copy");
-    std::fs::create_dir(&copy).unwrap();
-    for f in ["manifest.json", "vectors.bin", "similar.bin", "different.bin"] {
-        std::fs::copy(c.join(f), copy.join(f)).unwrap();
-    }
+    copy_cache(c, &copy);
     refused(&merge(&out, &[a, b, c, &copy, e]), &["are both shard 2/4", "copy"]);
     // Overlapping: shards of two different splits.
     let half = shards(d, 2, &[1], &["--top-k", "9"]);
@@ -296,10 +304,7 @@ fn merge_refuses_bad_shard_sets_naming_the_shard() {
     ]);
     refused(&merge(&out, &[a, b, c, &model]), &["model", "another-model"]);
     let old = d.join("old");
-    std::fs::create_dir(&old).unwrap();
-    for f in ["vectors.bin", "similar.bin", "different.bin"] {
-        std::fs::copy(e.join(f), old.join(f)).unwrap();
-    }
+    copy_cache(e, &old);
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(e.join("manifest.json")).unwrap()).unwrap();
     m["algorithm_version"] = 0.into();
     std::fs::write(old.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
@@ -311,10 +316,7 @@ fn merge_refuses_bad_shard_sets_naming_the_shard() {
     refused(&merge(&out, &[&whole]), &["whole", "is a whole cache, not a shard"]);
     refused(&merge(a, &[a, b, c, e]), &["is the shard", "s0of4"]);
     let damaged = d.join("damaged");
-    std::fs::create_dir(&damaged).unwrap();
-    for f in ["manifest.json", "vectors.bin", "similar.bin", "different.bin"] {
-        std::fs::copy(e.join(f), damaged.join(f)).unwrap();
-    }
+    copy_cache(e, &damaged);
     let v = damaged.join("similar.bin");
     let bytes = std::fs::read(&v).unwrap();
     std::fs::write(&v, &bytes[..bytes.len() - 2]).unwrap();
