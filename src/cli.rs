@@ -59,15 +59,28 @@ pub enum Command {
     },
 }
 
+/// URL forms for `embed --url` (the endpoint path is appended unless the
+/// URL already ends in it; a query stays at the end).
+const EMBED_URLS: &str = "URL forms (--url is a base URL; /embeddings or /api/embed is appended unless already there):
+  OpenAI             --api openai --url https://api.openai.com/v1
+  Ollama             --api ollama --url http://localhost:11434     (POST /api/embed)
+  Ollama, OpenAI API --api openai --url http://localhost:11434/v1  (POST /v1/embeddings)
+  infinity           --api openai --url http://localhost:7997      (or .../v1 with --url-prefix /v1)
+  llama.cpp server   --api openai --url http://localhost:8080/v1
+  vLLM               --api openai --url http://localhost:8000/v1
+  TEI                --api openai --url http://localhost:8080/v1
+  any endpoint as is --api openai --url http://host/some/path/embeddings";
+
 #[derive(Debug, Clone, Args)]
+#[command(after_help = EMBED_URLS)]
 pub struct EmbedArgs {
     /// poems.json (original layout) or .jsonl.
     #[arg(long)]
     pub poems: PathBuf,
-    /// Output embeddings.json (original layout); its cache is <out>.cache.jsonl.
+    /// Output embeddings.json (original layout); its journal is <out>.journal.jsonl.
     #[arg(long)]
     pub out: PathBuf,
-    /// Server base URL, e.g. http://localhost:11434 (Ollama) or http://localhost:8080 (llama.cpp).
+    /// Base URL: e.g. http://localhost:11434 (Ollama) or http://localhost:8080/v1 (OpenAI-compatible); see below.
     #[arg(long)]
     pub url: String,
     #[arg(long, value_enum, default_value_t = crate::embed::Api::Ollama)]
@@ -76,23 +89,29 @@ pub struct EmbedArgs {
     #[arg(long)]
     pub model: String,
     /// Texts per request.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub batch_size: u16,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 4, env = "DIVERSITY_EMBED_CONCURRENCY")]
-    pub concurrency: usize,
+    #[arg(long, default_value_t = 4, env = "DIVERSITY_EMBED_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
     /// Prepended to every text (some models want e.g. "search_document: ").
     #[arg(long, default_value = "")]
     pub prefix: String,
-    /// Longer texts are split and their chunk vectors averaged.
-    #[arg(long, default_value_t = 4000)]
-    pub max_chars: usize,
+    /// Longer texts are split and their pieces' vectors averaged [default: from the model's window where the server tells it, else 750].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
+    pub max_chars: Option<u32>,
     /// Seconds per request.
-    #[arg(long, default_value_t = 60.0)]
-    pub timeout: f64,
+    #[arg(long, default_value = "60", value_parser = crate::embed::flags::timeout)]
+    pub timeout: std::time::Duration,
     /// Retries per request for 429, 5xx, timeouts and connection errors.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=30))]
     pub retries: u32,
+    /// Longest single wait between retries, in seconds (caps Retry-After too).
+    #[arg(long, default_value = "30", value_parser = crate::embed::flags::max_wait)]
+    pub max_wait: std::time::Duration,
+    /// Give up when no request has succeeded for this many seconds.
+    #[arg(long, default_value = "45", value_parser = crate::embed::flags::give_up_after)]
+    pub give_up_after: std::time::Duration,
     /// Stop at the first text that cannot be embedded.
     #[arg(long)]
     pub fail_fast: bool,
@@ -100,11 +119,43 @@ pub struct EmbedArgs {
     #[arg(long, env = "DIVERSITY_EMBED_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Seconds between checkpoints of the output file.
-    #[arg(long, default_value_t = 5.0)]
-    pub flush_every: f64,
+    #[arg(long, default_value = "5", value_parser = crate::embed::flags::flush_every)]
+    pub flush_every: std::time::Duration,
     /// Base of the retry backoff, in seconds.
-    #[arg(long, default_value_t = 0.5, hide = true)]
-    pub backoff: f64,
+    #[arg(long, default_value = "0.5", hide = true, value_parser = crate::embed::flags::backoff)]
+    pub backoff: std::time::Duration,
+}
+
+impl EmbedArgs {
+    fn options(self, progress: bool) -> crate::embed::Options {
+        let token = self.token.or_else(|| {
+            (self.api == crate::embed::Api::Openai)
+                .then(|| std::env::var("OPENAI_API_KEY").ok())
+                .flatten()
+        });
+        crate::embed::Options {
+            poems: self.poems,
+            out: self.out,
+            url: self.url,
+            api: self.api,
+            model: self.model,
+            batch_size: self.batch_size.into(),
+            concurrency: self.concurrency.into(),
+            prefix: self.prefix,
+            max_chars: self.max_chars.map(|m| m as usize),
+            timeout: self.timeout,
+            policy: crate::embed::Policy {
+                retries: self.retries,
+                backoff: self.backoff,
+                max_wait: self.max_wait,
+                give_up_after: self.give_up_after,
+            },
+            fail_fast: self.fail_fast,
+            token,
+            progress,
+            flush_every: self.flush_every,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -568,52 +619,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Bench { what } => bench(what)?,
         Command::Embed(a) => {
-            let token = a.token.clone().or_else(|| {
-                (a.api == crate::embed::Api::Openai)
-                    .then(|| std::env::var("OPENAI_API_KEY").ok())
-                    .flatten()
-            });
-            let s = crate::embed::run(&crate::embed::Options {
-                poems: a.poems,
-                out: a.out.clone(),
-                url: a.url,
-                api: a.api,
-                model: a.model,
-                batch_size: a.batch_size,
-                concurrency: a.concurrency,
-                prefix: a.prefix,
-                max_chars: a.max_chars,
-                timeout: std::time::Duration::from_secs_f64(a.timeout),
-                retries: a.retries,
-                fail_fast: a.fail_fast,
-                token,
-                progress: show,
-                flush_every: std::time::Duration::from_secs_f64(a.flush_every),
-                backoff: std::time::Duration::from_secs_f64(a.backoff),
-            })?;
-            eprintln!(
-                "{} poems: {} embedded, {} from cache, {} failed; {} requests ({} texts, {} retries) in {:.1} s, {:.1} texts/s; dimension {}",
-                s.poems,
-                s.embedded,
-                s.cached,
-                s.failures.len(),
-                s.requests,
-                s.texts_sent,
-                s.retries,
-                s.seconds,
-                s.texts_sent as f64 / s.seconds.max(1e-9),
-                s.dimension
-            );
-            for (reason, n) in s.failures_by_reason() {
-                eprintln!("  failed ({reason}): {n}");
-            }
-            for (k, r) in s.failures.iter().take(10) {
-                eprintln!("  {k}: {r}");
-            }
-            eprintln!("wrote {}", a.out.display());
-            if !s.failures.is_empty() {
-                return Ok(ExitCode::from(2));
-            }
+            let out = a.out.clone();
+            let s = crate::embed::run(&a.options(show))?;
+            return Ok(ExitCode::from(crate::embed::report::print(&s, &out)));
         }
     }
     Ok(ExitCode::SUCCESS)
