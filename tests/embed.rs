@@ -733,3 +733,20 @@ fn the_window_sets_the_split_and_long_texts_are_reported() {
         stderr(&o)
     );
 }
+
+#[test]
+fn help_shows_the_url_forms() {
+    let o = ok(&["embed", "--help"]);
+    let help = String::from_utf8_lossy(&o.stdout);
+    for form in [
+        "--api openai --url https://api.openai.com/v1",
+        "--api ollama --url http://localhost:11434",
+        "--api openai --url http://localhost:11434/v1",
+        "infinity",
+        "llama.cpp",
+        "vLLM",
+        "TEI",
+    ] {
+        assert!(help.contains(form), "{form} missing from:\n{help}");
+    }
+}

@@ -142,9 +142,16 @@ pub fn answer_limit(n: usize, dim: usize) -> u64 {
     64 * 1024 + (n as u64) * (dim as u64) * 32
 }
 
+/// A server that does not accept a connection in this time is not there.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest wait for the model's window.
+const WINDOW_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// An HTTP client for one server, model and protocol.
 pub struct Client {
     agent: ureq::Agent,
+    /// For the window query, which is worth less than a long wait.
+    window_agent: ureq::Agent,
     /// Where embedding requests go (may carry credentials; never printed).
     endpoint: String,
     url: String,
@@ -167,14 +174,18 @@ impl Client {
         max_wait: Duration,
         pool: usize,
     ) -> Client {
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .max_idle_connections_per_host(pool.max(1))
-            .build()
-            .new_agent();
+        let agent = |timeout: Duration| {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(timeout))
+                .timeout_connect(Some(timeout.min(CONNECT_TIMEOUT)))
+                .max_idle_connections_per_host(pool.max(1))
+                .build()
+                .new_agent()
+        };
         Client {
-            agent,
+            agent: agent(timeout),
+            window_agent: agent(timeout.min(WINDOW_TIMEOUT)),
             endpoint: endpoint(url, api),
             url: url.to_owned(),
             api,
@@ -276,11 +287,11 @@ impl Client {
     pub fn window(&self) -> Option<usize> {
         let answer = match self.api {
             Api::Ollama => self
-                .agent
+                .window_agent
                 .post(sibling(&self.url, self.api, "/api/show"))
                 .send_json(json!({"model": self.model})),
             Api::Openai => {
-                let mut req = self.agent.get(sibling(&self.url, self.api, "/models"));
+                let mut req = self.window_agent.get(sibling(&self.url, self.api, "/models"));
                 if let Some(t) = &self.token {
                     req = req.header("Authorization", &format!("Bearer {t}"));
                 }

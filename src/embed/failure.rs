@@ -199,6 +199,7 @@ mod tests {
         assert!(matches!(from_status(413, "too large", None, &c), Failure::Item(_)));
         assert!(matches!(from_status(503, "", None, &c), Failure::Transient { .. }));
         assert!(matches!(from_status(429, "", None, &c), Failure::Transient { .. }));
+        assert!(matches!(from_status(408, "", None, &c), Failure::Transient { .. }));
     }
 
     #[test]

@@ -153,5 +153,8 @@ mod tests {
         j.append("c", &[3.0]).unwrap();
         drop(j);
         assert_eq!(Journal::open(&out).get("c"), Some(&vec![3.0]));
+        // Earlier versions' file is read too.
+        std::fs::write(legacy_path(&out), "{\"h\":\"old\",\"e\":[4.0]}\n").unwrap();
+        assert_eq!(Journal::open(&out).get("old"), Some(&vec![4.0]));
     }
 }

@@ -1,7 +1,7 @@
 //! The `embed` run: poems → pieces → journal look-up → a probe request →
 //! batches on worker threads → journal and checkpoints → `embeddings.json`.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
@@ -122,6 +122,8 @@ struct Work<'a> {
     poems: Vec<Poem>,
     pieces: Vec<Piece>,
     keys: Vec<String>,
+    /// The pieces of each key (identical texts are sent once).
+    twins: HashMap<String, Vec<usize>>,
     results: Vec<Outcome>,
     journal: Journal,
     model: String,
@@ -150,6 +152,7 @@ pub fn run(o: &Options) -> Result<Summary> {
         pieces: split(&poems, max_chars, &o.prefix),
         poems,
         keys: Vec::new(),
+        twins: HashMap::new(),
         results: Vec::new(),
         journal: Journal::open(&o.out),
         model: o.model.clone(),
@@ -222,6 +225,10 @@ impl Work<'_> {
             .iter()
             .map(|p| text_hash(&self.model, prefix, &p.text[prefix.len()..]))
             .collect();
+        self.twins.clear();
+        for (i, k) in self.keys.iter().enumerate() {
+            self.twins.entry(k.clone()).or_default().push(i);
+        }
         self.results.resize_with(self.pieces.len(), || None);
         for (r, k) in self.results.iter_mut().zip(&self.keys) {
             if !matches!(r, Some(Ok(_))) {
@@ -274,9 +281,8 @@ impl Work<'_> {
         if let Ok(v) = &r {
             self.journal.append(&self.keys[i], v)?;
         }
-        let key = &self.keys[i];
-        for j in 0..self.pieces.len() {
-            if j != i && &self.keys[j] == key && self.results[j].is_none() {
+        for &j in &self.twins[&self.keys[i]] {
+            if j != i && self.results[j].is_none() {
                 self.results[j] = Some(r.clone());
             }
         }
@@ -352,7 +358,10 @@ impl Work<'_> {
         let mut stop = None;
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Report::Vector(i, v)) => self.record(i, Ok(v))?,
+                Ok(Report::Vector(i, v)) => {
+                    self.record(i, Ok(v))?;
+                    bar.inc(1);
+                }
                 Ok(Report::Failed(i, f)) => {
                     if let Failure::Config(m) = &f {
                         stop.get_or_insert(Stop::Config(m.clone()));
@@ -362,11 +371,12 @@ impl Work<'_> {
                         sender.stop.store(true, Ordering::SeqCst);
                     }
                     self.record(i, Err(f))?;
+                    bar.inc(1);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            bar.set_position(self.results.iter().filter(|r| r.is_some()).count() as u64);
+
             // Requests in flight get a second to land; then they are left.
             if sender.should_stop() && stopping.get_or_insert_with(Instant::now).elapsed() > Duration::from_secs(1) {
                 break;
