@@ -646,8 +646,10 @@ fn the_served_model_is_recorded_and_keys_the_journal() {
     assert!(meta["metadata"]["tokens"].as_u64().unwrap() > 0);
     // The same server again: the probe alone, then everything from the journal.
     let before = liar.requests();
-    assert!(embed(&poems, &out, &liar.url, &[]).status.success());
+    let o = embed(&poems, &out, &liar.url, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(liar.requests() - before, 1);
+    assert!(stderr(&o).contains("0 embedded, 10 from the journal"), "{}", stderr(&o));
     // A server that really serves "m": nothing of "real-model" is reused.
     let honest = Server::start(Duration::from_millis(1));
     let o = embed(&poems, &out, &honest.url, &[]);

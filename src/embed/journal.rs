@@ -80,6 +80,12 @@ impl Journal {
         self.vectors.get(hash)
     }
 
+    /// Whether a key was journaled before this process started (what it
+    /// appends is not read back).
+    pub fn had(&self, hash: &str) -> bool {
+        self.vectors.contains_key(hash)
+    }
+
     /// Vectors appended by this process.
     pub fn appended(&self) -> usize {
         self.appended

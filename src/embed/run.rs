@@ -173,7 +173,6 @@ pub fn run(o: &Options) -> Result<Summary> {
         todo.len(),
         sender.client.shown_endpoint()
     );
-    let journaled = w.finished_poems();
     if stopped.is_none() && !todo.is_empty() {
         stopped = w.probe(&sender, &todo)?;
     }
@@ -184,7 +183,7 @@ pub fn run(o: &Options) -> Result<Summary> {
     let t_send = start.elapsed().as_secs_f64() - t_prepare - t_probe;
     let outcomes = w.outcomes();
     output::write(&o.out, &w.poems, &outcomes, &w.metadata(&sender))?;
-    let mut s = w.summary(&sender, &outcomes, &journaled, stopped);
+    let mut s = w.summary(&sender, &outcomes, stopped);
     s.seconds = start.elapsed().as_secs_f64();
     s.timings = vec![
         ("window, journal", t_prepare),
@@ -267,11 +266,12 @@ impl Work<'_> {
         )
     }
 
-    /// Poems whose every piece is done.
-    fn finished_poems(&self) -> Vec<bool> {
+    /// Poems whose every piece was in the journal before this run sent
+    /// anything (under the model name now in use).
+    fn journaled_poems(&self) -> Vec<bool> {
         let mut done = vec![true; self.poems.len()];
-        for (p, r) in self.pieces.iter().zip(&self.results) {
-            done[p.poem] &= matches!(r, Some(Ok(_)));
+        for (p, k) in self.pieces.iter().zip(&self.keys) {
+            done[p.poem] &= self.journal.had(k);
         }
         done
     }
@@ -465,12 +465,13 @@ impl Work<'_> {
         }
     }
 
-    fn summary(&self, sender: &Sender, outcomes: &[PoemOutcome], journaled: &[bool], stopped: Option<Stop>) -> Summary {
+    fn summary(&self, sender: &Sender, outcomes: &[PoemOutcome], stopped: Option<Stop>) -> Summary {
+        let journaled = self.journaled_poems();
         let safe = self.window.map_or(DEFAULT_MAX_CHARS, window_chars);
         let mut pieces_per_poem = vec![0usize; self.poems.len()];
         self.pieces.iter().for_each(|p| pieces_per_poem[p.poem] += 1);
         let done = |o: &&PoemOutcome| matches!(o, PoemOutcome::Done(_));
-        let embedded_now = outcomes.iter().zip(journaled).filter(|(o, j)| done(o) && !**j).count();
+        let embedded_now = outcomes.iter().zip(&journaled).filter(|(o, j)| done(o) && !**j).count();
         Summary {
             poems: self.poems.len(),
             embedded: embedded_now,
