@@ -752,3 +752,34 @@ fn help_shows_the_url_forms() {
         assert!(help.contains(form), "{form} missing from:\n{help}");
     }
 }
+
+#[test]
+fn ctrl_c_stops_within_two_seconds_during_a_slow_probe() {
+    let srv = Server::start(Duration::from_secs(20));
+    let dir = tempfile::tempdir().unwrap();
+    let (poems, out) = (dir.path().join("p.jsonl"), dir.path().join("e.json"));
+    corpus_jsonl(&poems, &texts(3));
+    let mut args = embed_args(&poems, &out, &srv.url, &[]);
+    let at = args.iter().position(|a| a == "--timeout").unwrap();
+    args[at + 1] = "60".into(); // the probe's answer takes 20 s
+    let mut child = bin().args(&args).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let start = Instant::now();
+    while srv.requests() == 0 {
+        assert!(start.elapsed().as_secs() < 60);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent = Instant::now();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(sent.elapsed() < Duration::from_secs(30), "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(sent.elapsed() < Duration::from_secs(2), "took {:?}", sent.elapsed());
+    assert_eq!(status.code(), Some(130));
+}

@@ -292,10 +292,12 @@ impl Work<'_> {
 
     /// One small request first: it catches configuration errors before
     /// the main run and tells the served model and the dimension.
-    fn probe(&mut self, sender: &Sender, todo: &[usize]) -> Result<Option<Stop>> {
+    fn probe(&mut self, sender: &Arc<Sender>, todo: &[usize]) -> Result<Option<Stop>> {
         for &i in todo.iter().take(3) {
-            let text = self.pieces[i].text.clone();
-            match sender.send(&[text.as_str()]) {
+            let Some(answer) = send_interruptibly(sender, self.pieces[i].text.clone()) else {
+                return Ok(Some(Stop::Interrupted));
+            };
+            match answer {
                 Ok(mut vs) => {
                     self.adopt_served_model(sender);
                     let v = vs.pop().expect("one vector");
@@ -400,6 +402,21 @@ impl Work<'_> {
             ));
         }
         Ok(stop)
+    }
+}
+
+/// Sends one text on its own thread, so that Ctrl-C is noticed while the
+/// request is in flight; `None` when interrupted.
+fn send_interruptibly(sender: &Arc<Sender>, text: String) -> Option<Result<Vec<Vec<f32>>, Failure>> {
+    let (tx, rx) = mpsc::channel();
+    let s = sender.clone();
+    std::thread::spawn(move || drop(tx.send(s.send(&[text.as_str()]))));
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(r) => return Some(r),
+            Err(mpsc::RecvTimeoutError::Timeout) if !crate::interrupt::requested() => {}
+            Err(_) => return None,
+        }
     }
 }
 
