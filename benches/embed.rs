@@ -1,14 +1,15 @@
 //! Embedding throughput against the test server at a fixed 50 ms per
 //! request: batched and concurrent versus the ideal (concurrency × batch ÷
 //! latency), and versus the old behaviour (one text per request, one at a
-//! time), in one run. `cargo bench --bench embed`.
+//! time), in one run. Each run starts with a one-text probe request.
+//! `cargo bench --bench embed`.
 
 #[path = "../tests/support/server.rs"]
 mod server;
 
 use std::time::Duration;
 
-use diversity_gpu::embed::{self, Api, Options};
+use diversity_gpu::embed::{self, Api, Options, Policy};
 
 fn run(srv: &server::Server, n: usize, batch: usize, concurrency: usize, tag: &str) -> f64 {
     let dir = tempfile::tempdir().unwrap();
@@ -26,17 +27,21 @@ fn run(srv: &server::Server, n: usize, batch: usize, concurrency: usize, tag: &s
         batch_size: batch,
         concurrency,
         prefix: String::new(),
-        max_chars: 4000,
+        max_chars: Some(4000),
         timeout: Duration::from_secs(10),
-        retries: 3,
+        policy: Policy {
+            retries: 3,
+            backoff: Duration::from_millis(100),
+            max_wait: Duration::from_secs(5),
+            give_up_after: Duration::from_secs(30),
+        },
         fail_fast: true,
         token: None,
         progress: false,
         flush_every: Duration::from_secs(2),
-        backoff: Duration::from_millis(100),
     })
     .unwrap();
-    assert!(s.failures.is_empty());
+    assert!(s.failures.is_empty() && s.stopped.is_none());
     eprintln!(
         "    ({} requests, {} retries, {:.2} s, max in flight {})",
         s.requests,
@@ -44,7 +49,7 @@ fn run(srv: &server::Server, n: usize, batch: usize, concurrency: usize, tag: &s
         s.seconds,
         srv.max_in_flight()
     );
-    s.texts_sent as f64 / s.seconds
+    s.texts_embedded as f64 / s.seconds
 }
 
 fn main() {

@@ -237,19 +237,6 @@ struct RawPoem {
 }
 
 #[derive(Deserialize)]
-struct EmbeddingsFile {
-    #[serde(default)]
-    metadata: EmbeddingsMeta,
-    embeddings: Vec<RawEmbedding>,
-}
-
-#[derive(Deserialize, Default)]
-struct EmbeddingsMeta {
-    embedding_model: Option<String>,
-    embedding_dimension: Option<usize>,
-}
-
-#[derive(Deserialize)]
 struct RawEmbedding {
     id: Option<Id>,
     category: Option<String>,
@@ -582,7 +569,8 @@ fn read_embeddings(path: &Path, dim: &mut Option<usize>, model: &mut String) -> 
         return read_lines(path, &bytes);
     }
     expect_object(path, &bytes, "embeddings")?;
-    let file: EmbeddingsFile = serde_json::from_slice(&bytes).map_err(|e| json_error(path, e))?;
+    let file: crate::embed::format::EmbeddingsFile<RawEmbedding> =
+        serde_json::from_slice(&bytes).map_err(|e| json_error(path, e))?;
     *dim = file.metadata.embedding_dimension;
     if let Some(m) = file.metadata.embedding_model {
         *model = m;

@@ -67,15 +67,28 @@ pub enum Command {
     },
 }
 
+/// URL forms for `embed --url` (the endpoint path is appended unless the
+/// URL already ends in it; a query stays at the end).
+const EMBED_URLS: &str = "URL forms (--url is a base URL; /embeddings or /api/embed is appended unless already there):
+  OpenAI             --api openai --url https://api.openai.com/v1
+  Ollama             --api ollama --url http://localhost:11434     (POST /api/embed)
+  Ollama, OpenAI API --api openai --url http://localhost:11434/v1  (POST /v1/embeddings)
+  infinity           --api openai --url http://localhost:7997      (or .../v1 with --url-prefix /v1)
+  llama.cpp server   --api openai --url http://localhost:8080/v1
+  vLLM               --api openai --url http://localhost:8000/v1
+  TEI                --api openai --url http://localhost:8080/v1
+  any endpoint as is --api openai --url http://host/some/path/embeddings";
+
 #[derive(Debug, Clone, Args)]
+#[command(after_help = EMBED_URLS)]
 pub struct EmbedArgs {
     /// poems.json (original layout) or .jsonl.
     #[arg(long)]
     pub poems: PathBuf,
-    /// Output embeddings.json (original layout); its cache is <out>.cache.jsonl.
+    /// Output embeddings.json (original layout); its journal is <out>.journal.jsonl.
     #[arg(long)]
     pub out: PathBuf,
-    /// Server base URL, e.g. http://localhost:11434 (Ollama) or http://localhost:8080 (llama.cpp).
+    /// Base URL: e.g. http://localhost:11434 (Ollama) or http://localhost:8080/v1 (OpenAI-compatible); see below.
     #[arg(long)]
     pub url: String,
     #[arg(long, value_enum, default_value_t = crate::embed::Api::Ollama)]
@@ -84,23 +97,29 @@ pub struct EmbedArgs {
     #[arg(long)]
     pub model: String,
     /// Texts per request.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub batch_size: u16,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 4, env = "DIVERSITY_EMBED_CONCURRENCY")]
-    pub concurrency: usize,
+    #[arg(long, default_value_t = 4, env = "DIVERSITY_EMBED_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
     /// Prepended to every text (some models want e.g. "search_document: ").
     #[arg(long, default_value = "")]
     pub prefix: String,
-    /// Longer texts are split and their chunk vectors averaged.
-    #[arg(long, default_value_t = 4000)]
-    pub max_chars: usize,
+    /// Longer texts are split and their pieces' vectors averaged [default: from the model's window where the server tells it, else 750].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
+    pub max_chars: Option<u32>,
     /// Seconds per request.
-    #[arg(long, default_value_t = 60.0)]
-    pub timeout: f64,
+    #[arg(long, default_value = "60", value_parser = crate::embed::flags::timeout)]
+    pub timeout: std::time::Duration,
     /// Retries per request for 429, 5xx, timeouts and connection errors.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=30))]
     pub retries: u32,
+    /// Longest single wait between retries, in seconds (caps Retry-After too).
+    #[arg(long, default_value = "30", value_parser = crate::embed::flags::max_wait)]
+    pub max_wait: std::time::Duration,
+    /// Give up when no request has succeeded for this many seconds.
+    #[arg(long, default_value = "45", value_parser = crate::embed::flags::give_up_after)]
+    pub give_up_after: std::time::Duration,
     /// Stop at the first text that cannot be embedded.
     #[arg(long)]
     pub fail_fast: bool,
@@ -108,11 +127,44 @@ pub struct EmbedArgs {
     #[arg(long, env = "DIVERSITY_EMBED_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Seconds between checkpoints of the output file.
-    #[arg(long, default_value_t = 5.0)]
-    pub flush_every: f64,
+    #[arg(long, default_value = "5", value_parser = crate::embed::flags::flush_every)]
+    pub flush_every: std::time::Duration,
     /// Base of the retry backoff, in seconds.
-    #[arg(long, default_value_t = 0.5, hide = true)]
-    pub backoff: f64,
+    #[arg(long, default_value = "0.5", hide = true, value_parser = crate::embed::flags::backoff)]
+    pub backoff: std::time::Duration,
+}
+
+impl EmbedArgs {
+    /// `embed`'s options; the token falls back to `OPENAI_API_KEY` for the OpenAI API.
+    pub fn options(self, progress: bool) -> crate::embed::Options {
+        let token = self.token.or_else(|| {
+            (self.api == crate::embed::Api::Openai)
+                .then(|| std::env::var("OPENAI_API_KEY").ok())
+                .flatten()
+        });
+        crate::embed::Options {
+            poems: self.poems,
+            out: self.out,
+            url: self.url,
+            api: self.api,
+            model: self.model,
+            batch_size: self.batch_size.into(),
+            concurrency: self.concurrency.into(),
+            prefix: self.prefix,
+            max_chars: self.max_chars.map(|m| m as usize),
+            timeout: self.timeout,
+            policy: crate::embed::Policy {
+                retries: self.retries,
+                backoff: self.backoff,
+                max_wait: self.max_wait,
+                give_up_after: self.give_up_after,
+            },
+            fail_fast: self.fail_fast,
+            token,
+            progress,
+            flush_every: self.flush_every,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -428,33 +480,4 @@ pub struct PrecomputeArgs {
     pub shard: Option<crate::shard::ShardSpec>,
     #[command(flatten)]
     pub engine: EngineArgs,
-}
-
-impl EmbedArgs {
-    /// `embed`'s options; the token falls back to `OPENAI_API_KEY` for the OpenAI API.
-    pub fn options(self, progress: bool) -> crate::embed::Options {
-        let token = self.token.clone().or_else(|| {
-            (self.api == crate::embed::Api::Openai)
-                .then(|| std::env::var("OPENAI_API_KEY").ok())
-                .flatten()
-        });
-        crate::embed::Options {
-            poems: self.poems,
-            out: self.out,
-            url: self.url,
-            api: self.api,
-            model: self.model,
-            batch_size: self.batch_size,
-            concurrency: self.concurrency,
-            prefix: self.prefix,
-            max_chars: self.max_chars,
-            timeout: std::time::Duration::from_secs_f64(self.timeout),
-            retries: self.retries,
-            fail_fast: self.fail_fast,
-            token,
-            progress,
-            flush_every: std::time::Duration::from_secs_f64(self.flush_every),
-            backoff: std::time::Duration::from_secs_f64(self.backoff),
-        }
-    }
 }

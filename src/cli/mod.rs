@@ -98,10 +98,12 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Embed(a) => {
             let out = a.out.clone();
             let s = crate::embed::run(&a.options(show))?;
-            report::embedded(&s, &out);
-            if !s.failures.is_empty() {
-                return Ok(Outcome::PartlyFailed);
-            }
+            return Ok(match crate::embed::report::print(&s, &out) {
+                0 => Outcome::Done,
+                2 => Outcome::PartlyFailed,
+                130 => Outcome::Interrupted,
+                _ => Outcome::Failed,
+            });
         }
     }
     Ok(Outcome::Done)

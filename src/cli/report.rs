@@ -127,27 +127,3 @@ pub(super) fn adapters(list: &[crate::gpu::AdapterSummary]) -> Result<()> {
     }
     Ok(())
 }
-
-/// What `embed` did, with failures grouped by reason.
-pub(super) fn embedded(s: &crate::embed::Summary, out: &Path) {
-    eprintln!(
-        "{} poems: {} embedded, {} from cache, {} failed; {} requests ({} texts, {} retries) in {:.1} s, {:.1} texts/s; dimension {}",
-        s.poems,
-        s.embedded,
-        s.cached,
-        s.failures.len(),
-        s.requests,
-        s.texts_sent,
-        s.retries,
-        s.seconds,
-        s.texts_sent as f64 / s.seconds.max(1e-9),
-        s.dimension
-    );
-    for (reason, n) in s.failures_by_reason() {
-        eprintln!("  failed ({reason}): {n}");
-    }
-    for (k, r) in s.failures.iter().take(10) {
-        eprintln!("  {k}: {r}");
-    }
-    eprintln!("wrote {}", out.display());
-}

@@ -1,0 +1,76 @@
+//! What `embed` prints when it ends, and its exit status.
+
+use std::path::Path;
+
+use super::run::{Stop, Summary};
+
+/// Prints the run's outcome on stderr; returns the exit status: 0 done,
+/// 1 stopped (configuration, gave up, `--fail-fast`), 2 some poems
+/// failed, 130 interrupted.
+pub fn print(s: &Summary, out: &Path) -> u8 {
+    if let Some(Stop::Config(m)) = &s.stopped {
+        eprintln!("error: {m}");
+        return 1;
+    }
+    let pending = s.poems - s.embedded - s.journaled - s.failures.len();
+    eprintln!(
+        "{} poems: {} embedded, {} from the journal, {} failed, {} not done; {} requests ({} texts sent, {} retries) in {:.1} s, {:.1} texts/s embedded; model {}, dimension {}{}",
+        s.poems,
+        s.embedded,
+        s.journaled,
+        s.failures.len(),
+        pending,
+        s.requests,
+        s.texts_sent,
+        s.retries,
+        s.seconds,
+        s.texts_embedded as f64 / s.seconds.max(1e-9),
+        s.model,
+        s.dimension,
+        s.tokens.map(|t| format!(", {t} tokens")).unwrap_or_default()
+    );
+    print_splits(s);
+    for (kind, n) in s.failures_by_kind() {
+        eprintln!("  failed ({kind}): {n}");
+    }
+    for (k, f) in s.failures.iter().take(10) {
+        eprintln!("  {k}: {f}");
+    }
+    eprintln!("timing:");
+    for (phase, secs) in &s.timings {
+        eprintln!("  {phase:<22} {secs:>9.3} s");
+    }
+    eprintln!("wrote {}", out.display());
+    let resume = format!(
+        "finished embeddings are saved in {}; run the same command to resume",
+        out.display()
+    );
+    match &s.stopped {
+        Some(Stop::Interrupted) => {
+            eprintln!("interrupted; {resume}");
+            130
+        }
+        Some(Stop::GaveUp(m)) => {
+            eprintln!("error: {m}; {resume}");
+            1
+        }
+        Some(Stop::FailFast(m)) => {
+            eprintln!("error: stopped at the first failure (--fail-fast): {m}; {resume}");
+            1
+        }
+        Some(Stop::Config(_)) => unreachable!("returned above"),
+        None if !s.failures.is_empty() => 2,
+        None => 0,
+    }
+}
+
+fn print_splits(s: &Summary) {
+    let window = match s.window {
+        Some(w) => format!("the model's window of {w} tokens"),
+        None => "the window of a small model (the server does not tell its window)".into(),
+    };
+    eprintln!(
+        "{} poems longer than {} characters were split ({} texts in all); {} texts are longer than {window} surely holds and may have been truncated by the server",
+        s.split_poems, s.max_chars, s.pieces, s.maybe_truncated
+    );
+}
