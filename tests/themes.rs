@@ -9,6 +9,7 @@ use common::*;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use diversity_gpu::cache::{integrity, Manifest};
 use serde_json::Value;
 
 fn asset(name: &str) -> PathBuf {
@@ -31,6 +32,15 @@ fn themes_file(cache: &Path) -> PathBuf {
         "themes-{}.bin",
         &m["extras_fingerprint"].as_str().unwrap()[..16]
     ))
+}
+
+/// Edits the manifest and seals it again, so every hash is consistent.
+fn reseal(cache: &Path, edit: impl FnOnce(&mut Manifest)) {
+    let mpath = cache.join("manifest.json");
+    let mut m: Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    edit(&mut m);
+    m.manifest_hash = integrity::UNSEALED.into();
+    std::fs::write(&mpath, integrity::seal(serde_json::to_vec_pretty(&m).unwrap()).0).unwrap();
 }
 
 fn keys(v: &Value) -> Vec<&str> {
@@ -364,6 +374,13 @@ fn verify_checks_every_theme_and_colour_against_the_reference() {
     bytes.swap(row, row + 2);
     bytes.swap(row + 1, row + 3);
     std::fs::write(&path, &bytes).unwrap();
+    // With every hash consistent (as a buggy backend would write it).
+    reseal(&cache, |m| {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        m.integrity
+            .files
+            .insert(name.into(), integrity::hash_file(&path).unwrap());
+    });
     let o = run(&["verify", "--cache", cache.to_str().unwrap(), "--sample", "3"]);
     assert!(!o.status.success());
     assert!(
@@ -377,11 +394,7 @@ fn verify_checks_every_theme_and_colour_against_the_reference() {
         &["--themes", themes.to_str().unwrap(), "--top-k", "50", "--no-palette"],
     );
     precompute(&cache, &["--themes", themes.to_str().unwrap(), "--top-k", "50"]);
-    let mpath = cache.join("manifest.json");
-    let mut m: Value = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
-    let first = m["colors"][0].as_u64().unwrap();
-    m["colors"][0] = ((first + 1) % 24).into();
-    std::fs::write(&mpath, serde_json::to_vec(&m).unwrap()).unwrap();
+    reseal(&cache, |m| m.colors[0] = (m.colors[0] + 1) % 24);
     let o = run(&["verify", "--cache", cache.to_str().unwrap(), "--sample", "3"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("colour of \"literature/0001\""), "{}", stderr(&o));
@@ -495,4 +508,28 @@ fn shards_with_themes_merge_into_the_whole_cache() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn a_damaged_themes_file_is_refused_naming_it_and_precompute_repairs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let themes = asset("themes.jsonl");
+    let args = ["--themes", themes.to_str().unwrap(), "--top-k", "40"];
+    precompute(&cache, &args);
+    let good = export(&cache);
+    let path = themes_file(&cache);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let o = run(&["export", "--cache", cache.to_str().unwrap()]);
+    assert!(!o.status.success());
+    let name = path.file_name().unwrap().to_str().unwrap();
+    assert!(
+        stderr(&o).contains(name) && stderr(&o).contains("blake3"),
+        "{}",
+        stderr(&o)
+    );
+    precompute(&cache, &args);
+    assert_eq!(export(&cache), good);
 }
