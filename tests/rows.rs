@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use diversity_gpu::cache::{integrity, Manifest};
 use std::path::Path;
 
 /// A corpus of `n` poems of 8 dimensions: at 3,000 its matrix is 18 MB, its
@@ -111,10 +112,18 @@ fn verify_checks_without_the_matrix_and_still_catches_a_wrong_row() {
     let (a, b) = ([bytes[0], bytes[1]], [bytes[2], bytes[3]]);
     bytes[..4].copy_from_slice(&[b[0], b[1], a[0], a[1]]);
     std::fs::write(&path, &bytes).unwrap();
+    // Keep the hashes consistent, as a buggy backend would.
+    let mpath = cache.join("manifest.json");
+    let mut m: Manifest = serde_json::from_slice(&std::fs::read(&mpath).unwrap()).unwrap();
+    m.integrity
+        .files
+        .insert("different.bin".into(), integrity::hash_file(&path).unwrap());
+    m.manifest_hash = integrity::UNSEALED.into();
+    std::fs::write(&mpath, integrity::seal(serde_json::to_vec_pretty(&m).unwrap()).0).unwrap();
     let o = verify("12MB");
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("Different of \"p00000\": first difference at position 0"),
+        stderr(&o).contains("\"p00000\": Different first differs at position 0"),
         "{}",
         stderr(&o)
     );
