@@ -471,6 +471,7 @@ pub fn shards(o: &ShardsOptions) -> Result<()> {
             progress: false,
             stop_after: None,
             shard,
+            max_memory: None,
         })?;
         anyhow::ensure!(done.manifest.is_some(), "the precompute was interrupted");
         Ok(t.elapsed().as_secs_f64())

@@ -126,7 +126,7 @@ fn prefetch(row: &[i16], at: usize) {
 
 /// Index of the first element equal to `v` (`usize::MAX` if none).
 #[inline(always)]
-fn first_equal(sums: &[i32], v: i32) -> usize {
+pub(crate) fn first_equal(sums: &[i32], v: i32) -> usize {
     let (sc, _) = sums.as_chunks::<LANES>();
     for (ci, s) in sc.iter().enumerate() {
         // A bit per lane: compiles to a vector compare and a movemask.
@@ -153,11 +153,11 @@ fn add_rows2_avx2(a: &mut [i32], ra: &[i16], b: &mut [i32], rb: &[i16]) -> [(i32
     add_rows2_generic(a, ra, b, rb)
 }
 
-type Step = fn(&mut [i32], &[i16]) -> (i32, usize);
-type Step2 = fn(&mut [i32], &[i16], &mut [i32], &[i16]) -> [(i32, usize); 2];
+pub(crate) type Step = fn(&mut [i32], &[i16]) -> (i32, usize);
+pub(crate) type Step2 = fn(&mut [i32], &[i16], &mut [i32], &[i16]) -> [(i32, usize); 2];
 
 /// The two-walk step for this CPU.
-fn add_rows2_fn() -> Step2 {
+pub(crate) fn add_rows2_fn() -> Step2 {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU was just checked to support AVX2.
@@ -167,7 +167,7 @@ fn add_rows2_fn() -> Step2 {
 }
 
 /// Picks the widest instruction set this CPU has, once.
-fn add_row_argmin_fn() -> Step {
+pub(crate) fn add_row_argmin_fn() -> Step {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU was just checked to support AVX2.

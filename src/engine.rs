@@ -12,6 +12,7 @@ use crate::cpu::{self, CpuBackend};
 use crate::gpu::{GpuBackend, GpuContext, GpuOptions, GpuTimings};
 use crate::progress::pool;
 use crate::quantize::Quantized;
+use crate::rows::{OnTheFly, Plan};
 use crate::timings::Timings;
 
 /// Which backend computes the different orderings.
@@ -25,9 +26,11 @@ pub enum BackendChoice {
     Gpu,
 }
 
-/// The backend that walks.
+/// The backend that walks: the CPU over the matrix, the CPU over rows
+/// computed on the fly (when the matrix does not fit), or the GPU.
 enum Walker {
     Cpu(CpuBackend),
+    Rows(OnTheFly),
     Gpu(Box<GpuBackend>),
 }
 
@@ -50,13 +53,15 @@ pub struct Engine {
 
 impl Engine {
     /// Builds the engine, computing the similarity matrix once (on the GPU,
-    /// with the `themes`' seed rows).
+    /// with the `themes`' seed rows) when `plan` (which only the CPU backend
+    /// follows) says it fits.
     pub fn new(
         choice: BackendChoice,
         q: &Quantized,
         themes: Option<&Quantized>,
         threads: Option<usize>,
         gpu: &GpuOptions,
+        plan: &Plan,
     ) -> Result<Self> {
         let opts = GpuOptions {
             allow_software: gpu.allow_software || choice == BackendChoice::Gpu,
@@ -76,7 +81,12 @@ impl Engine {
         };
         let walker = match ctx {
             Some(ctx) => Walker::Gpu(Box::new(GpuBackend::with_themes(Arc::new(ctx), q, themes, &opts)?)),
-            None => Walker::Cpu(CpuBackend::new(q, pool(threads)?)),
+            None => match *plan {
+                Plan::Matrix => Walker::Cpu(CpuBackend::new(q, pool(threads)?)),
+                Plan::OnTheFly { batch, cache_rows } => {
+                    Walker::Rows(OnTheFly::new(q.clone(), batch, cache_rows, pool(threads)?))
+                }
+            },
         };
         Ok(Engine {
             walker,
@@ -89,6 +99,11 @@ impl Engine {
     pub fn describe(&self) -> String {
         match &self.walker {
             Walker::Cpu(c) => format!("cpu ({} threads)", c.threads()),
+            Walker::Rows(r) => format!(
+                "cpu ({} threads, rows on the fly, cache of {} rows)",
+                r.threads(),
+                r.stats().capacity
+            ),
             Walker::Gpu(g) => g.describe(),
         }
     }
@@ -125,6 +140,14 @@ impl Engine {
                 let selection = t.elapsed().as_secs_f64();
                 (Ok(selection), sort_similar(similar))
             }
+            // The walks' start rows also give the similar orderings.
+            Walker::Rows(r) => {
+                let before = r.stats().secs_similar;
+                let t = Instant::now();
+                r.orderings(starts.clone(), width, Some(similar), different);
+                let sorting = r.stats().secs_similar - before;
+                (Ok(t.elapsed().as_secs_f64() - sorting), sorting)
+            }
         };
         self.times.selection += selection?;
         self.times.similar += sorting;
@@ -146,16 +169,24 @@ impl Engine {
     ) -> Result<()> {
         match &mut self.walker {
             Walker::Cpu(c) => c.seeded(&crate::themes::seeds(q, themes), width, different),
+            Walker::Rows(r) => r.seeded(&crate::themes::seeds(q, themes), width, different),
             Walker::Gpu(g) => g.themes(width, different)?,
         }
         crate::themes::similar_rows(q, themes, width, similar);
         Ok(())
     }
 
-    /// Adds the GPU's own breakdown (upload, passes, readback) as details.
+    /// Adds the GPU's own breakdown (upload, passes, readback), or the time
+    /// spent computing rows on the fly, as details; logs the row cache's use.
     pub fn record_details(&self, timings: &mut Timings) {
-        if let Walker::Gpu(g) = &self.walker {
-            record_gpu(&g.timings, timings);
+        match &self.walker {
+            Walker::Gpu(g) => record_gpu(&g.timings, timings),
+            Walker::Rows(r) => {
+                let stats = r.stats();
+                log::info!("row cache: {stats}");
+                timings.detail("rows_on_the_fly", stats.secs_rows);
+            }
+            Walker::Cpu(_) => {}
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::extras::{self, Extras};
 use crate::gpu::GpuOptions;
 use crate::progress::progress_bar;
 use crate::quantize::{self, Quantized, MAX_ROW};
+use crate::rows::{Limit, Needs, Plan};
 use crate::themes;
 use crate::timings::Timings;
 
@@ -40,6 +41,8 @@ pub struct Options {
     pub stop_after: Option<usize>,
     /// Compute only this shard's starts (`--shard I/N`).
     pub shard: Option<crate::shard::ShardSpec>,
+    /// Memory limit for the CPU backend (default: the memory available).
+    pub max_memory: Option<u64>,
 }
 
 /// Row width and index size for `n` included poems.
@@ -99,6 +102,16 @@ pub fn run(opts: &Options) -> Result<Precomputed> {
 
     let pending = pending_manifest(opts, &corpus, &prepared, report, &extras)?;
     let q = prepared.vectors;
+    // Decided before anything large is allocated: a job that cannot fit is
+    // refused here, with the sizes.
+    let threads = opts.threads.unwrap_or_else(rayon::current_num_threads);
+    let needs = Needs::new(q.n, q.dim, pending.params.width, pending.params.chunk, threads).resident_now();
+    let plan = needs.plan(Limit::detect(opts.max_memory))?;
+    log::info!(
+        "memory: {} resident, matrix path {}, plan {plan:?}",
+        bytesize::ByteSize(needs.resident),
+        bytesize::ByteSize(needs.with_matrix())
+    );
     let mut writer = match CacheWriter::open(&opts.out, pending.clone(), &q)? {
         Opened::Complete(m) if m.extras_fingerprint == pending.extras_fingerprint => {
             return Ok(Precomputed {
@@ -110,7 +123,8 @@ pub fn run(opts: &Options) -> Result<Precomputed> {
             })
         }
         Opened::Complete(m) => {
-            let engine = |themes: &Quantized| Engine::new(opts.backend, &q, Some(themes), opts.threads, &opts.gpu);
+            let engine =
+                |themes: &Quantized| Engine::new(opts.backend, &q, Some(themes), opts.threads, &opts.gpu, &plan);
             let manifest = extras::recompute(&opts.out, engine, &q, &extras, *m, &pending, timings)?;
             return Ok(Precomputed {
                 manifest: Some(manifest),
@@ -124,7 +138,7 @@ pub fn run(opts: &Options) -> Result<Precomputed> {
     };
     let t = Instant::now();
     let theme_vectors = extras.themes.as_ref().map(|t| &t.vectors);
-    let mut engine = Engine::new(opts.backend, &q, theme_vectors, opts.threads, &opts.gpu)?;
+    let mut engine = Engine::new(opts.backend, &q, theme_vectors, opts.threads, &opts.gpu, &plan)?;
     let backend = engine.describe();
     log::info!("backend: {backend}");
     timings.phase_since("similarity", t);
@@ -293,11 +307,18 @@ pub struct Verified {
     pub mismatches: Vec<String>,
     /// One line per row (of all starts) that is not a valid ordering.
     pub invalid: Vec<String>,
+    /// The reference walked a freshly computed matrix (it fitted the memory
+    /// limit); otherwise it computed each step's similarities from the vectors.
+    pub used_matrix: bool,
 }
 
 /// Checks that every row of the cache is a valid ordering, then recomputes
 /// `sample` random starts with the CPU reference and compares.
-pub fn verify(dir: &std::path::Path, sample: usize, seed: u64) -> Result<Verified> {
+///
+/// The reference walks a fresh matrix only when that fits `max_memory` (or
+/// the memory available); otherwise each step's similarities come from the
+/// vectors, so a small sample of a huge corpus stays small.
+pub fn verify(dir: &std::path::Path, sample: usize, seed: u64, max_memory: Option<u64>) -> Result<Verified> {
     let c = cache::Cache::open(dir)?;
     let invalid = c
         .invalid_rows()
@@ -314,15 +335,20 @@ pub fn verify(dir: &std::path::Path, sample: usize, seed: u64) -> Result<Verifie
     let mut mismatches = Vec::new();
     let mut row = Vec::new();
     // The reference walk, over a freshly computed matrix (not the backend's).
-    let m = cpu::SimMatrix::compute(&q);
+    let threads = rayon::current_num_threads();
+    let plan = Needs::new(q.n, q.dim, w, 1, threads)
+        .resident_now()
+        .plan(Limit::detect(max_memory))?;
+    let m = (plan == Plan::Matrix).then(|| cpu::SimMatrix::compute(&q));
+    let sim = |a: usize, c: usize| match &m {
+        Some(m) => m.row(a)[c],
+        None => crate::quantize::sim16(q.dot(a, c)),
+    };
     for &s in &starts {
         let mut differ = Vec::new();
         for (kind, expect) in [
             (cache::Kind::Similar, crate::reference::similar(&q, s, w)),
-            (
-                cache::Kind::Different,
-                crate::reference::different_by(q.n, s, w, |a, c| m.row(a)[c]),
-            ),
+            (cache::Kind::Different, crate::reference::different_by(q.n, s, w, sim)),
         ] {
             c.row(kind, s, &mut row);
             if row != expect {
@@ -335,7 +361,7 @@ pub fn verify(dir: &std::path::Path, sample: usize, seed: u64) -> Result<Verifie
         }
     }
     let mut extras_mismatches = Vec::new();
-    let (themes, colors) = verify_extras(&c, &q, &m, &mut extras_mismatches)?;
+    let (themes, colors) = verify_extras(&c, &q, &sim, &mut extras_mismatches)?;
     Ok(Verified {
         checked: starts.len(),
         themes,
@@ -343,6 +369,7 @@ pub fn verify(dir: &std::path::Path, sample: usize, seed: u64) -> Result<Verifie
         extras_mismatches,
         mismatches,
         invalid,
+        used_matrix: m.is_some(),
     })
 }
 
@@ -351,7 +378,7 @@ pub fn verify(dir: &std::path::Path, sample: usize, seed: u64) -> Result<Verifie
 fn verify_extras(
     c: &cache::Cache,
     q: &Quantized,
-    m: &cpu::SimMatrix,
+    sim: &dyn Fn(usize, usize) -> i16,
     mismatches: &mut Vec<String>,
 ) -> Result<(usize, usize)> {
     let (themes, palette) = c.extra_vectors()?;
@@ -366,7 +393,7 @@ fn verify_extras(
             ),
             (
                 cache::Kind::Different,
-                crate::reference::theme_different_by(&seed, w, |a, c| m.row(a)[c]),
+                crate::reference::theme_different_by(&seed, w, sim),
             ),
         ] {
             c.theme_row(kind, t, &mut row);

@@ -4,6 +4,8 @@
 //! f64 operations. From then on all arithmetic is exact integer arithmetic, so
 //! the orderings are identical on every backend, thread count and GPU vendor.
 
+use std::ops::Range;
+
 use crate::corpus::{Corpus, Problem, Reason};
 
 /// Scale of a unit vector's components: `q = round(x · 32767)`.
@@ -179,20 +181,26 @@ pub fn dot(a: &[i16], b: &[i16]) -> i32 {
 pub const DOT_BLOCK: usize = 8;
 
 #[inline(always)]
-fn dot_rows_with(q: &Quantized, a0: usize, count: usize, out: &mut [i32], dot: impl Fn(&[i16], &[i16]) -> i32) {
-    let n = q.n;
-    for j in 0..n {
+fn dot_rows_with(
+    q: &Quantized,
+    rows: &[usize],
+    cols: Range<usize>,
+    out: &mut [i32],
+    dot: impl Fn(&[i16], &[i16]) -> i32,
+) {
+    let w = cols.len();
+    for (c, j) in cols.enumerate() {
         let vj = q.row(j);
-        for r in 0..count {
-            out[r * n + j] = dot(q.row(a0 + r), vj);
+        for (r, &a) in rows.iter().enumerate() {
+            out[r * w + c] = dot(q.row(a), vj);
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn dot_rows_avx2(q: &Quantized, a0: usize, count: usize, out: &mut [i32]) {
-    dot_rows_with(q, a0, count, out, |a, b| dot_avx2(a, b))
+fn dot_rows_avx2(q: &Quantized, rows: &[usize], cols: Range<usize>, out: &mut [i32]) {
+    dot_rows_with(q, rows, cols, out, |a, b| dot_avx2(a, b))
 }
 
 /// [`dot`] with `vpmaddwd`: pairs of i16 products summed into i32 lanes.
@@ -231,13 +239,26 @@ fn dot_avx2(a: &[i16], b: &[i16]) -> i32 {
 /// is best) and every `j`, with the widest instructions this CPU has; the
 /// result is the same exact integers everywhere.
 pub fn dot_rows(q: &Quantized, a0: usize, count: usize, out: &mut [i32]) {
-    assert!(out.len() >= count * q.n);
+    let rows: Vec<usize> = (a0..a0 + count).collect();
+    dot_rows_at(q, &rows, out);
+}
+
+/// `out[r·n + j] = dot(rows[r], j)` for any rows (at most [`DOT_BLOCK`] is
+/// best), as [`dot_rows`] does for consecutive ones.
+pub fn dot_rows_at(q: &Quantized, rows: &[usize], out: &mut [i32]) {
+    dot_block(q, rows, 0..q.n, out)
+}
+
+/// `out[r·w + c] = dot(rows[r], cols.start + c)` with `w = cols.len()`: one
+/// tile of rows × columns, so that a few rows can still be split over threads.
+pub fn dot_block(q: &Quantized, rows: &[usize], cols: Range<usize>, out: &mut [i32]) {
+    assert!(out.len() >= rows.len() * cols.len() && cols.end <= q.n);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU was just checked to support AVX2.
-        return unsafe { dot_rows_avx2(q, a0, count, out) };
+        return unsafe { dot_rows_avx2(q, rows, cols, out) };
     }
-    dot_rows_with(q, a0, count, out, dot)
+    dot_rows_with(q, rows, cols, out, dot)
 }
 
 /// The similarity used in the diversity walk's running sums: the dot product

@@ -113,6 +113,7 @@ fn options(poems: &Path, out: &Path, stop_after: Option<usize>) -> precompute::O
         progress: false,
         stop_after,
         shard: None,
+        max_memory: None,
     }
 }
 

@@ -51,6 +51,10 @@ pub enum Command {
         sample: usize,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Memory the check may use (default: what the machine has
+        /// available); above it, no matrix is built.
+        #[arg(long)]
+        max_memory: Option<bytesize::ByteSize>,
     },
     /// List GPU adapters with the limits that matter here.
     Adapters,
@@ -229,6 +233,86 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Cost against n: the whole matrix beside rows on the fly, same
+    /// synthetic clustered corpus, exponent fitted, peak RSS of each.
+    Scale(ScaleArgs),
+    /// Write the synthetic clustered corpus that `bench scale` uses, as JSON
+    /// Lines, to run `precompute` on.
+    Corpus {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 100_000)]
+        poems: usize,
+        #[command(flatten)]
+        shape: ShapeArgs,
+    },
+}
+
+/// The shape of a synthetic clustered corpus.
+#[derive(Debug, Clone, Args)]
+pub struct ShapeArgs {
+    #[arg(long, default_value_t = 384)]
+    pub dim: usize,
+    #[arg(long, default_value_t = 64)]
+    pub clusters: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+impl ShapeArgs {
+    /// The shape with `n` poems.
+    pub fn shape(&self, n: usize) -> crate::synthetic::Shape {
+        crate::synthetic::Shape {
+            n,
+            dim: self.dim,
+            clusters: self.clusters,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Options of `bench scale`.
+#[derive(Debug, Clone, Args)]
+pub struct ScaleArgs {
+    /// Corpus sizes (at least three, to fit the exponent).
+    #[arg(long, value_delimiter = ',', default_value = "4000,8000,16000")]
+    pub sizes: Vec<usize>,
+    #[arg(long, default_value_t = 100)]
+    pub top_k: usize,
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Memory limit of the on-the-fly runs (always below the matrix's need).
+    #[arg(long, default_value = "1GiB")]
+    pub rows_memory: bytesize::ByteSize,
+    /// Project the time of this many poems, on one machine and sharded.
+    #[arg(long, default_value_t = 100_000)]
+    pub project: usize,
+    /// Machines to project the sharded time for.
+    #[arg(long, default_value_t = 16)]
+    pub machines: usize,
+    #[command(flatten)]
+    pub shape: ShapeArgs,
+    /// Run one size in one mode and print its figures as JSON (the parent
+    /// runs each in its own process, so peak RSS is that run's own).
+    #[arg(long, hide = true, requires = "mode")]
+    pub one: Option<usize>,
+    #[arg(long, hide = true, value_enum)]
+    pub mode: Option<crate::scale::Mode>,
+}
+
+impl ScaleArgs {
+    /// The benchmark's options.
+    pub fn options(&self) -> crate::scale::Options {
+        crate::scale::Options {
+            sizes: self.sizes.clone(),
+            top_k: self.top_k,
+            threads: self.threads,
+            rows_memory: self.rows_memory.as_u64(),
+            project: self.project,
+            machines: self.machines,
+            shape: self.shape.shape(0),
+        }
+    }
 }
 
 /// The corpus a benchmark reads (default: ../shared/corpora/fortunes when
@@ -425,6 +509,11 @@ pub struct EngineArgs {
     /// Stop after computing this many chunks (for testing resumption).
     #[arg(long, hide = true)]
     pub stop_after: Option<usize>,
+    /// Memory the CPU backend may use (e.g. `4GB`; default: what the machine
+    /// has available). Above it, rows are computed on the fly instead of
+    /// holding the n × n matrix.
+    #[arg(long)]
+    pub max_memory: Option<bytesize::ByteSize>,
     #[command(flatten)]
     pub gpu: GpuArgs,
 }
@@ -460,6 +549,7 @@ impl EngineArgs {
             progress,
             stop_after: self.stop_after,
             shard: None,
+            max_memory: self.max_memory.map(|b| b.as_u64()),
         }
     }
 }

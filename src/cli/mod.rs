@@ -87,7 +87,12 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             report::merged(&out, shards.len(), &crate::shard::merge(&out, &shards, show)?)
         }
         Command::Export { cache, out } => export(&cache, out.as_deref())?,
-        Command::Verify { cache, sample, seed } => verify(&cache, sample, seed)?,
+        Command::Verify {
+            cache,
+            sample,
+            seed,
+            max_memory,
+        } => verify(&cache, sample, seed, max_memory.map(|b| b.as_u64()))?,
         Command::Adapters => report::adapters(&crate::gpu::adapters())?,
         Command::Render(a) => {
             let opts = render_options(a.cache, a.poems, a.out.clone(), a.threads, &a.site, show);
@@ -141,8 +146,8 @@ fn export(cache: &Path, out: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-fn verify(cache: &Path, sample: usize, seed: u64) -> Result<()> {
-    let v = crate::precompute::verify(cache, sample, seed)?;
+fn verify(cache: &Path, sample: usize, seed: u64, max_memory: Option<u64>) -> Result<()> {
+    let v = crate::precompute::verify(cache, sample, seed, max_memory)?;
     for m in &v.invalid {
         eprintln!("invalid row: {m}");
     }
@@ -161,8 +166,13 @@ fn verify(cache: &Path, sample: usize, seed: u64) -> Result<()> {
         );
     }
     eprintln!(
-        "every row is a valid ordering; {} sampled starts match the CPU reference exactly",
-        v.checked
+        "every row is a valid ordering; {} sampled starts match the CPU reference exactly ({})",
+        v.checked,
+        if v.used_matrix {
+            "over a fresh similarity matrix"
+        } else {
+            "similarities computed per step; no matrix built"
+        }
     );
     if v.themes + v.colors > 0 {
         eprintln!(
@@ -254,6 +264,18 @@ fn bench(what: BenchCommand) -> Result<()> {
                 backend,
                 dir,
             })?;
+        }
+        BenchCommand::Scale(a) => match (a.one, a.mode) {
+            (Some(n), Some(mode)) => crate::scale::one(&a.options(), n, mode)?,
+            _ => crate::scale::scale(&a.options())?,
+        },
+        BenchCommand::Corpus { out, poems, shape } => {
+            crate::synthetic::write_jsonl(&out, shape.shape(poems))?;
+            eprintln!(
+                "wrote {poems} synthetic poems of {} dims to {}",
+                shape.dim,
+                out.display()
+            );
         }
         BenchCommand::Render {
             corpus,

@@ -1,0 +1,605 @@
+//! Where the CPU walks get their rows: the whole n × n matrix when it fits
+//! the memory limit, otherwise rows computed on the fly from the quantised
+//! vectors, in blocks, behind a bounded cache of recently used rows.
+//!
+//! Walks from many starts keep choosing the same outlying poems, so the rows
+//! they ask for repeat; the cache turns those repeats into hits. Every row is
+//! the same exact integers either way, so the orderings are byte-identical
+//! to the matrix path (tests hold them to it and to [`crate::reference`]).
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{bail, Result};
+use bytesize::ByteSize;
+use rayon::prelude::*;
+
+use crate::cpu;
+use crate::matrix::{padded, CHOSEN};
+use crate::quantize::{dot_rows_at, sim16, Quantized, DOT_BLOCK};
+
+/// Where a memory limit came from (it goes into messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitSource {
+    /// `--max-memory`.
+    Flag,
+    /// The memory this machine has available (`MemAvailable` in /proc/meminfo).
+    Available,
+}
+
+/// A memory limit for one job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub bytes: u64,
+    pub from: LimitSource,
+}
+
+impl Limit {
+    /// `--max-memory` when given, else the memory available now; `None` when
+    /// neither is known (then the matrix is used, as before).
+    pub fn detect(max_memory: Option<u64>) -> Option<Limit> {
+        match max_memory {
+            Some(bytes) => Some(Limit {
+                bytes,
+                from: LimitSource::Flag,
+            }),
+            None => available_memory().map(|bytes| Limit {
+                bytes,
+                from: LimitSource::Available,
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.from {
+            LimitSource::Flag => write!(f, "--max-memory {}", ByteSize(self.bytes)),
+            LimitSource::Available => write!(f, "{} available on this machine", ByteSize(self.bytes)),
+        }
+    }
+}
+
+/// `MemAvailable` from /proc/meminfo (Linux), in bytes.
+pub fn available_memory() -> Option<u64> {
+    parse_meminfo(&std::fs::read_to_string("/proc/meminfo").ok()?)
+}
+
+/// Resident memory of this process (`VmRSS` in /proc/self/status), in bytes.
+pub fn resident_memory() -> Option<u64> {
+    kib_field(&std::fs::read_to_string("/proc/self/status").ok()?, "VmRSS:")
+}
+
+fn parse_meminfo(s: &str) -> Option<u64> {
+    kib_field(s, "MemAvailable:")
+}
+
+/// A `Name:   123 kB` line of a /proc file, in bytes.
+fn kib_field(s: &str, name: &str) -> Option<u64> {
+    let line = s.lines().find(|l| l.starts_with(name))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Each thread walks this many starts in lockstep: the rows of one step are
+/// looked up and computed together, and no step waits for another thread.
+const BATCH_PER_THREAD: usize = 128;
+
+/// How the CPU backend will get its rows, and what that costs in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// The whole matrix, computed once.
+    Matrix,
+    /// Rows on the fly: `batch` walks in lockstep, a cache of `cache_rows` rows.
+    OnTheFly { batch: usize, cache_rows: usize },
+}
+
+/// Bytes each part of a CPU job holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Needs {
+    pub n: usize,
+    pub dim: usize,
+    /// The quantised vectors (held by the pipeline and by the backend).
+    pub vectors: u64,
+    /// The i16 matrix, padded rows.
+    pub matrix: u64,
+    /// Orderings of one checkpoint chunk, similar and different.
+    pub chunk_out: u64,
+    /// Per-thread scratch of the similar orderings and of the walks.
+    pub scratch: u64,
+    /// One padded i16 row.
+    pub row: u64,
+    /// Walks in one lockstep batch on the fly.
+    pub batch: usize,
+    /// Running sums and rows in flight of one batch.
+    pub batch_bytes: u64,
+    /// Memory the process already holds (the loaded corpus, the program):
+    /// set by [`Needs::resident_now`], zero otherwise.
+    pub resident: u64,
+}
+
+impl Needs {
+    /// The sizes of a job of `n` vectors of `dim` components, orderings of
+    /// `width` entries, `chunk` starts per checkpoint, on `threads` threads.
+    pub fn new(n: usize, dim: usize, width: usize, chunk: usize, threads: usize) -> Self {
+        let stride = padded(n) as u64;
+        let threads = threads.max(1) as u64;
+        let batch = (BATCH_PER_THREAD * threads as usize).min(chunk.max(1)).min(n.max(1));
+        Needs {
+            n,
+            dim,
+            vectors: 2 * (n * dim * 2) as u64,
+            matrix: n as u64 * stride * 2,
+            chunk_out: (chunk.min(n) * width * 4 * 2) as u64,
+            // Dots and sort keys of a block of similar rows; two walks' sums.
+            scratch: threads * ((DOT_BLOCK * n * 4 + n * 8) as u64 + 2 * stride * 4),
+            row: stride * 2,
+            batch,
+            // Sums (i32) and, at worst, one distinct row (i16) per walk.
+            batch_bytes: batch as u64 * stride * 6,
+            resident: 0,
+        }
+    }
+
+    /// Counts what this process holds now (Linux: `VmRSS`) as already used.
+    pub fn resident_now(self) -> Self {
+        Needs {
+            resident: resident_memory().unwrap_or(0),
+            ..self
+        }
+    }
+
+    /// Everything but the matrix or the rows.
+    fn common(&self) -> u64 {
+        self.resident + self.vectors + self.chunk_out + self.scratch
+    }
+
+    /// The matrix path's total.
+    pub fn with_matrix(&self) -> u64 {
+        self.common() + self.matrix
+    }
+
+    /// The least the on-the-fly path can run in (a cache of one row).
+    pub fn on_the_fly_min(&self) -> u64 {
+        self.common() + self.batch_bytes + self.row
+    }
+
+    /// Picks the matrix when it fits `limit` (or no limit is known), else
+    /// rows on the fly with a cache filling what is left; refuses a job that
+    /// does not fit either way, before anything is allocated.
+    pub fn plan(&self, limit: Option<Limit>) -> Result<Plan> {
+        let Some(limit) = limit else { return Ok(Plan::Matrix) };
+        if self.with_matrix() <= limit.bytes {
+            return Ok(Plan::Matrix);
+        }
+        if self.on_the_fly_min() > limit.bytes {
+            bail!(
+                "{} poems × {} dims do not fit in {limit}: the similarity matrix alone is {}, and computing its rows on the fly still needs {} (already resident {}, vectors {}, orderings of one chunk {}, per-thread scratch {}, {} walks in flight {}); lower --chunk or --threads, pass --top-k, or use a machine with more memory",
+                self.n,
+                self.dim,
+                ByteSize(self.matrix),
+                ByteSize(self.on_the_fly_min()),
+                ByteSize(self.resident),
+                ByteSize(self.vectors),
+                ByteSize(self.chunk_out),
+                ByteSize(self.scratch),
+                self.batch,
+                ByteSize(self.batch_bytes),
+            );
+        }
+        // The cache takes half of what is left, leaving the rest of the
+        // machine room; an entry also costs its key and the list's links.
+        let room = (limit.bytes - self.common() - self.batch_bytes) / 2;
+        let cache_rows = (room / (self.row + 64)).clamp(1, self.n.max(1) as u64) as usize;
+        Ok(Plan::OnTheFly {
+            batch: self.batch,
+            cache_rows,
+        })
+    }
+}
+
+/// How often the walks found their row in the cache, and where the time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RowStats {
+    /// Rows the walks asked for (one per walk per step after the first).
+    pub requests: u64,
+    /// Rows computed because the cache did not hold them.
+    pub computed: u64,
+    /// Start rows computed to seed the walks (never cached: each is used once).
+    pub seeds: u64,
+    /// Cache capacity, in rows.
+    pub capacity: usize,
+    /// Seconds computing the starts' dots and sorting their similar
+    /// orderings (thread-seconds divided by the threads).
+    pub secs_similar: f64,
+    /// Seconds computing rows the cache lacked (likewise).
+    pub secs_rows: f64,
+}
+
+impl RowStats {
+    /// Fraction of requests served without computing a row.
+    pub fn hit_rate(&self) -> f64 {
+        if self.requests == 0 {
+            return 0.0;
+        }
+        1.0 - self.computed as f64 / self.requests as f64
+    }
+}
+
+impl fmt::Display for RowStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} rows asked for, {} computed ({:.1} % hits; cache of {} rows), {} start rows",
+            self.requests,
+            self.computed,
+            100.0 * self.hit_rate(),
+            self.capacity,
+            self.seeds
+        )
+    }
+}
+
+/// `dot(rows[r], j)` for every row and every `j`, row-major (`rows.len()`
+/// × n), in blocks of [`DOT_BLOCK`] rows on the calling thread.
+pub fn compute_dots(q: &Quantized, rows: &[usize]) -> Vec<i32> {
+    let mut out = vec![0i32; rows.len() * q.n];
+    for (block, o) in rows.chunks(DOT_BLOCK).zip(out.chunks_mut(DOT_BLOCK * q.n.max(1))) {
+        dot_rows_at(q, block, o);
+    }
+    out
+}
+
+/// Rounded similarity rows computed from the vectors, padded to
+/// [`padded`]`(n)` (padding is zero): the matrix's rows, without the matrix.
+pub fn compute_rows(q: &Quantized, rows: &[usize]) -> Vec<Vec<i16>> {
+    let stride = padded(q.n);
+    compute_dots(q, rows)
+        .chunks(q.n.max(1))
+        .take(rows.len())
+        .map(|d| {
+            let mut row = vec![0i16; stride];
+            for (r, &x) in row.iter_mut().zip(d) {
+                *r = sim16(x);
+            }
+            row
+        })
+        .collect()
+}
+
+/// Recently used rows by poem, least recently used evicted first.
+type RowCache = lru::LruCache<usize, Arc<[i16]>>;
+
+/// The CPU walks over rows computed on the fly, with a bounded LRU cache.
+pub struct OnTheFly {
+    q: Quantized,
+    batch: usize,
+    cache: Mutex<(RowCache, RowStats)>,
+    pool: rayon::ThreadPool,
+}
+
+impl OnTheFly {
+    /// `batch` walks in flight (split evenly over the threads of `pool`),
+    /// caching `cache_rows` rows.
+    pub fn new(q: Quantized, batch: usize, cache_rows: usize, pool: rayon::ThreadPool) -> Self {
+        let cap = NonZeroUsize::new(cache_rows.max(1)).expect("at least one row");
+        let stats = RowStats {
+            capacity: cap.get(),
+            ..Default::default()
+        };
+        OnTheFly {
+            q,
+            batch: batch.max(1),
+            cache: Mutex::new((lru::LruCache::new(cap), stats)),
+            pool,
+        }
+    }
+
+    /// Threads used.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Cache use so far.
+    pub fn stats(&self) -> RowStats {
+        self.cache.lock().expect("row cache lock").1
+    }
+
+    /// different orderings for a range of starts into `out`.
+    pub fn different(&self, starts: Range<usize>, width: usize, out: &mut [u32]) {
+        self.orderings(starts, width, None, out);
+    }
+
+    /// different orderings for a range of starts into `different`, and their
+    /// similar orderings into `similar` when given: both come from the same
+    /// dots of each start, computed once. Each thread walks its own batch;
+    /// threads meet only at the row cache.
+    pub fn orderings(&self, starts: Range<usize>, width: usize, similar: Option<&mut [u32]>, different: &mut [u32]) {
+        if width == 0 {
+            return;
+        }
+        let per = (self.batch / self.threads()).max(1);
+        let first = |b: usize, len: usize| {
+            let s0 = starts.start + b * per;
+            s0..s0 + len / width
+        };
+        self.pool.install(|| match similar {
+            Some(sim) => different
+                .par_chunks_mut(per * width)
+                .zip(sim.par_chunks_mut(per * width))
+                .enumerate()
+                .for_each(|(b, (d, s))| self.walk_batch(first(b, d.len()), width, Some(s), d)),
+            None => different
+                .par_chunks_mut(per * width)
+                .enumerate()
+                .for_each(|(b, d)| self.walk_batch(first(b, d.len()), width, None, d)),
+        });
+    }
+
+    /// One thread's batch in lockstep: every walk takes step `t` before any
+    /// takes `t + 1`, so the rows of one step are looked up and computed
+    /// together.
+    fn walk_batch(&self, starts: Range<usize>, width: usize, similar: Option<&mut [u32]>, out: &mut [u32]) {
+        let (n, stride) = (self.q.n, padded(self.q.n));
+        let t0 = std::time::Instant::now();
+        let seeds: Vec<usize> = starts.clone().collect();
+        let dots = compute_dots(&self.q, &seeds);
+        if let Some(sim) = similar {
+            let mut keys = Vec::new();
+            for ((row, d), s) in sim.chunks_mut(width).zip(dots.chunks(n)).zip(starts) {
+                cpu::similar_row(s, d, row, &mut keys);
+            }
+        }
+        let mut sums = vec![CHOSEN; seeds.len() * stride];
+        let best: Vec<(i32, usize)> = sums
+            .chunks_mut(stride)
+            .zip(seeds.iter().zip(dots.chunks(n)))
+            .map(|(s, (&start, d))| seed(s, start, d))
+            .collect();
+        drop((seeds, dots));
+        {
+            let stats = &mut self.cache.lock().expect("row cache lock").1;
+            stats.seeds += best.len() as u64;
+            stats.secs_similar += t0.elapsed().as_secs_f64() / self.threads() as f64;
+        }
+        self.walk_lockstep(sums, best, width, out);
+    }
+
+    /// Walks seeded by `seeds` (a row of n initial sums per walk, no poem
+    /// chosen: the themes' walks), `width` each, as [`cpu::seeded_rows`]
+    /// does over the matrix.
+    pub fn seeded(&self, seeds: &[i16], width: usize, out: &mut [u32]) {
+        let (n, stride) = (self.q.n, padded(self.q.n));
+        if width == 0 || n == 0 {
+            return;
+        }
+        let per = (self.batch / self.threads()).max(1);
+        self.pool.install(|| {
+            out.par_chunks_mut(per * width)
+                .zip(seeds.par_chunks(per * n))
+                .for_each(|(o, seed_rows)| {
+                    let mut sums = vec![CHOSEN; seed_rows.len() / n * stride];
+                    let best = sums
+                        .chunks_mut(stride)
+                        .zip(seed_rows.chunks(n))
+                        .map(|(s, r)| {
+                            for (x, &v) in s.iter_mut().zip(r) {
+                                *x = v as i32;
+                            }
+                            let min = s.iter().copied().min().unwrap_or(CHOSEN);
+                            (min, cpu::first_equal(s, min))
+                        })
+                        .collect();
+                    self.walk_lockstep(sums, best, width, o);
+                })
+        });
+    }
+
+    /// Runs seeded walks (`sums` of `best.len()` walks, each walk's first
+    /// pick in `best`) in lockstep to `width` picks each.
+    fn walk_lockstep(&self, mut sums: Vec<i32>, mut best: Vec<(i32, usize)>, width: usize, out: &mut [u32]) {
+        let stride = padded(self.q.n);
+        let (step, step2) = (cpu::add_row_argmin_fn(), cpu::add_rows2_fn());
+        for t in 0..width {
+            let picks: Vec<usize> = best.iter().map(|b| b.1).collect();
+            for (i, (&p, s)) in picks.iter().zip(sums.chunks_mut(stride)).enumerate() {
+                out[i * width + t] = p as u32;
+                s[p] = CHOSEN;
+            }
+            if t + 1 == width {
+                break;
+            }
+            let rows = self.rows_for(&picks);
+            // Pairs of walks stream two rows at once, as on the matrix path.
+            best.clear();
+            for (s, r) in sums.chunks_mut(2 * stride).zip(rows.chunks(2)) {
+                if r.len() == 2 {
+                    let (a, b) = s.split_at_mut(stride);
+                    best.extend(step2(a, &r[0], b, &r[1]));
+                } else {
+                    best.push(step(s, &r[0]));
+                }
+            }
+        }
+    }
+
+    /// The rows of `picks`, from the cache or computed (each distinct row
+    /// once) on this thread, outside the lock.
+    fn rows_for(&self, picks: &[usize]) -> Vec<Arc<[i16]>> {
+        let mut unique = picks.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut found: std::collections::HashMap<usize, Arc<[i16]>> = std::collections::HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let (cache, stats) = &mut *self.cache.lock().expect("row cache lock");
+            stats.requests += picks.len() as u64;
+            for p in unique {
+                match cache.get(&p) {
+                    Some(r) => drop(found.insert(p, r.clone())),
+                    None => missing.push(p),
+                }
+            }
+            stats.computed += missing.len() as u64;
+        }
+        let t = std::time::Instant::now();
+        let computed = compute_rows(&self.q, &missing);
+        let secs = t.elapsed().as_secs_f64() / self.threads() as f64;
+        let (cache, stats) = &mut *self.cache.lock().expect("row cache lock");
+        stats.secs_rows += secs;
+        for (p, row) in missing.iter().zip(computed) {
+            let row: Arc<[i16]> = row.into();
+            cache.put(*p, row.clone());
+            found.insert(*p, row);
+        }
+        picks.iter().map(|p| found[p].clone()).collect()
+    }
+}
+
+/// Seeds one walk's sums with its start's rounded dots (start and padding
+/// chosen) and returns the first pick.
+fn seed(sums: &mut [i32], start: usize, dots: &[i32]) -> (i32, usize) {
+    for (x, &d) in sums.iter_mut().zip(dots) {
+        *x = sim16(d) as i32;
+    }
+    sums[start] = CHOSEN;
+    let min = sums.iter().copied().min().unwrap_or(CHOSEN);
+    (min, cpu::first_equal(sums, min))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::{different_rows, SimMatrix};
+    use crate::reference;
+    use proptest::prelude::*;
+
+    fn pool(n: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new().num_threads(n).build().unwrap()
+    }
+
+    fn on_the_fly(q: &Quantized, batch: usize, cache: usize, width: usize) -> (Vec<u32>, RowStats) {
+        let o = OnTheFly::new(q.clone(), batch, cache, pool(2));
+        let mut out = vec![0; q.n * width];
+        o.different(0..q.n, width, &mut out);
+        (out, o.stats())
+    }
+
+    fn matrix_path(q: &Quantized, width: usize) -> Vec<u32> {
+        let m = SimMatrix::compute(q);
+        let mut out = vec![0; q.n * width];
+        pool(2).install(|| different_rows(&m, 0..q.n, width, &mut out));
+        out
+    }
+
+    #[test]
+    fn computed_rows_equal_the_matrix_rows() {
+        let q = crate::quantize::random_corpus(4100, 7, 3, 11).1;
+        let m = SimMatrix::compute(&q);
+        let rows = [4099, 0, 17, 2048, 2047, 4099, 5, 6, 7, 8];
+        for (r, row) in rows.iter().zip(compute_rows(&q, &rows)) {
+            assert_eq!(&row[..], m.row(*r), "row {r}");
+        }
+    }
+
+    #[test]
+    fn similar_orderings_come_from_the_same_dots() {
+        let q = crate::quantize::random_corpus(150, 9, 2, 3).1;
+        let o = OnTheFly::new(q.clone(), 7, 5, pool(2));
+        let w = 149;
+        let (mut sim, mut diff) = (vec![0; 150 * w], vec![0; 150 * w]);
+        o.orderings(0..150, w, Some(&mut sim), &mut diff);
+        let mut expect = vec![0; 150 * w];
+        cpu::similar_rows(&q, 0..150, w, &mut expect, &pool(2));
+        assert_eq!(sim, expect);
+        assert_eq!(diff, matrix_path(&q, w));
+    }
+
+    #[test]
+    fn seeded_walks_equal_the_matrix_paths() {
+        let q = crate::quantize::random_corpus(90, 6, 2, 4).1;
+        let themes = crate::quantize::random_corpus(5, 6, 2, 8).1;
+        let seeds = crate::themes::seeds(&q, &themes);
+        let w = 40;
+        let mut expect = vec![0; 5 * w];
+        pool(2).install(|| cpu::seeded_rows(&SimMatrix::compute(&q), &seeds, w, &mut expect));
+        let mut out = vec![0; 5 * w];
+        OnTheFly::new(q, 4, 3, pool(2)).seeded(&seeds, w, &mut out);
+        assert_eq!(out, expect);
+    }
+
+    #[test]
+    fn rows_repeat_and_the_cache_serves_them() {
+        // Few distinct directions (small integer components): walks from
+        // different starts pick the same poems, so rows repeat.
+        let (_, q) = crate::quantize::random_corpus(300, 16, 3, 5);
+        let w = 20;
+        let (out, stats) = on_the_fly(&q, 64, 300, w);
+        assert_eq!(out, matrix_path(&q, w));
+        assert_eq!(stats.requests, (q.n * (w - 1)) as u64);
+        assert_eq!(stats.seeds, q.n as u64);
+        assert!(
+            stats.computed <= q.n as u64,
+            "no more rows computed than poems: {stats}"
+        );
+        assert!(stats.hit_rate() > 0.5, "{stats}");
+        // A one-row cache still gives the same orderings, computing more.
+        let (tiny, small) = on_the_fly(&q, 3, 1, w);
+        assert_eq!(tiny, out);
+        assert!(small.computed > stats.computed);
+    }
+
+    #[test]
+    fn the_plan_takes_the_matrix_when_it_fits_and_refuses_what_cannot() {
+        let needs = Needs::new(70_000, 384, 100, 1024, 2);
+        let flag = |bytes| {
+            Some(Limit {
+                bytes,
+                from: LimitSource::Flag,
+            })
+        };
+        assert_eq!(needs.plan(None).unwrap(), Plan::Matrix);
+        assert_eq!(needs.plan(flag(needs.with_matrix())).unwrap(), Plan::Matrix);
+        let Plan::OnTheFly { batch, cache_rows } = needs.plan(flag(needs.with_matrix() - 1)).unwrap() else {
+            panic!("expected rows on the fly")
+        };
+        assert_eq!(batch, 256);
+        assert!(cache_rows > 30_000 && cache_rows < 35_000, "{cache_rows}");
+        let Plan::OnTheFly { cache_rows, .. } = needs.plan(flag(needs.on_the_fly_min())).unwrap() else {
+            panic!("expected rows on the fly")
+        };
+        assert_eq!(cache_rows, 1);
+        let e = needs.plan(flag(needs.on_the_fly_min() - 1)).unwrap_err().to_string();
+        assert!(e.contains("70000 poems × 384 dims"), "{e}");
+        assert!(e.contains("the similarity matrix alone is 9.1 GiB"), "{e}");
+        assert!(e.contains("--max-memory"), "{e}");
+    }
+
+    #[test]
+    fn meminfo_is_read_in_bytes() {
+        let s = "MemTotal:       24000000 kB\nMemFree:  1 kB\nMemAvailable:   22000000 kB\n";
+        assert_eq!(parse_meminfo(s), Some(22_000_000 * 1024));
+        assert_eq!(parse_meminfo("MemTotal: 5 kB\n"), None);
+        let me = resident_memory().expect("Linux");
+        assert!(me > 1 << 20, "{me}");
+        assert!(Needs::new(10, 2, 9, 10, 1).resident_now().resident > 1 << 20);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        #[test]
+        fn on_the_fly_equals_the_matrix_and_the_reference(
+            n in 1usize..80, dim in 1usize..20, levels in 1i32..4, seed in any::<u64>(),
+            k in 0usize..90, batch in 1usize..9, cache in 1usize..12,
+        ) {
+            let q = crate::quantize::random_corpus(n, dim, levels, seed).1;
+            let w = k.min(n - 1);
+            let (out, _) = on_the_fly(&q, batch, cache, w);
+            prop_assert_eq!(&out, &matrix_path(&q, w));
+            let reference: Vec<u32> = (0..n).flat_map(|s| reference::different(&q, s, w)).collect();
+            prop_assert_eq!(out, reference);
+        }
+    }
+}
