@@ -29,8 +29,11 @@ fn render(cache: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
 /// Every file under `out`, site-relative.
 fn files(out: &Path) -> BTreeSet<String> {
     let mut all = BTreeSet::new();
-    for sub in ["", "similar", "different", "chronological"] {
-        for e in std::fs::read_dir(out.join(sub)).unwrap() {
+    for sub in ["", "similar", "different", "chronological", "themes"] {
+        let Ok(entries) = std::fs::read_dir(out.join(sub)) else {
+            continue;
+        };
+        for e in entries {
             let e = e.unwrap();
             if e.file_type().unwrap().is_file() {
                 let name = e.file_name().to_string_lossy().into_owned();
