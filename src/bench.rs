@@ -13,17 +13,18 @@ use crate::cpu::{similar_rows, CpuBackend, SimMatrix};
 use crate::gpu::{GpuBackend, GpuContext, GpuOptions};
 use crate::quantize::Quantized;
 
-/// The corpus benchmarks use: the shared fortunes corpus when present,
-/// otherwise the bundled one.
-pub fn default_corpus() -> (PathBuf, PathBuf) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let shared = root.join("../shared/corpora/fortunes");
-    let dir = if shared.join("poems.json").exists() {
-        shared
-    } else {
-        root.join("assets/corpus")
-    };
-    (dir.join("poems.json"), dir.join("embeddings.json"))
+/// The corpus benchmarks use: the shared fortunes corpus when found under
+/// the current folder or the two above it (`shared/corpora/fortunes`), otherwise
+/// the bundled one, extracted to a temp folder that `keep` holds.
+pub fn default_corpus(keep: &mut Option<crate::bundled::Bundled>) -> Result<(PathBuf, PathBuf)> {
+    for root in [Path::new("."), Path::new(".."), Path::new("../..")] {
+        let shared = root.join("shared/corpora/fortunes");
+        if shared.join("poems.json").exists() {
+            return Ok((shared.join("poems.json"), shared.join("embeddings.json")));
+        }
+    }
+    let b = keep.insert(crate::bundled::Bundled::extract()?);
+    Ok((b.poems(), b.embeddings()))
 }
 
 /// Peak resident memory of this process, from /proc (Linux), in bytes.
@@ -406,6 +407,9 @@ pub fn render(o: &RenderOptions) -> Result<()> {
         threads: o.threads,
         progress: false,
         dry_run: true,
+        // The benchmark's own scratch folder: no size confirmation.
+        all: true,
+        confirm_above: crate::render::CONFIRM_ABOVE,
     };
     // A dry run gives the page count and bytes for the first bound.
     let projected = crate::render::render(&render_opts)?;

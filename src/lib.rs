@@ -9,10 +9,11 @@
 //! [`palette`] are small corpora read beside the poems, whose orderings and
 //! colours the same engine computes into the same cache ([`extras`]).
 //! [`embed`] produces the
-//! embeddings that [`corpus`] reads. [`fs`], [`progress`] and [`timings`]
+//! embeddings that [`corpus`] reads. [`fs`], [`progress`], [`bundled`] and [`timings`]
 //! are helpers every stage may use; [`cli`] drives the stages.
 
 pub mod bench;
+pub mod bundled;
 pub mod cache;
 pub mod cli;
 pub mod corpus;

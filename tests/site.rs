@@ -204,7 +204,7 @@ fn caps_budgets_and_incremental_writes() {
         );
     }
     // Nothing changed: nothing written; a leftover temp file is cleaned up.
-    std::fs::write(out.join("similar/.tmpAbC123"), "partial").unwrap();
+    std::fs::write(out.join("similar/.dg+tmp.AbC123"), "partial").unwrap();
     let o = render(&cache, &out, &["--per-page", "50"]);
     assert!(
         stderr(&o).contains("0 written, 2650 unchanged, 1 removed"),

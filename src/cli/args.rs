@@ -326,21 +326,14 @@ pub struct BenchCorpus {
 }
 
 impl BenchCorpus {
-    pub(super) fn paths(&self) -> (PathBuf, PathBuf) {
-        let (p, e) = crate::bench::default_corpus();
-        (self.poems.clone().unwrap_or(p), self.embeddings.clone().unwrap_or(e))
+    /// The corpus files; `keep` holds the bundled corpus if it is used.
+    pub(super) fn paths(&self, keep: &mut Option<crate::bundled::Bundled>) -> anyhow::Result<(PathBuf, PathBuf)> {
+        if let (Some(p), Some(e)) = (&self.poems, &self.embeddings) {
+            return Ok((p.clone(), e.clone()));
+        }
+        let (p, e) = crate::bench::default_corpus(keep)?;
+        Ok((self.poems.clone().unwrap_or(p), self.embeddings.clone().unwrap_or(e)))
     }
-}
-
-/// The themes file bundled for the bundled corpus.
-pub(super) fn bundled_themes() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/themes.jsonl")
-}
-
-pub(super) fn bundled(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("assets/corpus")
-        .join(name)
 }
 
 /// Options shared by `render` and `build`.
@@ -364,6 +357,12 @@ pub struct SiteArgs {
     /// Print the projected size and stop.
     #[arg(long)]
     pub dry_run: bool,
+    /// Write the whole site even when it is larger than 5 GB.
+    #[arg(long)]
+    pub all: bool,
+    /// Size above which a cap or --all is needed.
+    #[arg(long, hide = true, default_value_t = bytesize::ByteSize(crate::render::CONFIRM_ABOVE))]
+    pub confirm_above: bytesize::ByteSize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -385,12 +384,12 @@ pub struct RenderArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
-    /// Poems (default: the bundled corpus).
-    #[arg(long, default_value_os_t = bundled("poems.json"))]
-    pub poems: PathBuf,
-    /// Embeddings (default: the bundled corpus's).
-    #[arg(long, default_value_os_t = bundled("embeddings.json"))]
-    pub embeddings: PathBuf,
+    /// poems.json or a .jsonl corpus (default: the bundled corpus, built into the binary).
+    #[arg(long)]
+    pub poems: Option<PathBuf>,
+    /// embeddings.json or .jsonl; omit when the poems file carries vectors.
+    #[arg(long, requires = "poems")]
+    pub embeddings: Option<PathBuf>,
     /// Cache directory.
     #[arg(long, default_value = "cache")]
     pub cache: PathBuf,
@@ -424,6 +423,8 @@ pub(super) fn render_options(
         threads,
         progress,
         dry_run: site.dry_run,
+        all: site.all,
+        confirm_above: site.confirm_above.as_u64(),
     }
 }
 

@@ -46,7 +46,6 @@ pub fn run(cli: Cli) -> Outcome {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp(None)
         .init();
-    crate::interrupt::install();
     match dispatch(cli) {
         Ok(outcome) => outcome,
         Err(e) if is_broken_pipe(&e) => Outcome::Done,
@@ -73,6 +72,14 @@ fn progress(cli_quiet: bool) -> bool {
 
 fn dispatch(cli: Cli) -> Result<Outcome> {
     let show = progress(cli.quiet);
+    // Commands that stop at a checkpoint on Ctrl-C take it over; the others
+    // keep the default, which ends them at once (status 130 in the shell).
+    if matches!(
+        cli.command,
+        Command::Precompute(_) | Command::Render(_) | Command::Build(_) | Command::Embed(_)
+    ) {
+        crate::interrupt::install();
+    }
     match cli.command {
         Command::Precompute(a) => {
             let mut opts = a.engine.options(a.poems, a.embeddings, a.out.clone(), show);
@@ -96,9 +103,9 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Adapters => report::adapters(&crate::gpu::adapters())?,
         Command::Render(a) => {
             let opts = render_options(a.cache, a.poems, a.out.clone(), a.threads, &a.site, show);
-            report::rendered(&crate::render::render(&opts)?, &a.out)?;
+            return rendered(&crate::render::render(&opts)?, &a.out);
         }
-        Command::Build(a) => build(a, show)?,
+        Command::Build(a) => return build(a, show),
         Command::Bench { what } => bench(what)?,
         Command::Embed(a) => {
             let out = a.out.clone();
@@ -126,17 +133,18 @@ fn stopped(chunks_computed: usize) -> Outcome {
     }
 }
 
-/// Writes the orderings as JSON Lines to `out` (atomically) or stdout.
+/// Writes the orderings as JSON Lines to `out` (atomically, through a
+/// symbolic link to its target; devices and pipes directly) or stdout.
 fn export(cache: &Path, out: Option<&Path>) -> Result<()> {
     let c = crate::cache::Cache::open(cache)?;
     match out {
         Some(path) => {
-            let tmp = crate::fs::temp_file_beside(path)?;
-            let mut w = std::io::BufWriter::new(tmp);
+            let mut w = std::io::BufWriter::new(crate::fs::Output::create(path, crate::fs::TEMP_PREFIX, false)?);
             crate::export::export(&c, &mut w)?;
-            let tmp = w.into_inner().map_err(|e| e.into_error())?;
-            tmp.persist(path)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            w.into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(|| format!("cannot write {}", path.display()))?
+                .finish()?;
         }
         None => {
             let stdout = std::io::stdout();
@@ -144,6 +152,20 @@ fn export(cache: &Path, out: Option<&Path>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Reports a render; a render stopped by Ctrl-C is resumable (status 130).
+fn rendered(s: &crate::render::Summary, out: &Path) -> Result<Outcome> {
+    if s.interrupted {
+        eprintln!(
+            "interrupted: {} pages written so far; run the same command again to finish the site in {}",
+            s.pages,
+            out.display()
+        );
+        return Ok(Outcome::Interrupted);
+    }
+    report::rendered(s, out)?;
+    Ok(Outcome::Done)
 }
 
 fn verify(cache: &Path, sample: usize, seed: u64, max_memory: Option<u64>) -> Result<()> {
@@ -183,27 +205,38 @@ fn verify(cache: &Path, sample: usize, seed: u64, max_memory: Option<u64>) -> Re
     Ok(())
 }
 
-/// `precompute` then `render`.
-fn build(a: BuildArgs, show: bool) -> Result<()> {
-    let mut pre = a
-        .engine
-        .options(a.poems.clone(), Some(a.embeddings.clone()), a.cache.clone(), show);
-    if pre.extras.themes.is_none() && a.poems == args::bundled("poems.json") {
-        pre.extras.themes = Some(args::bundled_themes());
+/// `precompute` then `render`; the bundled corpus (with its themes) when no
+/// poems are given.
+fn build(a: BuildArgs, show: bool) -> Result<Outcome> {
+    let bundled = match a.poems {
+        Some(_) => None,
+        None => Some(crate::bundled::Bundled::extract()?),
+    };
+    let (poems, embeddings) = match (&bundled, a.poems) {
+        (Some(b), _) => (b.poems(), Some(b.embeddings())),
+        (None, p) => (p.expect("poems given"), a.embeddings),
+    };
+    let mut pre = a.engine.options(poems.clone(), embeddings, a.cache.clone(), show);
+    if let (None, Some(b)) = (&pre.extras.themes, &bundled) {
+        pre.extras.themes = Some(b.themes());
     }
     let run = crate::precompute::run(&pre)?;
-    if let Some(m) = &run.manifest {
-        if run.up_to_date {
-            eprintln!("cache {} is up to date", a.cache.display());
-        } else {
-            eprintln!("precomputed {} poems with {}", m.included, m.backend);
-            print_timings("precompute timing:", &m.timings);
-        }
+    let Some(m) = &run.manifest else {
+        // A stopped precompute: nothing to render yet.
+        return Ok(stopped(run.chunks_computed));
+    };
+    if run.up_to_date {
+        eprintln!("cache {} is up to date", a.cache.display());
+    } else {
+        eprintln!("precomputed {} poems with {}", m.included, m.backend);
+        print_timings("precompute timing:", &m.timings);
     }
-    let opts = render_options(a.cache, a.poems, a.out.clone(), a.engine.threads, &a.site, show);
-    report::rendered(&crate::render::render(&opts)?, &a.out)?;
-    eprintln!("open {}", a.out.join("index.html").display());
-    Ok(())
+    let opts = render_options(a.cache, poems, a.out.clone(), a.engine.threads, &a.site, show);
+    let outcome = rendered(&crate::render::render(&opts)?, &a.out)?;
+    if matches!(outcome, Outcome::Done) {
+        eprintln!("open {}", a.out.join("index.html").display());
+    }
+    Ok(outcome)
 }
 
 fn bench(what: BenchCommand) -> Result<()> {
@@ -234,7 +267,8 @@ fn bench(what: BenchCommand) -> Result<()> {
             gpu_steps,
             gpu_args,
         } => {
-            let (poems, embeddings) = corpus.paths();
+            let mut keep = None;
+            let (poems, embeddings) = corpus.paths(&mut keep)?;
             crate::bench::engine(&crate::bench::EngineOptions {
                 poems,
                 embeddings,
@@ -254,7 +288,8 @@ fn bench(what: BenchCommand) -> Result<()> {
             backend,
             dir,
         } => {
-            let (poems, embeddings) = corpus.paths();
+            let mut keep = None;
+            let (poems, embeddings) = corpus.paths(&mut keep)?;
             crate::bench::shards(&crate::bench::ShardsOptions {
                 poems,
                 embeddings,
@@ -284,7 +319,8 @@ fn bench(what: BenchCommand) -> Result<()> {
             pages,
             dir,
         } => {
-            let (poems, embeddings) = corpus.paths();
+            let mut keep = None;
+            let (poems, embeddings) = corpus.paths(&mut keep)?;
             crate::bench::render(&crate::bench::RenderOptions {
                 poems,
                 embeddings,

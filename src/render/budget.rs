@@ -125,3 +125,73 @@ pub(super) fn plan(
             + 1,
     })
 }
+
+/// Sites larger than this are written only with an explicit cap
+/// (`--max-pages`, `--budget`) or `--all`.
+pub const CONFIRM_ABOVE: u64 = 5_000_000_000;
+
+/// What the size guard needs to know about a render.
+pub(super) struct SpaceCheck {
+    /// Bytes the site will take.
+    pub projected: u64,
+    /// Bytes the earlier render's pages take now (they are replaced).
+    pub reclaimed: u64,
+    /// Bytes free for this user on the site's file system.
+    pub available: u64,
+    /// Whether the user capped the site or asked for all of it.
+    pub explicit: bool,
+    pub confirm_above: u64,
+}
+
+/// Refuses a site that cannot fit on its disk, or one above
+/// `confirm_above` that nobody asked for.
+pub(super) fn check_space(c: &SpaceCheck, out: &std::path::Path) -> Result<()> {
+    let need = c.projected.saturating_sub(c.reclaimed);
+    if need > c.available {
+        bail!(
+            "the site would take {} but {} has only {} free; cap it with --budget or --max-pages",
+            bytesize::ByteSize(c.projected),
+            out.display(),
+            bytesize::ByteSize(c.available)
+        );
+    }
+    if c.projected > c.confirm_above && !c.explicit {
+        bail!(
+            "the site would take {} in {}; cap it with --budget or --max-pages, or pass --all to write all of it",
+            bytesize::ByteSize(c.projected),
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(projected: u64, reclaimed: u64, available: u64, explicit: bool) -> Result<()> {
+        let c = SpaceCheck {
+            projected,
+            reclaimed,
+            available,
+            explicit,
+            confirm_above: CONFIRM_ABOVE,
+        };
+        check_space(&c, std::path::Path::new("site"))
+    }
+
+    #[test]
+    fn the_size_guard_refuses_what_does_not_fit() {
+        let e = check(2_000, 0, 1_000, true).unwrap_err().to_string();
+        assert!(
+            e.contains("--budget") && e.contains("--max-pages") && e.contains("site"),
+            "{e}"
+        );
+        // Pages being replaced free their space.
+        check(2_000, 1_500, 1_000, false).unwrap();
+        let e = check(54_000_000_000, 0, u64::MAX, false).unwrap_err().to_string();
+        assert!(e.contains("--all") && e.contains("50.3 GiB"), "{e}");
+        check(54_000_000_000, 0, u64::MAX, true).unwrap();
+        check(1_000, 0, 1_000, false).unwrap();
+    }
+}

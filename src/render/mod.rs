@@ -15,7 +15,7 @@
 //! File names: `similar/<key>-<page>.html`, `different/<key>-<page>.html`,
 //! `chronological/<page>.html`, `themes/similar-<name>-<page>.html` and
 //! `themes/different-<name>-<page>.html`, with page numbers zero-padded to the same
-//! width across the site and keys mapped by [`safe_key`].
+//! width across the site and keys mapped by [`file_stems`].
 
 #[path = "../../templates/pages.rs"]
 mod templates;
@@ -26,7 +26,7 @@ mod site;
 mod text;
 mod writer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -37,8 +37,10 @@ use rayon::prelude::*;
 use crate::cache::{Cache, Kind};
 use crate::corpus;
 use crate::timings::Timings;
+pub use budget::CONFIRM_ABOVE;
+pub use prune::{OWNED, TEMP_PREFIX};
 use site::Site;
-pub use text::{safe_key, wrap, COLUMNS};
+pub use text::{file_stems, safe_key, shown, wrap, COLUMNS, MAX_STEM};
 use writer::PageWriter;
 
 /// The folders pages go into, under the site folder.
@@ -60,6 +62,10 @@ pub struct Options {
     pub progress: bool,
     /// Only print the projection.
     pub dry_run: bool,
+    /// Write the whole site even above `confirm_above` bytes.
+    pub all: bool,
+    /// Sites larger than this need a cap or `all` (see [`budget::CONFIRM_ABOVE`]).
+    pub confirm_above: u64,
 }
 
 /// What a render did.
@@ -76,6 +82,8 @@ pub struct Summary {
     /// Pages per ordering after `--max-pages` / `--budget`.
     pub page_cap: Option<usize>,
     pub failures: Vec<String>,
+    /// Stopped by Ctrl-C before every page was written.
+    pub interrupted: bool,
     pub timings: Timings,
 }
 
@@ -158,7 +166,7 @@ pub fn render(opts: &Options) -> Result<Summary> {
     let all_keys: Vec<String> = poems.iter().map(|p| p.key.clone()).collect();
     cache.check_keys(&all_keys)?;
     let colors = colors(&cache, opts.colors.as_deref())?;
-    let mut site = Site::new(&cache, &poems, opts.per_page.max(1), opts.txt);
+    let mut site = Site::new(&cache, &poems, opts.per_page.max(1), opts.txt)?;
     summary.timings.phase_since("load", t);
 
     let t = Instant::now();
@@ -183,35 +191,59 @@ pub fn render(opts: &Options) -> Result<Summary> {
         let dir = opts.out.join(d);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    let earlier = prune::owned_pages(&opts.out)?;
+    let planned = site.planned_paths();
+    check_space(opts, &plan, &earlier)?;
+    // Recorded before the first write, so a killed render's pages are known.
+    prune::record_owned(&opts.out, earlier.union(&planned))?;
+    let mut failures = Vec::new();
+    summary.removed = prune::remove_temp_files(&opts.out, &mut failures);
     let writer = PageWriter::new(&opts.out)?;
+    failures.drain(..).for_each(|f| writer.fail(f));
     let bar = crate::progress::progress_bar(opts.progress, plan.html_pages as u64, "pages");
     write_pages(&site, &writer, &pool, &bar);
     bar.finish_and_clear();
-    let expected = prune::Expected {
-        keys: site.poem_of_row.iter().map(|&p| safe_key(&poems[p].key)).collect(),
-        themes: cache
-            .manifest
-            .themes
-            .iter()
-            .flat_map(|n| [format!("similar-{}", safe_key(n)), format!("different-{}", safe_key(n))])
-            .collect(),
-        theme_cap: site.theme_pages(),
-        digits: site.digits,
-        cap: plan.cap,
-        chrono_pages: site.chrono_pages(),
-        txt: opts.txt,
-    };
-    let mut failures = Vec::new();
-    summary.removed = prune::remove_stale(&opts.out, &expected, &mut failures);
-    failures.into_iter().for_each(|f| writer.fail(f));
-    let done = writer.finish();
+    summary.interrupted = crate::interrupt::requested();
+    if !summary.interrupted {
+        summary.removed += prune::remove_stale(&opts.out, &earlier, &planned, &mut failures);
+        failures.into_iter().for_each(|f| writer.fail(f));
+    }
+    let done = writer.finish(!summary.interrupted);
+    if !summary.interrupted {
+        if let Err(e) = prune::record_owned(&opts.out, planned.iter()) {
+            summary.failures.push(format!("{e:#}"));
+        }
+    }
     summary.pages = done.pages;
     summary.written = done.written;
     summary.unchanged = done.unchanged;
     summary.bytes = done.bytes;
-    summary.failures = done.failures;
+    summary.failures.extend(done.failures);
     summary.timings.phase_since("write", t);
     Ok(summary)
+}
+
+/// The size guard: the projected size against the free space under `out`
+/// and the size above which a cap or `--all` is needed.
+fn check_space(opts: &Options, plan: &budget::PagePlan, earlier: &BTreeSet<String>) -> Result<()> {
+    let available = fs4::available_space(&opts.out)
+        .with_context(|| format!("cannot read the free space of {}", opts.out.display()))?;
+    let reclaimed = earlier
+        .iter()
+        .filter_map(|rel| std::fs::symlink_metadata(opts.out.join(rel)).ok())
+        .map(|m| m.len())
+        .sum();
+    let projected = plan.projected_bytes * if opts.txt { 2 } else { 1 };
+    budget::check_space(
+        &budget::SpaceCheck {
+            projected,
+            reclaimed,
+            available,
+            explicit: opts.all || opts.max_pages.is_some() || opts.budget.is_some(),
+            confirm_above: opts.confirm_above,
+        },
+        &opts.out,
+    )
 }
 
 fn report_projection(site: &Site, plan: &budget::PagePlan, txt: bool) {
@@ -233,13 +265,16 @@ fn write_pages(site: &Site, writer: &PageWriter, pool: &rayon::ThreadPool, bar: 
         (0..site.poem_of_row.len()).into_par_iter().for_each_init(
             || (Vec::new(), String::new(), String::new()),
             |(idx, page, text), r| {
-                let key = &poems[site.poem_of_row[r]].key;
+                if crate::interrupt::requested() {
+                    return;
+                }
+                let p = site.poem_of_row[r];
                 for kind in [Kind::Similar, Kind::Different] {
                     for pg in 0..site.pages {
                         site.ordering_page(kind, r, pg, idx, page, text);
-                        writer.emit(site.ordering_path(kind, key, pg, "html"), page.as_bytes());
+                        writer.emit(site.ordering_path(kind, p, pg, "html"), page.as_bytes());
                         if site.txt {
-                            writer.emit(site.ordering_path(kind, key, pg, "txt"), text.as_bytes());
+                            writer.emit(site.ordering_path(kind, p, pg, "txt"), text.as_bytes());
                         }
                         bar.inc(1);
                     }
@@ -281,11 +316,10 @@ fn write_pages(site: &Site, writer: &PageWriter, pool: &rayon::ThreadPool, bar: 
         .filter(|&&p| site.row_of[p].is_some())
         .take(12)
         .map(|&p| {
-            let k = &poems[p].key;
             (
-                k.clone(),
-                site.ordering_path(Kind::Similar, k, 0, "html"),
-                site.ordering_path(Kind::Different, k, 0, "html"),
+                text::shown(&poems[p].key).into_owned(),
+                site.ordering_path(Kind::Similar, p, 0, "html"),
+                site.ordering_path(Kind::Different, p, 0, "html"),
             )
         })
         .collect();

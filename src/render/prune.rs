@@ -1,80 +1,140 @@
-//! Pruning: removing the pages of an earlier render that this one no longer
-//! has. Only files the renderer names are touched; anything else in the
-//! site folders is the user's and stays.
+//! Pruning: the site folder belongs to the user. A render removes only files
+//! an earlier render made, which it knows by name from its own records (the
+//! page ownership list and the page manifest), and its own temp files,
+//! whose names no page can take. Anything else in the folder stays.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Which file names a render produces, to find the stale ones of an
-/// earlier render (pages of poems now gone, pages beyond a smaller cap,
-/// text twins no longer asked for, temp files of an interrupted run).
-pub(super) struct Expected {
-    pub keys: HashSet<String>,
-    /// `similar-<name>` and `different-<name>` of every theme.
-    pub themes: HashSet<String>,
-    pub digits: usize,
-    pub cap: usize,
-    /// Pages per theme ordering.
-    pub theme_cap: usize,
-    pub chrono_pages: usize,
-    pub txt: bool,
-}
+use anyhow::{Context, Result};
 
-impl Expected {
-    fn stale(&self, dir: &str, name: &str) -> bool {
-        if name.starts_with(".tmp") {
-            return true;
-        }
-        let Some((stem, ext)) = name.rsplit_once('.') else {
-            return false;
-        };
-        if ext != "html" && ext != "txt" {
-            return false; // not ours
-        }
-        let (key, page) = match dir {
-            "chronological" => (None, stem),
-            _ => match stem.rsplit_once('-') {
-                Some((k, p)) => (Some(k), p),
-                None => return false,
-            },
-        };
-        if page.is_empty() || !page.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
-        let n: usize = page.parse().unwrap_or(usize::MAX);
-        let keep = page.len() == self.digits
-            && (ext == "html" || self.txt)
-            && match key {
-                None => n < self.chrono_pages,
-                Some(k) if dir == "themes" => n < self.theme_cap && self.themes.contains(k),
-                Some(k) => n < self.cap && self.keys.contains(k),
-            };
-        !keep
+use super::writer::PAGE_MANIFEST;
+
+/// Every page a render has started writing, one site-relative path a line;
+/// written before the first page, so a killed render's pages are known.
+pub const OWNED: &str = ".pages.owned";
+
+/// Prefix of the renderer's temp files. Page names hold only ASCII
+/// letters, digits and `-._~`, so no page can start with it.
+pub const TEMP_PREFIX: &str = ".dg+tmp.";
+
+/// Whether `rel` can be a page path: `index.html`, or one plain file name
+/// under a page folder. Anything else in a record is ignored, so an edited
+/// record can never make the renderer touch other files.
+fn is_page_path(rel: &str) -> bool {
+    if rel == "index.html" {
+        return true;
     }
+    let Some((dir, name)) = rel.split_once('/') else {
+        return false;
+    };
+    super::PAGE_DIRS.contains(&dir)
+        && !name.is_empty()
+        && !name.contains(['/', '\\'])
+        && name != "."
+        && name != ".."
+        && !name.starts_with(TEMP_PREFIX)
 }
 
-/// Removes the stale pages under `out`'s page folders; returns how many
-/// went, and records what could not be read or removed in `failures`.
-pub(super) fn remove_stale(out: &Path, expected: &Expected, failures: &mut Vec<String>) -> usize {
-    let mut removed = 0;
-    for d in super::PAGE_DIRS {
-        let dir = out.join(d);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) => {
-                failures.push(format!("{}: {e}", dir.display()));
-                continue;
-            }
+/// The pages earlier renders made: the ownership list and the manifest's
+/// paths (a site rendered before the list existed has only the manifest).
+pub(super) fn owned_pages(out: &Path) -> Result<BTreeSet<String>> {
+    let mut owned = BTreeSet::new();
+    for (name, field) in [(OWNED, 0), (PAGE_MANIFEST, 1)] {
+        let path = out.join(name);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
+        for line in text.lines() {
+            let rel = if field == 0 {
+                Some(line)
+            } else {
+                line.split_once("  ").map(|(_, p)| p)
+            };
+            if let Some(rel) = rel.filter(|r| is_page_path(r)) {
+                owned.insert(rel.to_owned());
+            }
+        }
+    }
+    Ok(owned)
+}
+
+/// Writes the ownership list atomically.
+pub(super) fn record_owned<'a>(out: &Path, pages: impl Iterator<Item = &'a String>) -> Result<()> {
+    let mut text = String::new();
+    for p in pages {
+        text.push_str(p);
+        text.push('\n');
+    }
+    crate::fs::write_atomic(&out.join(OWNED), text.as_bytes())
+}
+
+/// Removes the pages in `earlier` that this render does not write; returns
+/// how many went, recording what could not be removed in `failures`.
+pub(super) fn remove_stale(
+    out: &Path,
+    earlier: &BTreeSet<String>,
+    current: &BTreeSet<String>,
+    failures: &mut Vec<String>,
+) -> usize {
+    earlier
+        .difference(current)
+        .filter(|rel| remove(&out.join(rel), failures))
+        .count()
+}
+
+/// Removes the temp files an interrupted render left (before this one
+/// makes its own); returns how many went.
+pub(super) fn remove_temp_files(out: &Path, failures: &mut Vec<String>) -> usize {
+    let mut removed = 0;
+    for dir in std::iter::once(out.to_path_buf()).chain(super::PAGE_DIRS.iter().map(|d| out.join(d))) {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if expected.stale(d, &name) {
-                match std::fs::remove_file(entry.path()) {
-                    Ok(()) => removed += 1,
-                    Err(e) => failures.push(format!("{}: cannot remove: {e}", entry.path().display())),
-                }
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            if is_file
+                && entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
+                && remove(&entry.path(), failures)
+            {
+                removed += 1;
             }
         }
     }
     removed
+}
+
+/// Removes one file; a file already gone is not a failure.
+fn remove(path: &Path, failures: &mut Vec<String>) -> bool {
+    match std::fs::remove_file(path) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => {
+            failures.push(format!("{}: cannot remove: {e}", path.display()));
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_page_paths_are_taken_from_records() {
+        assert!(is_page_path("index.html"));
+        assert!(is_page_path("similar/a-000.html"));
+        assert!(is_page_path("chronological/.tmp-x-000.html"));
+        for bad in [
+            "../x",
+            "similar/../x",
+            "notes.txt",
+            "similar/a/b",
+            "other/a.html",
+            "similar/",
+            "/etc/passwd",
+        ] {
+            assert!(!is_page_path(bad), "{bad}");
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use super::templates::{self, Listing};
-use super::text::{safe_key, wrap, COLUMNS};
+use super::text::{file_stems, safe_key, shown, wrap, COLUMNS};
 use crate::cache::{Cache, Kind};
 use crate::corpus::Poem;
 
@@ -24,6 +24,8 @@ pub(super) struct Site<'a> {
     /// Pages per theme ordering before any cap (theme orderings list every
     /// poem, one more than a poem's).
     pub theme_full_pages: usize,
+    /// File-name stem of each poem's pages (by corpus index).
+    pub stems: Vec<String>,
     /// Pre-rendered block per poem (by corpus index).
     pub blocks: Vec<String>,
     /// Text twin of each block (empty unless `txt`).
@@ -46,7 +48,7 @@ fn listing(kind: Kind) -> Listing {
 
 impl<'a> Site<'a> {
     /// The site's shape: rows, reading order and page numbering; no blocks yet.
-    pub fn new(cache: &'a Cache, poems: &'a [Poem], per_page: usize, txt: bool) -> Self {
+    pub fn new(cache: &'a Cache, poems: &'a [Poem], per_page: usize, txt: bool) -> anyhow::Result<Self> {
         let excluded: HashSet<&str> = cache.manifest.report.excluded.iter().map(String::as_str).collect();
         let row_index: HashMap<&str, usize> = cache
             .manifest
@@ -72,7 +74,8 @@ impl<'a> Site<'a> {
         let full_pages = cache.manifest.params.width.div_ceil(per_page).max(1);
         let theme_full_pages = cache.manifest.theme_width.div_ceil(per_page).max(1);
         let chrono_pages = chrono.len().div_ceil(per_page).max(1);
-        Site {
+        let keys: Vec<&str> = poems.iter().map(|p| p.key.as_str()).collect();
+        Ok(Site {
             cache,
             poems,
             per_page,
@@ -92,7 +95,8 @@ impl<'a> Site<'a> {
             poem_of_row,
             chrono,
             txt,
-        }
+            stems: file_stems(&keys)?,
+        })
     }
 
     /// Renders every poem's block (and text twin when `txt`) once.
@@ -116,16 +120,17 @@ impl<'a> Site<'a> {
     fn block(&self, p: usize, color: Option<&String>, chrono_page: usize) -> (String, String) {
         let poem = &self.poems[p];
         let text = wrap(&poem.text);
-        let safe = safe_key(&poem.key);
+        let safe = &self.stems[p];
+        let key = shown(&poem.key);
         let has = self.row_of[p].is_some();
-        let sim = format!("../{}", self.ordering_path(Kind::Similar, &poem.key, 0, "html"));
-        let diff = format!("../{}", self.ordering_path(Kind::Different, &poem.key, 0, "html"));
+        let sim = format!("../{}", self.ordering_path(Kind::Similar, p, 0, "html"));
+        let diff = format!("../{}", self.ordering_path(Kind::Different, p, 0, "html"));
         let chrono = format!("../chronological/{}.html#p-{safe}", self.page_name(chrono_page));
         let html = templates::block(&templates::BlockData {
-            key: &poem.key,
+            key: &key,
             anchor_id: &format!("p-{safe}"),
-            category: poem.category.as_deref(),
-            date: poem.date.as_deref(),
+            category: poem.category.as_deref().map(shown).as_deref(),
+            date: poem.date.as_deref().map(shown).as_deref(),
             color: color.map(String::as_str),
             text: &text,
             similar_href: has.then_some(sim.as_str()),
@@ -136,7 +141,7 @@ impl<'a> Site<'a> {
         .into_string();
         // The text twin only when text pages are asked for.
         let twin = if self.txt {
-            templates::text_block(&poem.key, poem.date.as_deref(), &text)
+            templates::text_block(&key, poem.date.as_deref(), &text)
         } else {
             String::new()
         };
@@ -148,10 +153,41 @@ impl<'a> Site<'a> {
         format!("{page:0width$}", width = self.digits)
     }
 
-    /// The site-relative path of one page of a poem's ordering.
-    pub fn ordering_path(&self, kind: Kind, key: &str, page: usize, ext: &str) -> String {
+    /// The site-relative path of one page of poem `p`'s ordering.
+    pub fn ordering_path(&self, kind: Kind, p: usize, page: usize, ext: &str) -> String {
         let dir = if kind == Kind::Similar { "similar" } else { "different" };
-        format!("{dir}/{}-{}.{ext}", safe_key(key), self.page_name(page))
+        format!("{dir}/{}-{}.{ext}", self.stems[p], self.page_name(page))
+    }
+
+    /// The site-relative path of every page this render writes.
+    pub fn planned_paths(&self) -> std::collections::BTreeSet<String> {
+        let exts: &[&str] = if self.txt { &["html", "txt"] } else { &["html"] };
+        let mut paths = std::collections::BTreeSet::new();
+        for &p in &self.poem_of_row {
+            for kind in [Kind::Similar, Kind::Different] {
+                for pg in 0..self.pages {
+                    for ext in exts {
+                        paths.insert(self.ordering_path(kind, p, pg, ext));
+                    }
+                }
+            }
+        }
+        for name in &self.cache.manifest.themes {
+            for kind in [Kind::Similar, Kind::Different] {
+                for pg in 0..self.theme_pages() {
+                    for ext in exts {
+                        paths.insert(self.theme_path(kind, name, pg, ext));
+                    }
+                }
+            }
+        }
+        for pg in 0..self.chrono_pages() {
+            for ext in exts {
+                paths.insert(format!("chronological/{}.{ext}", self.page_name(pg)));
+            }
+        }
+        paths.insert("index.html".to_owned());
+        paths
     }
 
     /// The site-relative path of one page of a theme's ordering:
@@ -256,10 +292,10 @@ impl<'a> Site<'a> {
         txt: &mut String,
     ) {
         let p = self.poem_of_row[row];
-        let key = &self.poems[p].key;
+        let key = shown(&self.poems[p].key);
         self.cache.row(kind, row, idx);
         let slice = &idx[self.page_range(page, idx.len())];
-        let link = |pg: usize| format!("../{}", self.ordering_path(kind, key, pg, "html"));
+        let link = |pg: usize| format!("../{}", self.ordering_path(kind, p, pg, "html"));
         let prev = (page > 0).then(|| link(page - 1));
         let next = (page + 1 < self.pages).then(|| link(page + 1));
         let nav = templates::Nav {
@@ -271,7 +307,7 @@ impl<'a> Site<'a> {
         };
         let listing = listing(kind);
         buf.clear();
-        buf.push_str(&templates::ordering_head(listing, key, &nav));
+        buf.push_str(&templates::ordering_head(listing, &key, &nav));
         buf.push_str(templates::ANCHOR_OPEN);
         buf.push_str(&self.blocks[p]);
         buf.push_str(templates::ANCHOR_CLOSE);
@@ -288,7 +324,7 @@ impl<'a> Site<'a> {
         buf.push_str(&templates::page_foot(&nav));
         if self.txt {
             txt.clear();
-            txt.push_str(&templates::ordering_text_head(listing, key, page, self.pages));
+            txt.push_str(&templates::ordering_text_head(listing, &key, page, self.pages));
             txt.push_str(&self.texts[p]);
             for &j in slice {
                 txt.push_str(&templates::text_rule(COLUMNS));

@@ -3,10 +3,14 @@
 /// Text width of poem blocks and text pages.
 pub const COLUMNS: usize = 80;
 
+/// Longest escaped key used whole in a file name; longer ones are cut and
+/// get a hash (file systems allow 255 bytes per name).
+pub const MAX_STEM: usize = 80;
+
 /// Maps a key to a file-name-safe string: ASCII letters, digits, `-` and `.`
 /// stay; every other byte becomes `_XX` (upper-case hex). The mapping is
 /// injective, so distinct keys never share a file (`songs-poems/0001` →
-/// `songs-poems_2F0001`).
+/// `songs-poems_2F0001`), and control or bidi characters never reach a name.
 pub fn safe_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for b in key.bytes() {
@@ -17,6 +21,77 @@ pub fn safe_key(key: &str) -> String {
         }
     }
     out
+}
+
+/// `safe` cut to a readable prefix plus `~` and 16 hex digits of the key's
+/// blake3 hash. `~` is never produced by [`safe_key`], so a hashed name
+/// cannot equal a plain one.
+pub fn hashed_stem(key: &str, safe: &str) -> String {
+    let mut cut = safe.len().min(MAX_STEM - 17);
+    // Never cut inside an `_XX` escape.
+    while let Some(i) = safe[..cut].rfind('_').filter(|&i| i + 3 > cut) {
+        cut = i;
+    }
+    let hash = blake3::hash(key.as_bytes()).to_hex();
+    format!("{}~{}", &safe[..cut], &hash[..16])
+}
+
+/// The file-name stem of every key: [`safe_key`] when it is at most
+/// [`MAX_STEM`] bytes and no other key's stem equals it ignoring ASCII case
+/// (`A` and `a` share a file on macOS and Windows); otherwise
+/// [`hashed_stem`]. Fails if two stems still collide.
+pub fn file_stems(keys: &[&str]) -> anyhow::Result<Vec<String>> {
+    use std::collections::HashMap;
+    let safe: Vec<String> = keys.iter().map(|k| safe_key(k)).collect();
+    let mut folded: HashMap<String, usize> = HashMap::new();
+    for s in &safe {
+        *folded.entry(s.to_ascii_lowercase()).or_default() += 1;
+    }
+    let stems: Vec<String> = keys
+        .iter()
+        .zip(safe)
+        .map(|(k, s)| {
+            if s.len() > MAX_STEM || folded[&s.to_ascii_lowercase()] > 1 {
+                hashed_stem(k, &s)
+            } else {
+                s
+            }
+        })
+        .collect();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, s) in stems.iter().enumerate() {
+        if let Some(j) = seen.insert(s.to_ascii_lowercase(), i) {
+            anyhow::bail!(
+                "poems {:?} and {:?} would share the page file name {s:?}; rename one of them",
+                keys[j],
+                keys[i]
+            );
+        }
+    }
+    Ok(stems)
+}
+
+/// A key or label as shown on a page: control characters (NUL included)
+/// and bidi controls, which could hide or reorder text, are shown as
+/// `<U+XXXX>` instead.
+pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{61C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if !s.chars().any(hidden) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| {
+            if hidden(c) {
+                format!("<U+{:04X}>", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Wraps text at [`COLUMNS`], keeping each line's indentation (tabs expand
@@ -83,6 +158,36 @@ mod tests {
         assert_eq!(safe_key("a/b"), "a_2Fb");
         assert_eq!(safe_key("é"), "_C3_A9");
         assert_ne!(safe_key("a_2Fb"), safe_key("a/b"));
+    }
+
+    #[test]
+    fn file_stems_are_short_case_unique_and_plain() {
+        let long = "長".repeat(60);
+        let plain = "x".repeat(300);
+        let keys = ["A", "a", "b", long.as_str(), plain.as_str(), "\u{202E}evil\0"];
+        let stems = file_stems(&keys).unwrap();
+        assert_eq!(stems[2], "b");
+        assert_ne!(stems[0].to_ascii_lowercase(), stems[1].to_ascii_lowercase());
+        assert!(stems[0].starts_with("A~") && stems[1].starts_with("a~"), "{stems:?}");
+        for s in &stems {
+            assert!(s.len() <= MAX_STEM, "{s}");
+            assert!(
+                s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)),
+                "{s}"
+            );
+        }
+        assert!(stems[3].starts_with("_E9_95_B7"), "{}", stems[3]);
+        assert_eq!(stems[3].split('~').next().unwrap().len() % 3, 0, "cut inside an escape");
+        // Distinct long keys with one prefix still get distinct names.
+        let other = format!("{plain}y");
+        let two = file_stems(&[plain.as_str(), other.as_str()]).unwrap();
+        assert_ne!(two[0], two[1]);
+    }
+
+    #[test]
+    fn hidden_characters_are_shown_not_passed_on() {
+        assert_eq!(shown("plain é"), "plain é");
+        assert_eq!(shown("a\0b\u{202E}c"), "a<U+0000>b<U+202E>c");
     }
 
     #[test]

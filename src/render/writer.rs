@@ -4,21 +4,27 @@
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use anyhow::Result;
-use tempfile::NamedTempFile;
+
+use super::prune::TEMP_PREFIX;
+use crate::fs::Output;
 
 /// The page manifest: `<blake3 hex>  <path>` per line, as `b3sum` writes
-/// and checks it (`b3sum --check .pages.b3`), streamed as pages are made.
+/// and checks it (`b3sum --check .pages.b3`). It lists exactly the pages on
+/// disk: it is removed when a render starts writing and put back, built as
+/// pages are written, only when the render finishes.
 pub const PAGE_MANIFEST: &str = ".pages.b3";
 
 /// Writes pages under the site folder and counts what it did.
 pub(super) struct PageWriter {
     out: PathBuf,
     manifest_path: PathBuf,
-    manifest: Mutex<BufWriter<NamedTempFile>>,
+    manifest: Mutex<BufWriter<Output>>,
+    /// A manifest line could not be written: the manifest is not installed.
+    manifest_broken: AtomicBool,
     pages: AtomicUsize,
     written: AtomicUsize,
     unchanged: AtomicUsize,
@@ -28,6 +34,7 @@ pub(super) struct PageWriter {
 
 /// What the writer did, once finished.
 pub(super) struct Written {
+    /// Pages on disk with this render's bytes (written or unchanged).
     pub pages: usize,
     pub written: usize,
     pub unchanged: usize,
@@ -36,14 +43,22 @@ pub(super) struct Written {
 }
 
 impl PageWriter {
-    /// Starts the page manifest beside its final place under `out`.
+    /// Removes the earlier page manifest (pages are about to change) and
+    /// starts the new one beside its final place under `out`.
     pub fn new(out: &Path) -> Result<Self> {
         let manifest_path = out.join(PAGE_MANIFEST);
-        let manifest = Mutex::new(BufWriter::new(crate::fs::temp_file_beside(&manifest_path)?));
+        match std::fs::remove_file(&manifest_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(anyhow::Error::from(e).context(format!("cannot remove {}", manifest_path.display())))
+            }
+            _ => {}
+        }
+        let manifest = Mutex::new(BufWriter::new(Output::create(&manifest_path, TEMP_PREFIX, false)?));
         Ok(PageWriter {
             out: out.to_path_buf(),
             manifest_path,
             manifest,
+            manifest_broken: AtomicBool::new(false),
             pages: AtomicUsize::new(0),
             written: AtomicUsize::new(0),
             unchanged: AtomicUsize::new(0),
@@ -54,26 +69,29 @@ impl PageWriter {
 
     /// Writes the page at `rel` (site-relative). A page is rewritten only
     /// when its bytes differ from the file on disk; comparing with the file
-    /// itself needs no per-page state in memory. Failures are collected.
+    /// itself needs no per-page state in memory. Failures are collected, and
+    /// a page that could not be written is neither counted nor listed.
     pub fn emit(&self, rel: String, data: &[u8]) {
         let path = self.out.join(&rel);
-        self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-        self.pages.fetch_add(1, Ordering::Relaxed);
         let same = std::fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == data.len() as u64)
             && std::fs::read(&path).is_ok_and(|old| old == data);
         if same {
             self.unchanged.fetch_add(1, Ordering::Relaxed);
         } else {
-            match crate::fs::write_atomic_unsynced(&path, data) {
+            match crate::fs::write_atomic_unsynced(&path, data, TEMP_PREFIX) {
                 Ok(()) => {
                     self.written.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) => self.fail(format!("{}: {e:#}", path.display())),
+                Err(e) => return self.fail(format!("{}: {e:#}", path.display())),
             }
         }
+        self.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.pages.fetch_add(1, Ordering::Relaxed);
         let line = format!("{}  {rel}\n", blake3::hash(data).to_hex());
         if let Err(e) = self.manifest.lock().unwrap().write_all(line.as_bytes()) {
-            self.fail(format!("{}: {e}", self.manifest_path.display()));
+            if !self.manifest_broken.swap(true, Ordering::Relaxed) {
+                self.fail(format!("{}: {e}; it is left out", self.manifest_path.display()));
+            }
         }
     }
 
@@ -82,20 +100,21 @@ impl PageWriter {
         self.failures.lock().unwrap().push(message);
     }
 
-    /// Moves the page manifest into place and returns the counts.
-    pub fn finish(self) -> Written {
-        let finished = self
-            .manifest
-            .into_inner()
-            .unwrap()
-            .into_inner()
-            .map_err(|e| e.into_error());
+    /// Returns the counts; with `install`, and when every manifest line was
+    /// written, moves the page manifest into place.
+    pub fn finish(self, install: bool) -> Written {
         let mut failures = self.failures.into_inner().unwrap();
-        if let Err(e) = finished
-            .map_err(anyhow::Error::from)
-            .and_then(|tmp| tmp.persist(&self.manifest_path).map(drop).map_err(anyhow::Error::from))
-        {
-            failures.push(format!("{}: {e:#}", self.manifest_path.display()));
+        if install && !self.manifest_broken.into_inner() {
+            let installed = self
+                .manifest
+                .into_inner()
+                .unwrap()
+                .into_inner()
+                .map_err(|e| anyhow::Error::from(e.into_error()))
+                .and_then(Output::finish);
+            if let Err(e) = installed {
+                failures.push(format!("{}: {e:#}", self.manifest_path.display()));
+            }
         }
         Written {
             pages: self.pages.into_inner(),
