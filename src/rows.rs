@@ -540,9 +540,12 @@ mod tests {
         assert_eq!(out, matrix_path(&q, w));
         assert_eq!(stats.requests, (q.n * (w - 1)) as u64);
         assert_eq!(stats.seeds, q.n as u64);
+        // Nothing is evicted (the cache holds every row), so a row is computed
+        // at most once per thread: two threads may miss it at the same time,
+        // since rows are computed outside the lock.
         assert!(
-            stats.computed <= q.n as u64,
-            "no more rows computed than poems: {stats}"
+            stats.computed <= 2 * q.n as u64,
+            "no row computed more than once per thread: {stats}"
         );
         assert!(stats.hit_rate() > 0.5, "{stats}");
         // A one-row cache still gives the same orderings, computing more.
