@@ -404,6 +404,8 @@ pub fn render(o: &RenderOptions) -> Result<()> {
         budget: None,
         txt: false,
         colors: None,
+        reverse: false,
+        scheme: crate::render::Scheme::default(),
         threads: o.threads,
         progress: false,
         dry_run: true,
@@ -413,8 +415,7 @@ pub fn render(o: &RenderOptions) -> Result<()> {
     };
     // A dry run gives the page count and bytes for the first bound.
     let projected = crate::render::render(&render_opts)?;
-    let total_pages = 2 * projected.poems_with_orderings * o.pages;
-    let first = plain(0, total_pages, projected.projected_bytes)?;
+    let first = plain(0, projected.projected_pages, projected.projected_bytes)?;
     settle();
     let t = Instant::now();
     let s = crate::render::render(&crate::render::Options {

@@ -7,13 +7,37 @@
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-/// The site's only styling: a few lines, no scripts.
+use super::Scheme;
+
+/// The site's only styling: a few lines, no scripts. Colours come from the
+/// scheme's variables ([`scheme_css`]).
 const STYLE: &str =
-    "body{max-width:46em;margin:1em auto;padding:0 1em;font:16px/1.45 Georgia,serif;color:#222;background:#fdfcf8}\
-pre{font:14px/1.4 ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap;margin:.4em 0}\
-.poem{border-top:1px solid #ddd;padding:.6em 0}.anchor{background:#f3efe3;padding:.6em;border:1px solid #d8cfb6}\
-.meta{font-size:13px;color:#555}.meta a{margin-left:.6em}.bar{height:5px;margin:.2em 0}\
-nav{margin:.8em 0;font-size:15px}nav a{margin-right:.8em}h1{font-size:1.4em}";
+    "body{max-width:46em;margin:1em auto;padding:0 1em;font:16px/1.45 Georgia,serif;color:var(--fg);background:var(--bg)}\
+a{color:var(--link)}pre{font:14px/1.4 ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap;margin:.4em 0}\
+.poem{border-top:1px solid var(--rule);padding:.6em 0}.anchor{background:var(--panel);padding:.6em;border:1px solid var(--edge)}\
+.golden{border:2px solid var(--gold);padding:.6em;margin:.4em 0}.golden .tag{color:var(--gold)}\
+.meta{font-size:13px;color:var(--muted)}.meta a{margin-left:.6em}.bar{height:5px;margin:.2em 0}\
+nav{margin:.8em 0;font-size:15px}nav a{margin-right:.8em}h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.2em}\
+ul.links{list-style:none;padding:0;font:14px/1.5 ui-monospace,Menlo,Consolas,monospace}ul.links li{margin:.15em 0}\
+.cloud{line-height:2}.cloud a{margin-right:.5em;text-decoration:none}\
+.w1{font-size:13px}.w2{font-size:16px}.w3{font-size:20px}.w4{font-size:25px}.w5{font-size:31px}";
+
+/// Colour variables of a dark page (the default, as the original site).
+const DARK: &str = "color-scheme:dark;--bg:#121212;--fg:#ddd;--muted:#9a9a9a;--rule:#333;--link:#8ab4f8;--panel:#1d1d1d;--edge:#444;--gold:#d4af37";
+/// Colour variables of a light page.
+const LIGHT: &str = "color-scheme:light;--bg:#fdfcf8;--fg:#222;--muted:#555;--rule:#ddd;--link:#1a0dab;--panel:#f3efe3;--edge:#d8cfb6;--gold:#b8860b";
+/// Pure black, for OLED screens: black pixels are off.
+const BLACK: &str = "color-scheme:dark;--bg:#000;--fg:#ccc;--muted:#888;--rule:#262626;--link:#7aa7f0;--panel:#000;--edge:#333;--gold:#c9a227";
+
+/// The colour rules of a scheme; `auto` follows the reader's system setting.
+pub fn scheme_css(scheme: Scheme) -> String {
+    match scheme {
+        Scheme::Dark => format!(":root{{{DARK}}}"),
+        Scheme::Light => format!(":root{{{LIGHT}}}"),
+        Scheme::Black => format!(":root{{{BLACK}}}"),
+        Scheme::Auto => format!(":root{{{LIGHT}}}@media (prefers-color-scheme:dark){{:root{{{DARK}}}}}"),
+    }
+}
 
 /// Wraps the anchor poem (the one a listing is about) in a highlight.
 pub const ANCHOR_OPEN: &str = "<div class=\"anchor\">";
@@ -27,6 +51,8 @@ pub struct BlockData<'a> {
     pub category: Option<&'a str>,
     pub date: Option<&'a str>,
     pub color: Option<&'a str>,
+    /// Exactly 1,024 characters: framed and labelled.
+    pub golden: bool,
     /// Already wrapped at 80 columns; escaped by the template.
     pub text: &'a str,
     /// Links to the poem's own first similar and different pages.
@@ -40,7 +66,7 @@ pub struct BlockData<'a> {
 /// One poem: key, category, date, colour bar, text and links.
 pub fn block(b: &BlockData) -> Markup {
     html! {
-        div.poem id=(b.anchor_id) {
+        div.poem.golden[b.golden] id=(b.anchor_id) {
             @if let Some(c) = b.color {
                 div.bar style={ "background:" (c) } {}
             }
@@ -48,6 +74,7 @@ pub fn block(b: &BlockData) -> Markup {
                 strong { (b.key) }
                 @if let Some(c) = b.category { " · " (c) }
                 @if let Some(d) = b.date { " · " (d) }
+                @if b.golden { " · " span.tag { (GOLDEN_TAG) } }
                 @if let Some(h) = b.similar_href { a href=(h) { "similar" } }
                 @if let Some(h) = b.different_href { a href=(h) { "different" } }
                 a href=(b.chronological_href) { "in reading order" }
@@ -65,6 +92,8 @@ pub struct Nav<'a> {
     pub prev: Option<&'a str>,
     pub next: Option<&'a str>,
     pub home: &'a str,
+    /// The page's text twin, when text pages are written.
+    pub text: Option<&'a str>,
 }
 
 fn nav(n: &Nav) -> Markup {
@@ -74,28 +103,29 @@ fn nav(n: &Nav) -> Markup {
             @if let Some(p) = n.prev { a href=(p) rel="prev" { "← previous" } }
             "page " (n.page + 1) " of " (n.pages)
             @if let Some(x) = n.next { a href=(x) rel="next" style="margin-left:.8em" { "next →" } }
+            @if let Some(t) = n.text { a href=(t) type="text/plain" style="margin-left:.8em" { "as text" } }
         }
     }
 }
 
 /// The document's `<head>`.
-fn head(title: &str) -> Markup {
+fn head(title: &str, scheme: Scheme) -> Markup {
     html! {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
             title { (title) }
-            style { (PreEscaped(STYLE)) }
+            style { (PreEscaped(scheme_css(scheme))) (PreEscaped(STYLE)) }
         }
     }
 }
 
 /// The start of a listing page, up to where the pre-rendered blocks go.
-fn page_head(title: &str, heading: &str, intro: &str, n: &Nav) -> String {
+pub fn page_head(title: &str, heading: &str, intro: &str, n: &Nav, scheme: Scheme) -> String {
     // maud closes the elements it opens, so the page is opened by hand.
     let mut s = html! { (DOCTYPE) }.into_string();
     s.push_str("<html lang=\"en\">");
-    s.push_str(&head(title).into_string());
+    s.push_str(&head(title, scheme).into_string());
     s.push_str("<body>");
     s.push_str(&html! { (nav(n)) h1 { (heading) } p.meta { (intro) } }.into_string());
     s
@@ -116,42 +146,61 @@ fn divider(text: &str) -> String {
 /// The site's title, on the entry point.
 const SITE_TITLE: &str = "Poems: similar and different";
 
-/// The entry point. `samples` and `themes` are (name, similar page,
-/// different page).
-pub fn index(
-    poems: usize,
-    included: usize,
-    first_chronological: &str,
-    samples: &[(String, String, String)],
-    themes: &[(String, String, String)],
-) -> String {
+/// The label on a golden poem's block.
+pub const GOLDEN_TAG: &str = "golden: exactly 1,024 characters";
+
+/// What the entry point shows and links to.
+pub struct IndexData<'a> {
+    pub poems: usize,
+    /// Poems with similar and different pages.
+    pub included: usize,
+    pub golden: usize,
+    pub words: usize,
+    pub first_chronological: &'a str,
+    pub first_catalogue: &'a str,
+    pub first_golden: &'a str,
+    pub first_word_list: &'a str,
+    /// The cloud: word, link and size class (1–5), in alphabetical order.
+    pub cloud: &'a [(String, String, u8)],
+    /// Each theme's name, first similar page and first different page.
+    pub themes: &'a [(String, String, String)],
+}
+
+/// The entry point: the ways in (reading order, every poem by category,
+/// golden poems, every word) and the word cloud.
+pub fn index(d: &IndexData, scheme: Scheme) -> String {
     let title = SITE_TITLE;
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
+            (head(title, scheme))
             body {
                 h1 { (title) }
                 p {
-                    (poems) " poems. Every poem has two kinds of page: "
+                    (d.poems) " poems. Every poem has two kinds of page: "
                     strong { "similar" } " lists every other poem, closest in meaning first; "
                     strong { "different" } " starts at the poem and keeps adding the poem least like everything chosen so far, a walk away from it."
                 }
-                p { a href=(first_chronological) { "Read all poems in order" } " (" (included) " have similar and different pages)." }
-                @if !themes.is_empty() {
-                    h2 style="font-size:1.1em" { "Themes" }
+                ul {
+                    li { a href=(d.first_chronological) { "All poems in reading order" } " (" (d.included) " have similar and different pages)" }
+                    li { a href=(d.first_catalogue) { "Every poem by category" } ", one line each" }
+                    li { a href=(d.first_golden) { "Golden poems" } ", of exactly 1,024 characters: " (d.golden) }
+                    li { a href=(d.first_word_list) { "Every word" } " with the poems that use it: " (d.words) " words" }
+                }
+                @if !d.themes.is_empty() {
+                    h2 { "Themes" }
                     p.meta { "Poems close to a theme, and a walk that starts from it." }
                     ul {
-                        @for (name, sim, diff) in themes {
+                        @for (name, sim, diff) in d.themes {
                             li { (name) " — " a href=(sim) { "close to it" } " · " a href=(diff) { "away from it" } }
                         }
                     }
                 }
-                @if !samples.is_empty() {
-                    h2 style="font-size:1.1em" { "Start somewhere" }
-                    ul {
-                        @for (key, sim, diff) in samples {
-                            li { (key) " — " a href=(sim) { "similar" } " · " a href=(diff) { "different" } }
+                @if !d.cloud.is_empty() {
+                    h2 { "Words" }
+                    p.cloud {
+                        @for (word, href, size) in d.cloud {
+                            a class={ "w" (size) } href=(href) { (word) } " "
                         }
                     }
                 }
@@ -159,6 +208,84 @@ pub fn index(
         }
     }
     .into_string()
+}
+
+/// One line of a link list: a poem's first line, linking to the poem, and its key.
+pub fn link_entry(href: &str, first_line: &str, key: &str) -> String {
+    html! { li { a href=(href) { (first_line) } " " span.meta { (key) } } }.into_string()
+}
+
+/// One line of the word list: the word and how many poems use it.
+pub fn word_entry(href: &str, word: &str, poems: usize) -> String {
+    html! { li { a href=(href) { (word) } " " span.meta { (poems) } } }.into_string()
+}
+
+/// A category heading inside the poem list.
+pub fn category_heading(category: &str) -> String {
+    html! { h2 { (category) } }.into_string()
+}
+
+/// Opens and closes a link list.
+pub const LINKS_OPEN: &str = "<ul class=\"links\">";
+pub const LINKS_CLOSE: &str = "</ul>";
+
+/// The start of one page of a word's poems.
+pub fn word_head(word: &str, poems: usize, n: &Nav, scheme: Scheme) -> String {
+    page_head(
+        &format!("“{word}” — page {} of {}", n.page + 1, n.pages),
+        &format!("“{word}”"),
+        &format!("Poems that use the word, in the order of the collection: {poems}."),
+        n,
+        scheme,
+    )
+}
+
+/// The start of one page of the word list.
+pub fn word_list_head(n: &Nav, scheme: Scheme) -> String {
+    page_head(
+        &format!("Every word — page {} of {}", n.page + 1, n.pages),
+        "Every word",
+        WORD_RULE,
+        n,
+        scheme,
+    )
+}
+
+/// Which words have pages (shown on the word list).
+pub const WORD_RULE: &str =
+    "Words of three or more letters that are in at least two poems and in at most one poem in ten; \
+common English words (the, and, with…) are left out. The number is how many poems use the word.";
+
+/// The start of one page of the poem list.
+pub fn catalogue_head(n: &Nav, scheme: Scheme) -> String {
+    page_head(
+        &format!("Every poem — page {} of {}", n.page + 1, n.pages),
+        "Every poem by category",
+        "The first line of each poem, by category in the order of the collection.",
+        n,
+        scheme,
+    )
+}
+
+/// The start of one page of the golden poems.
+pub fn golden_head(n: &Nav, golden: usize, scheme: Scheme) -> String {
+    let intro = if golden == 0 {
+        "No poem in this collection is exactly 1,024 characters long.".to_owned()
+    } else {
+        format!("Poems of exactly 1,024 characters, trailing spaces and line ends not counted: {golden}.")
+    };
+    page_head(
+        &format!("Golden poems — page {} of {}", n.page + 1, n.pages),
+        "Golden poems",
+        &intro,
+        n,
+        scheme,
+    )
+}
+
+/// The first line of a golden page's text twin.
+pub fn golden_text_head(page: usize, pages: usize) -> String {
+    format!("Golden poems (page {} of {pages})\n\n", page + 1)
 }
 
 /// Shown in a block when the poem has no orderings.
@@ -186,10 +313,14 @@ impl Listing {
         }
     }
 
-    fn intro(self) -> &'static str {
-        match self {
-            Listing::Similar => "Every other poem, most similar first.",
-            Listing::Different => {
+    fn intro(self, reverse: bool) -> &'static str {
+        match (self, reverse) {
+            (Listing::Similar, true) => "Every other poem, least similar first.",
+            (Listing::Different, true) => {
+                "A walk away from this poem, shown from its far end: the last poem the walk chose comes first."
+            }
+            (Listing::Similar, false) => "Every other poem, most similar first.",
+            (Listing::Different, false) => {
                 "A walk away from this poem: each next poem is the one least like all those before it."
             }
         }
@@ -197,19 +328,21 @@ impl Listing {
 }
 
 /// The start of one page of a poem's ordering.
-pub fn ordering_head(listing: Listing, key: &str, n: &Nav) -> String {
+pub fn ordering_head(listing: Listing, key: &str, n: &Nav, reverse: bool, scheme: Scheme) -> String {
     let label = listing.label();
     page_head(
         &format!("{label} {key} — page {} of {}", n.page + 1, n.pages),
         &format!("{label} {key}"),
-        listing.intro(),
+        listing.intro(reverse),
         n,
+        scheme,
     )
 }
 
 /// The heading between the anchor poem and entries `first..=last` of `total`.
-pub fn ordering_divider(listing: Listing, first: usize, last: usize, total: usize) -> String {
-    divider(&format!("{} {first}–{last} of {total}", listing.word()))
+pub fn ordering_divider(listing: Listing, first: usize, last: usize, total: usize, reverse: bool) -> String {
+    let from = if reverse { ", from the far end" } else { "" };
+    divider(&format!("{} {first}–{last} of {total}{from}", listing.word()))
 }
 
 impl Listing {
@@ -223,11 +356,17 @@ impl Listing {
 
 /// The start of one page of a theme's ordering; `text` is what the theme's
 /// vector was embedded from.
-pub fn theme_head(listing: Listing, name: &str, text: &str, n: &Nav) -> String {
+pub fn theme_head(listing: Listing, name: &str, text: &str, n: &Nav, reverse: bool, scheme: Scheme) -> String {
     let label = listing.theme_label();
-    let intro = match listing {
-        Listing::Similar => format!("Every poem, closest to “{text}” first."),
-        Listing::Different => format!(
+    let intro = match (listing, reverse) {
+        (Listing::Similar, true) => format!("Every poem, farthest from “{text}” first."),
+        (Listing::Different, true) => {
+            format!(
+                "A walk that starts from “{text}”, shown from its far end: the last poem the walk chose comes first."
+            )
+        }
+        (Listing::Similar, false) => format!("Every poem, closest to “{text}” first."),
+        (Listing::Different, false) => format!(
             "A walk that starts from “{text}”: each next poem is the one least like the theme and all those before it."
         ),
     };
@@ -236,6 +375,7 @@ pub fn theme_head(listing: Listing, name: &str, text: &str, n: &Nav) -> String {
         &format!("{label} “{name}”"),
         &intro,
         n,
+        scheme,
     )
 }
 
@@ -250,12 +390,13 @@ pub fn ordering_text_head(listing: Listing, key: &str, page: usize, pages: usize
 }
 
 /// The start of one page of the reading-order listing.
-pub fn chronological_head(n: &Nav) -> String {
+pub fn chronological_head(n: &Nav, scheme: Scheme) -> String {
     page_head(
         &format!("All poems — page {} of {}", n.page + 1, n.pages),
         "All poems in reading order",
-        "By date where poems have one, otherwise in the order of the collection.",
+        "By date, oldest first; poems without a date follow, in the order of the collection.",
         n,
+        scheme,
     )
 }
 

@@ -1,5 +1,6 @@
 //! End-to-end tests of `render`: links, well-formed HTML, a golden page,
-//! order, caps, incremental writes, failures, and a real browser.
+//! order, caps, incremental writes, failures, the index's reach, the
+//! schemes, `--reverse`, and a real browser.
 
 mod common;
 
@@ -59,7 +60,10 @@ fn parse(html: &str) -> Parsed {
 
 fn pages(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for sub in ["", "similar", "different", "chronological", "themes"] {
+    for sub in ["", "similar", "different", "chronological", "themes"]
+        .into_iter()
+        .chain(LISTINGS)
+    {
         let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
             continue;
         };
@@ -72,6 +76,17 @@ fn pages(dir: &Path, ext: &str) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// The folders of the listings (golden poems, the poem list, the words).
+const LISTINGS: [&str; 3] = ["golden", "poems", "words"];
+
+/// HTML pages in the listing folders.
+fn listing_pages(dir: &Path) -> usize {
+    pages(dir, "html")
+        .iter()
+        .filter(|p| LISTINGS.iter().any(|l| p.parent().unwrap().ends_with(l)))
+        .count()
 }
 
 fn render(cache: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
@@ -103,9 +118,13 @@ fn site(extra: &[&str]) -> (tempfile::TempDir, PathBuf, PathBuf) {
 fn every_link_resolves_and_every_page_is_well_formed() {
     let (_d, _c, out) = site(&["--per-page", "50", "--txt"]);
     let files = pages(&out, "html");
-    // 440 poems × 2 orderings × 3 pages, 9 chronological pages, the index.
-    assert_eq!(files.len(), 440 * 2 * 3 + 9 + 1);
-    assert_eq!(pages(&out, "txt").len(), 440 * 2 * 3 + 9);
+    // 440 poems × 2 orderings × 3 pages, 9 chronological pages, the index,
+    // and the listings: golden, poems, the word list and a page per word.
+    let listings = listing_pages(&out);
+    assert!(listings > 1000, "{listings} listing pages");
+    assert_eq!(files.len(), 440 * 2 * 3 + 9 + 1 + listings);
+    // Text twins of the orderings, the reading order and the golden page.
+    assert_eq!(pages(&out, "txt").len(), 440 * 2 * 3 + 9 + 1);
     let checked = check_pages_and_links(&files);
     assert!(checked > 10_000, "only {checked} links checked");
 }
@@ -116,8 +135,20 @@ fn check_pages_and_links(files: &[PathBuf]) -> usize {
     let mut ids: HashMap<PathBuf, HashSet<String>> = HashMap::new();
     let mut parsed = Vec::new();
     for f in files {
-        let p = parse(&std::fs::read_to_string(f).unwrap());
+        let html = std::fs::read_to_string(f).unwrap();
+        assert!(!html.contains("<script"), "{}: no JavaScript", f.display());
+        let p = parse(&html);
         assert!(p.problems.is_empty(), "{}: {:?}", f.display(), p.problems);
+        // Every page with a text twin links to it.
+        let twin = f.with_extension("txt");
+        if twin.exists() {
+            let name = twin.file_name().unwrap().to_str().unwrap();
+            assert!(
+                p.hrefs.iter().any(|h| h.ends_with(name)),
+                "{}: no link to its text twin",
+                f.display()
+            );
+        }
         let unique: HashSet<String> = p.ids.iter().cloned().collect();
         assert_eq!(unique.len(), p.ids.len(), "{} repeats an id", f.display());
         ids.insert(f.canonicalize().unwrap(), unique);
@@ -194,7 +225,8 @@ fn caps_budgets_and_incremental_writes() {
     let (dir, cache, out) = site(&["--per-page", "50"]);
     // The manifest lists every page with its blake3, as `b3sum --check` reads it.
     let manifest = std::fs::read_to_string(out.join(".pages.b3")).unwrap();
-    assert_eq!(manifest.lines().count(), 2650);
+    let all = 2650 + listing_pages(&out);
+    assert_eq!(manifest.lines().count(), all);
     for line in manifest.lines() {
         let (hash, rel) = line.split_once("  ").unwrap();
         assert_eq!(
@@ -207,7 +239,7 @@ fn caps_budgets_and_incremental_writes() {
     std::fs::write(out.join("similar/.dg+tmp.AbC123"), "partial").unwrap();
     let o = render(&cache, &out, &["--per-page", "50"]);
     assert!(
-        stderr(&o).contains("0 written, 2650 unchanged, 1 removed"),
+        stderr(&o).contains(&format!("0 written, {all} unchanged, 1 removed")),
         "{}",
         stderr(&o)
     );
@@ -294,13 +326,21 @@ fn a_page_that_cannot_be_written_is_reported_and_the_rest_continue() {
 fn a_small_page_matches_its_golden_copy() {
     let dir = tempfile::tempdir().unwrap();
     let poems = dir.path().join("tiny.jsonl");
+    // 1,024 characters once the trailing blank lines go: a golden poem,
+    // dated in the original system's M/D/YYYY form. "void" has no date.
+    let golden = format!("{}xx\n\n", "gold and wind ".repeat(73));
+    let golden = serde_json::json!({"id": "gold", "date": "6/1/2001", "text": golden, "embedding": [0, 1, 0]});
     std::fs::write(
         &poems,
-        concat!(
-            "{\"id\": \"dawn\", \"date\": \"2001-05-01\", \"text\": \"First light\\n\\tover the <hills> & fields\", \"embedding\": [1, 0, 0]}\n",
-            "{\"id\": \"dusk\", \"date\": \"2001-04-01\", \"text\": \"Last light\", \"embedding\": [0.9, 0.1, 0]}\n",
-            "{\"id\": \"sea\", \"date\": \"2002-01-01\", \"text\": \"Salt and wind\", \"embedding\": [0, 0, 1]}\n",
-            "{\"id\": \"void\", \"date\": \"2003-01-01\", \"text\": \"No vector here\"}\n",
+        format!(
+            concat!(
+                "{{\"id\": \"void\", \"text\": \"No vector here\"}}\n",
+                "{{\"id\": \"dawn\", \"date\": \"2001-05-01\", \"text\": \"First light\\n\\tover the <hills> & fields\", \"embedding\": [1, 0, 0]}}\n",
+                "{{\"id\": \"dusk\", \"date\": \"2001-04-01\", \"text\": \"Last light\", \"embedding\": [0.9, 0.1, 0]}}\n",
+                "{{\"id\": \"sea\", \"date\": \"2002-01-01\", \"text\": \"Salt and wind\", \"embedding\": [0, 0, 1]}}\n",
+                "{golden}\n",
+            ),
+            golden = golden
         ),
     )
     .unwrap();
@@ -344,6 +384,12 @@ fn a_small_page_matches_its_golden_copy() {
         ("chronological/000.html", "chronological-000.html"),
         ("themes/different-morning-000.html", "themes-different-morning-000.html"),
         ("themes/similar-morning-000.txt", "themes-similar-morning-000.txt"),
+        ("index.html", "index.html"),
+        ("golden/000.html", "golden-000.html"),
+        ("golden/000.txt", "golden-000.txt"),
+        ("poems/000.html", "poems-000.html"),
+        ("words/000.html", "words-000.html"),
+        ("words/light-000.html", "words-light-000.html"),
     ] {
         let got = std::fs::read_to_string(out.join(page)).unwrap();
         let want_path = golden.join(name);
@@ -357,23 +403,9 @@ fn a_small_page_matches_its_golden_copy() {
     }
 }
 
-#[test]
-fn a_real_browser_renders_a_page() {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| Path::new(p).exists());
-    let Some(chromium) = chromium else {
-        if in_ci() {
-            panic!("CI requires chromium (apt-get install chromium)");
-        }
-        eprintln!("SKIPPED: chromium not installed, browser check not run");
-        return;
-    };
-    let (dir, _c, out) = site(&["--per-page", "20"]);
-    let shot = dir.path().join("shot.png");
-    let page = out
-        .join("different")
-        .join(format!("{}-000.html", safe("songs-poems/0001")));
+/// Screenshots `page` with `chromium` into `shot`, failing on a hang.
+fn screenshot(chromium: &str, profile: &Path, page: &Path, shot: &Path) -> Vec<u8> {
+    let log_path = shot.with_extension("log");
     let mut o = std::process::Command::new(chromium)
         .args([
             "--headless",
@@ -387,11 +419,11 @@ fn a_real_browser_renders_a_page() {
             "--hide-scrollbars",
             "--window-size=900,1200",
         ])
-        .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
+        .arg(format!("--user-data-dir={}", profile.display()))
         .arg(format!("--screenshot={}", shot.display()))
         .arg(format!("file://{}", page.display()))
         .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("chromium.log")).unwrap())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
     // A browser that hangs must fail the test, not stall CI.
@@ -403,11 +435,44 @@ fn a_real_browser_renders_a_page() {
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let log = std::fs::read_to_string(dir.path().join("chromium.log")).unwrap_or_default();
-    let png = std::fs::read(&shot).unwrap_or_else(|_| panic!("no screenshot: {log}"));
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let png = std::fs::read(shot).unwrap_or_else(|_| panic!("no screenshot: {log}"));
     assert_eq!(&png[1..4], b"PNG");
-    // A page of text and blocks compresses far worse than a blank one.
-    assert!(png.len() > 30_000, "screenshot looks blank ({} bytes)", png.len());
+    png
+}
+
+/// Renders a poem's different page and the index in Chromium; with
+/// `UPDATE_SCREENSHOTS=1` the shots become `docs/screenshot.png` and
+/// `docs/index.png`.
+#[test]
+fn a_real_browser_renders_a_page() {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(chromium) = chromium else {
+        if in_ci() {
+            panic!("CI requires chromium (apt-get install chromium)");
+        }
+        eprintln!("SKIPPED: chromium not installed, browser check not run");
+        return;
+    };
+    let (dir, _c, out) = site(&["--per-page", "20"]);
+    let profile = dir.path().join("profile");
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let different = out
+        .join("different")
+        .join(format!("{}-000.html", safe("songs-poems/0001")));
+    for (page, name, least) in [
+        (different, "screenshot.png", 30_000),
+        (out.join("index.html"), "index.png", 30_000),
+    ] {
+        let png = screenshot(chromium, &profile, &page, &dir.path().join(name));
+        // A page of text and blocks compresses far worse than a blank one.
+        assert!(png.len() > least, "{name} looks blank ({} bytes)", png.len());
+        if std::env::var_os("UPDATE_SCREENSHOTS").is_some() {
+            std::fs::write(docs.join(name), &png).unwrap();
+        }
+    }
 }
 
 #[test]
@@ -421,9 +486,12 @@ fn theme_pages_and_colours_are_rendered_linked_and_pruned() {
     assert!(o.status.success(), "{}", stderr(&o));
     // 12 themes × 2 orderings × 3 pages, beside the poems' pages.
     let files = pages(&out, "html");
-    assert_eq!(files.len(), 440 * 2 * 3 + 12 * 2 * 3 + 9 + 1);
-    assert_eq!(pages(&out, "txt").len(), 440 * 2 * 3 + 12 * 2 * 3 + 9);
-    assert!(stderr(&o).contains(&format!("in {} pages", (440 * 2 * 3 + 12 * 2 * 3 + 10) * 2)));
+    let listings = listing_pages(&out);
+    assert_eq!(files.len(), 440 * 2 * 3 + 12 * 2 * 3 + 9 + 1 + listings);
+    // Text twins of the orderings, the reading order and the golden page.
+    assert_eq!(pages(&out, "txt").len(), 440 * 2 * 3 + 12 * 2 * 3 + 9 + 1);
+    let all = (440 * 2 * 3 + 12 * 2 * 3 + 10) * 2 + listings;
+    assert!(stderr(&o).contains(&format!("in {all} pages")), "{}", stderr(&o));
     assert!(check_pages_and_links(&files) > 10_000);
     // The index links every theme's first pages; the theme pages follow the cache.
     let index = parse(&std::fs::read_to_string(out.join("index.html")).unwrap()).hrefs;
@@ -578,4 +646,138 @@ fn build_on_the_bundled_corpus_makes_theme_pages_and_coloured_poems() {
     let blocks = page.matches("class=\"poem\"").count();
     assert_eq!(bars, blocks, "{bars} bars for {blocks} poems");
     assert!(check_pages_and_links(&pages(&out, "html")) > 1000);
+}
+
+/// The keys with an embedding: the rows of the cache, as `export` lists them.
+fn keys_with_embeddings(dir: &Path, cache: &Path) -> Vec<String> {
+    let export = dir.join("keys.jsonl");
+    ok(&[
+        "export",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--out",
+        export.to_str().unwrap(),
+    ]);
+    std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["key"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn a_link_walk_from_the_index_reaches_every_poem_with_an_embedding() {
+    let (dir, cache, out) = site(&["--per-page", "50"]);
+    // Walk the entry point and the listings only: the orderings and the
+    // reading order would reach every poem by themselves.
+    let index = out.join("index.html").canonicalize().unwrap();
+    let listing_dirs: Vec<PathBuf> = LISTINGS.iter().map(|l| out.join(l).canonicalize().unwrap()).collect();
+    let mut seen: HashSet<PathBuf> = HashSet::from([index.clone()]);
+    let mut queue = vec![index];
+    while let Some(f) = queue.pop() {
+        let walk = f.ends_with("index.html") || listing_dirs.iter().any(|d| f.starts_with(d));
+        if !walk {
+            continue;
+        }
+        for h in parse(&std::fs::read_to_string(&f).unwrap()).hrefs {
+            let file = h.split('#').next().unwrap();
+            let target = f.parent().unwrap().join(file).canonicalize().unwrap();
+            if seen.insert(target.clone()) {
+                queue.push(target);
+            }
+        }
+    }
+    let keys = keys_with_embeddings(dir.path(), &cache);
+    assert_eq!(keys.len(), 440);
+    for k in &keys {
+        let page = out.join("similar").join(format!("{}-000.html", safe(k)));
+        assert!(
+            seen.contains(&page.canonicalize().unwrap()),
+            "{k} is not reached from the index"
+        );
+    }
+    // A word page lists exactly the poems that use the word.
+    let poems: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(corpus("poems.json")).unwrap()).unwrap();
+    let uses = |text: &str, word: &str| {
+        text.to_lowercase()
+            .split(|c: char| !(c.is_alphabetic() || c == '\''))
+            .any(|w| w.trim_matches('\'') == word)
+    };
+    let listed = parse(&std::fs::read_to_string(out.join("words/night-000.html")).unwrap()).hrefs;
+    let mut want = Vec::new();
+    for p in poems["poems"].as_array().unwrap() {
+        let key = format!("{}/{}", p["category"].as_str().unwrap(), p["id"].as_str().unwrap());
+        if keys.contains(&key) && uses(p["content"].as_str().unwrap(), "night") {
+            want.push(format!("../similar/{}-000.html", safe(&key)));
+        }
+    }
+    let got: Vec<&String> = listed.iter().filter(|h| h.starts_with("../similar/")).collect();
+    assert!(want.len() >= 5, "{want:?}");
+    assert_eq!(got, want.iter().collect::<Vec<_>>());
+}
+
+#[test]
+fn schemes_colour_the_pages_and_reverse_shows_the_far_end_first() {
+    let (dir, cache, out) = site(&["--per-page", "50"]);
+    let page = |site: &Path, kind: &str, n: usize| {
+        std::fs::read_to_string(site.join(kind).join(format!("{}-{n:03}.html", safe("love/0001")))).unwrap()
+    };
+    // Dark by default, as the original site.
+    assert!(page(&out, "similar", 0).contains("--bg:#121212"));
+    for (scheme, mark) in [
+        ("light", "--bg:#fdfcf8"),
+        ("black", "--bg:#000;"),
+        ("auto", "@media (prefers-color-scheme:dark)"),
+    ] {
+        let site = dir.path().join(scheme);
+        let o = render(&cache, &site, &["--per-page", "50", "--scheme", scheme, "--reverse"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        for f in ["index.html", "words/000.html", "poems/000.html", "golden/000.html"] {
+            let html = std::fs::read_to_string(site.join(f)).unwrap();
+            assert!(html.contains(mark), "{scheme}: {f}");
+        }
+        assert!(page(&site, "different", 1).contains(mark));
+        // --reverse: the same poems, from the far end.
+        for kind in ["similar", "different"] {
+            let ids = |site: &Path| -> Vec<String> {
+                (0..3)
+                    .flat_map(|n| parse(&page(site, kind, n)).ids[1..].to_vec())
+                    .collect()
+            };
+            let mut forward = ids(&out);
+            forward.reverse();
+            assert_eq!(ids(&site), forward, "{scheme} {kind}");
+        }
+    }
+}
+
+#[test]
+fn stale_listing_pages_go_and_the_users_files_stay() {
+    let (_d, cache, out) = site(&["--per-page", "50", "--txt"]);
+    assert!(out.join("golden/000.txt").exists());
+    // Files the renderer never made, even with a listing's name, are the user's.
+    let mine = [
+        "words/zzzzqx-000.html",
+        "poems/007.html",
+        "words/notes.html",
+        "golden/README",
+        "poems/draft-1.html",
+    ];
+    for f in mine {
+        std::fs::write(out.join(f), "x").unwrap();
+    }
+    // Without --txt the listings' text twin it made goes.
+    let o = render(&cache, &out, &["--per-page", "50"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!out.join("golden/000.txt").exists());
+    for f in mine {
+        assert!(out.join(f).exists(), "{f} is the user's");
+    }
+    assert!(out.join("words/night-000.html").exists());
 }

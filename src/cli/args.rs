@@ -354,6 +354,14 @@ pub struct SiteArgs {
     /// poem_colors.json: {"poem_colors": {key: {"color": "#hex"}}}.
     #[arg(long)]
     pub colors: Option<PathBuf>,
+    /// Show each ordering from its far end (least similar first; the
+    /// walk's last poem first).
+    #[arg(long)]
+    pub reverse: bool,
+    /// The pages' colours: dark (as the original site), light, black (pure
+    /// black for OLED screens) or auto (follows the reader's system).
+    #[arg(long, value_enum, default_value_t = crate::render::Scheme::Dark)]
+    pub scheme: crate::render::Scheme,
     /// Print the projected size and stop.
     #[arg(long)]
     pub dry_run: bool,
@@ -420,6 +428,8 @@ pub(super) fn render_options(
         budget: site.budget.map(|b| b.as_u64()),
         txt: site.txt,
         colors: site.colors.clone(),
+        reverse: site.reverse,
+        scheme: site.scheme,
         threads,
         progress,
         dry_run: site.dry_run,

@@ -4,7 +4,7 @@
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
-use super::site::Site;
+use super::site::{Page, Site};
 use crate::cache::Kind;
 
 /// How many pages the render writes, and their projected size.
@@ -14,8 +14,10 @@ pub(super) struct PagePlan {
     pub cap: usize,
     /// Bytes of the HTML pages.
     pub projected_bytes: u64,
-    /// HTML pages: orderings, reading order and the index.
+    /// HTML pages: orderings, reading order and the listings.
     pub html_pages: usize,
+    /// Every file: the HTML pages and their text twins.
+    pub files: usize,
 }
 
 /// Bytes of a page other than its blocks (head, divider, foot), measured on
@@ -26,7 +28,7 @@ fn page_overhead(site: &Site) -> u64 {
     }
     let (mut page, mut text, mut idx) = (String::new(), String::new(), Vec::new());
     site.ordering_page(Kind::Similar, 0, 0, &mut idx, &mut page, &mut text);
-    site.cache.row(Kind::Similar, 0, &mut idx);
+    site.row(Kind::Similar, 0, &mut idx);
     let body = site.blocks_len(&idx[..site.per_page.min(idx.len())]);
     page.len() as u64 - body - site.blocks[site.poem_of_row[0]].len() as u64
 }
@@ -41,7 +43,7 @@ fn bytes_per_page_number(site: &Site, overhead: u64, pool: &rayon::ThreadPool) -
             .map_init(Vec::new, |idx, r| {
                 let mut acc = vec![0u64; full_pages];
                 for kind in [Kind::Similar, Kind::Different] {
-                    site.cache.row(kind, r, idx);
+                    site.row(kind, r, idx);
                     let anchor = site.blocks[site.poem_of_row[r]].len() as u64;
                     for (pg, a) in acc.iter_mut().enumerate() {
                         *a += overhead + anchor + site.blocks_len(&idx[site.page_range(pg, idx.len())]);
@@ -68,7 +70,7 @@ fn add_theme_pages(site: &Site, overhead: u64, per_page_number: &mut [u64]) {
     let mut idx = Vec::new();
     for t in 0..site.cache.manifest.themes.len() {
         for kind in [Kind::Similar, Kind::Different] {
-            site.cache.theme_row(kind, t, &mut idx);
+            site.theme_row(kind, t, &mut idx);
             for pg in 0..site.theme_full_pages {
                 per_page_number[pg.min(last)] += overhead + site.blocks_len(&idx[site.page_range(pg, idx.len())]);
             }
@@ -98,9 +100,12 @@ fn pages_within(budget: u64, fixed: u64, per_page_number: &[u64]) -> Result<usiz
     Ok(fit)
 }
 
-/// Projects the site's size and picks the page cap.
+/// Projects the site's size and picks the page cap; `listings` are the
+/// pages rendered whole in memory (index, words, poem list, golden), whose
+/// size does not depend on the cap.
 pub(super) fn plan(
     site: &Site,
+    listings: &[Page],
     max_pages: Option<usize>,
     budget: Option<u64>,
     pool: &rayon::ThreadPool,
@@ -109,20 +114,23 @@ pub(super) fn plan(
     let mut per_page_number = bytes_per_page_number(site, overhead, pool);
     add_theme_pages(site, overhead, &mut per_page_number);
     let chrono_pages = site.chrono_pages();
-    let fixed: u64 =
-        site.chrono.iter().map(|&p| site.blocks[p].len() as u64).sum::<u64>() + overhead * chrono_pages as u64;
+    let html = |p: &&Page| p.path.ends_with(".html");
+    let fixed: u64 = site.chrono.iter().map(|&p| site.blocks[p].len() as u64).sum::<u64>()
+        + overhead * chrono_pages as u64
+        + listings.iter().filter(html).map(|p| p.body.len() as u64).sum::<u64>();
     let full_pages = site.full_pages;
     let mut cap = max_pages.unwrap_or(full_pages).min(full_pages).max(1);
     if let Some(budget) = budget {
         cap = cap.min(pages_within(budget, fixed, &per_page_number)?);
     }
+    let orderings = site.poem_of_row.len() * 2 * cap + site.cache.manifest.themes.len() * 2 * site.theme_pages_for(cap);
+    let html_pages = orderings + chrono_pages + listings.iter().filter(html).count();
+    let twins = if site.txt { orderings + chrono_pages } else { 0 };
     Ok(PagePlan {
         cap,
         projected_bytes: fixed + per_page_number.iter().take(cap).sum::<u64>(),
-        html_pages: site.poem_of_row.len() * 2 * cap
-            + site.cache.manifest.themes.len() * 2 * site.theme_pages_for(cap)
-            + chrono_pages
-            + 1,
+        html_pages,
+        files: html_pages + twins + listings.iter().filter(|p| !html(p)).count(),
     })
 }
 

@@ -10,20 +10,30 @@
 //! - [`budget`]: the size projection and the page cap.
 //! - [`writer`]: atomic, change-only page writes and the page manifest.
 //! - [`prune`]: removing pages an earlier render made and this one does not.
+//! - [`chronology`]: the reading order, by date.
+//! - [`golden`], [`words`], [`catalogue`] (over [`links`]): the pages
+//!   rendered whole in memory: golden poems, the word index, the poem list.
 //! - `templates/pages.rs`: the markup and every word on the pages.
 //!
 //! File names: `similar/<key>-<page>.html`, `different/<key>-<page>.html`,
 //! `chronological/<page>.html`, `themes/similar-<name>-<page>.html` and
 //! `themes/different-<name>-<page>.html`, with page numbers zero-padded to the same
-//! width across the site and keys mapped by [`file_stems`].
+//! width across the site and keys mapped by [`file_stems`]; the listings are
+//! `golden/<page>.html`, `poems/<page>.html`, `words/<page>.html` (every
+//! word) and `words/<word>-<page>.html`, numbered with at least 3 digits.
 
 #[path = "../../templates/pages.rs"]
 mod templates;
 
 mod budget;
+mod catalogue;
+mod chronology;
+pub mod golden;
+mod links;
 mod prune;
 mod site;
 mod text;
+mod words;
 mod writer;
 
 use std::collections::{BTreeSet, HashMap};
@@ -39,12 +49,35 @@ use crate::corpus;
 use crate::timings::Timings;
 pub use budget::CONFIRM_ABOVE;
 pub use prune::{OWNED, TEMP_PREFIX};
-use site::Site;
+use site::{Page, Site};
 pub use text::{file_stems, safe_key, shown, wrap, COLUMNS, MAX_STEM};
 use writer::PageWriter;
 
 /// The folders pages go into, under the site folder.
-const PAGE_DIRS: [&str; 4] = ["similar", "different", "chronological", "themes"];
+/// The last three hold the listings (pages rendered whole in memory).
+const PAGE_DIRS: [&str; 7] = [
+    "similar",
+    "different",
+    "chronological",
+    "themes",
+    "golden",
+    "poems",
+    "words",
+];
+
+/// The pages' colours (`--scheme`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scheme {
+    /// Light text on a dark grey page, as the original site.
+    #[default]
+    Dark,
+    /// Dark text on a light page.
+    Light,
+    /// Pure black for OLED screens.
+    Black,
+    /// Light or dark as the reader's system prefers (`prefers-color-scheme`).
+    Auto,
+}
 
 /// Options of `render`.
 #[derive(Debug, Clone)]
@@ -58,6 +91,9 @@ pub struct Options {
     pub budget: Option<u64>,
     pub txt: bool,
     pub colors: Option<PathBuf>,
+    /// Show each ordering from its far end.
+    pub reverse: bool,
+    pub scheme: Scheme,
     pub threads: Option<usize>,
     pub progress: bool,
     /// Only print the projection.
@@ -79,6 +115,8 @@ pub struct Summary {
     pub removed: usize,
     pub bytes: u64,
     pub projected_bytes: u64,
+    /// Files the render will write (HTML pages and text twins).
+    pub projected_pages: usize,
     /// Pages per ordering after `--max-pages` / `--budget`.
     pub page_cap: Option<usize>,
     pub failures: Vec<String>,
@@ -167,6 +205,8 @@ pub fn render(opts: &Options) -> Result<Summary> {
     cache.check_keys(&all_keys)?;
     let colors = colors(&cache, opts.colors.as_deref())?;
     let mut site = Site::new(&cache, &poems, opts.per_page.max(1), opts.txt)?;
+    site.reverse = opts.reverse;
+    site.scheme = opts.scheme;
     summary.timings.phase_since("load", t);
 
     let t = Instant::now();
@@ -175,11 +215,17 @@ pub fn render(opts: &Options) -> Result<Summary> {
     summary.timings.phase_since("blocks", t);
 
     let t = Instant::now();
-    let plan = budget::plan(&site, opts.max_pages, opts.budget, &pool)?;
+    let listings = pool.install(|| listings(&site));
+    report_words(&listings);
+    summary.timings.phase_since("listings", t);
+
+    let t = Instant::now();
+    let plan = budget::plan(&site, &listings, opts.max_pages, opts.budget, &pool)?;
     report_projection(&site, &plan, opts.txt);
     summary.poems_with_orderings = site.poem_of_row.len();
     summary.page_cap = (plan.cap < site.full_pages).then_some(plan.cap);
     summary.projected_bytes = plan.projected_bytes;
+    summary.projected_pages = plan.files;
     site.pages = plan.cap;
     summary.timings.phase_since("project", t);
     if opts.dry_run {
@@ -192,7 +238,8 @@ pub fn render(opts: &Options) -> Result<Summary> {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let earlier = prune::owned_pages(&opts.out)?;
-    let planned = site.planned_paths();
+    let mut planned = site.planned_paths();
+    planned.extend(listings.iter().map(|p| p.path.clone()));
     check_space(opts, &plan, &earlier)?;
     // Recorded before the first write, so a killed render's pages are known.
     prune::record_owned(&opts.out, earlier.union(&planned))?;
@@ -202,6 +249,12 @@ pub fn render(opts: &Options) -> Result<Summary> {
     failures.drain(..).for_each(|f| writer.fail(f));
     let bar = crate::progress::progress_bar(opts.progress, plan.html_pages as u64, "pages");
     write_pages(&site, &writer, &pool, &bar);
+    pool.install(|| {
+        listings.par_iter().for_each(|page| {
+            writer.emit(page.path.clone(), page.body.as_bytes());
+            bar.inc(u64::from(page.path.ends_with(".html")));
+        })
+    });
     bar.finish_and_clear();
     summary.interrupted = crate::interrupt::requested();
     if !summary.interrupted {
@@ -250,7 +303,7 @@ fn report_projection(site: &Site, plan: &budget::PagePlan, txt: bool) {
     eprintln!(
         "projected site: {} in {} pages{} ({} per page, {} of {} pages per ordering)",
         bytesize::ByteSize(plan.projected_bytes),
-        plan.html_pages * if txt { 2 } else { 1 },
+        plan.files,
         if txt { ", HTML and text" } else { "" },
         site.per_page,
         plan.cap,
@@ -258,9 +311,8 @@ fn report_projection(site: &Site, plan: &budget::PagePlan, txt: bool) {
     );
 }
 
-/// Writes every ordering page, the reading-order pages and the index.
+/// Writes every ordering page (poems' and themes') and the reading-order pages.
 fn write_pages(site: &Site, writer: &PageWriter, pool: &rayon::ThreadPool, bar: &indicatif::ProgressBar) {
-    let poems = site.poems;
     pool.install(|| {
         (0..site.poem_of_row.len()).into_par_iter().for_each_init(
             || (Vec::new(), String::new(), String::new()),
@@ -310,23 +362,41 @@ fn write_pages(site: &Site, writer: &PageWriter, pool: &rayon::ThreadPool, bar: 
             },
         );
     });
-    let samples: Vec<(String, String, String)> = site
-        .chrono
-        .iter()
-        .filter(|&&p| site.row_of[p].is_some())
-        .take(12)
-        .map(|&p| {
-            (
-                text::shown(&poems[p].key).into_owned(),
-                site.ordering_path(Kind::Similar, p, 0, "html"),
-                site.ordering_path(Kind::Different, p, 0, "html"),
-            )
-        })
-        .collect();
-    let themes: Vec<(String, String, String)> = site
-        .cache
-        .manifest
-        .themes
+}
+
+/// The pages rendered whole in memory: golden poems, the poem list, the
+/// word index and the entry point that links them. Run inside the pool:
+/// the word pages are rendered in parallel.
+fn listings(site: &Site) -> Vec<Page> {
+    let entries = links::poem_entries(site);
+    let words = words::WordIndex::new(site, &entries);
+    let mut pages = golden::pages(site);
+    pages.extend(catalogue::pages(site, &entries));
+    pages.extend(words.pages(site, &entries));
+    let chrono = format!("chronological/{}.html", site.page_name(0));
+    let index = templates::index(
+        &templates::IndexData {
+            poems: site.poems.len(),
+            included: site.poem_of_row.len(),
+            golden: site.chrono.iter().filter(|&&p| site.golden[p]).count(),
+            words: words.words.len(),
+            first_chronological: &chrono,
+            first_catalogue: "poems/000.html",
+            first_golden: "golden/000.html",
+            first_word_list: "words/000.html",
+            cloud: &words.cloud(),
+            themes: &themes(site),
+        },
+        site.scheme,
+    );
+    pages.push(Page::new("index.html".into(), index));
+    pages
+}
+
+/// Each theme's name, first similar page and first different page.
+fn themes(site: &Site) -> Vec<(String, String, String)> {
+    let names = &site.cache.manifest.themes;
+    names
         .iter()
         .map(|n| {
             (
@@ -335,15 +405,19 @@ fn write_pages(site: &Site, writer: &PageWriter, pool: &rayon::ThreadPool, bar: 
                 site.theme_path(Kind::Different, n, 0, "html"),
             )
         })
-        .collect();
-    let index = templates::index(
-        poems.len(),
-        site.poem_of_row.len(),
-        &format!("chronological/{}.html", site.page_name(0)),
-        &samples,
-        &themes,
+        .collect()
+}
+
+/// Prints the word pages' size, which counts toward the budget.
+fn report_words(listings: &[Page]) {
+    let (n, bytes) = listings
+        .iter()
+        .filter(|p| p.path.starts_with("words/"))
+        .fold((0, 0u64), |(n, b), p| (n + 1, b + p.body.len() as u64));
+    eprintln!(
+        "word pages: {} in {n} pages (counted in the projection)",
+        bytesize::ByteSize(bytes)
     );
-    writer.emit("index.html".into(), index.as_bytes());
 }
 
 /// Writes `n` files of `size` bytes under `dir` with the same threads and

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use super::templates::{self, Listing};
 use super::text::{file_stems, safe_key, shown, wrap, COLUMNS};
+use super::Scheme;
 use crate::cache::{Cache, Kind};
 use crate::corpus::Poem;
 
@@ -36,7 +37,27 @@ pub(super) struct Site<'a> {
     pub poem_of_row: Vec<usize>,
     /// Poems shown in reading order (corpus indices).
     pub chrono: Vec<usize>,
+    /// Each poem's page of the reading order, if shown there.
+    pub chrono_page_of: Vec<Option<usize>>,
+    /// Whether each poem is golden (see [`super::golden`]).
+    pub golden: Vec<bool>,
     pub txt: bool,
+    /// Orderings shown from their far end.
+    pub reverse: bool,
+    pub scheme: Scheme,
+}
+
+/// A page rendered whole in memory (the index and the listings of words,
+/// poems and golden poems), at its site-relative path.
+pub(super) struct Page {
+    pub path: String,
+    pub body: String,
+}
+
+impl Page {
+    pub fn new(path: String, body: String) -> Self {
+        Page { path, body }
+    }
 }
 
 fn listing(kind: Kind) -> Listing {
@@ -64,12 +85,10 @@ impl<'a> Site<'a> {
                 poem_of_row[*r] = p;
             }
         }
-        // Reading order: by date when every shown poem has one, else input order.
-        let mut chrono: Vec<usize> = (0..poems.len())
-            .filter(|&p| !excluded.contains(poems[p].key.as_str()))
-            .collect();
-        if chrono.iter().all(|&p| poems[p].date.is_some()) {
-            chrono.sort_by(|&a, &b| poems[a].date.cmp(&poems[b].date).then(a.cmp(&b)));
+        let chrono = super::chronology::reading_order(poems, &excluded);
+        let mut chrono_page_of = vec![None; poems.len()];
+        for (i, &p) in chrono.iter().enumerate() {
+            chrono_page_of[p] = Some(i / per_page);
         }
         let full_pages = cache.manifest.params.width.div_ceil(per_page).max(1);
         let theme_full_pages = cache.manifest.theme_width.div_ceil(per_page).max(1);
@@ -94,22 +113,22 @@ impl<'a> Site<'a> {
             row_of,
             poem_of_row,
             chrono,
+            chrono_page_of,
+            golden: poems.iter().map(|p| super::golden::is_golden(&p.text)).collect(),
             txt,
+            reverse: false,
+            scheme: Scheme::default(),
             stems: file_stems(&keys)?,
         })
     }
 
     /// Renders every poem's block (and text twin when `txt`) once.
     pub fn render_blocks(&mut self, colors: &HashMap<String, String>, pool: &rayon::ThreadPool) {
-        let mut chrono_page_of = vec![0usize; self.poems.len()];
-        for (i, &p) in self.chrono.iter().enumerate() {
-            chrono_page_of[p] = i / self.per_page;
-        }
         let site = &*self;
         let (blocks, texts): (Vec<String>, Vec<String>) = pool.install(|| {
             (0..site.poems.len())
                 .into_par_iter()
-                .map(|p| site.block(p, colors.get(&site.poems[p].key), chrono_page_of[p]))
+                .map(|p| site.block(p, colors.get(&site.poems[p].key), site.chrono_page_of[p].unwrap_or(0)))
                 .unzip()
         });
         self.blocks = blocks;
@@ -132,6 +151,7 @@ impl<'a> Site<'a> {
             category: poem.category.as_deref().map(shown).as_deref(),
             date: poem.date.as_deref().map(shown).as_deref(),
             color: color.map(String::as_str),
+            golden: self.golden[p],
             text: &text,
             similar_href: has.then_some(sim.as_str()),
             different_href: has.then_some(diff.as_str()),
@@ -146,6 +166,27 @@ impl<'a> Site<'a> {
             String::new()
         };
         (html, twin)
+    }
+
+    /// Poem `p`'s text twin (empty unless `txt`).
+    pub fn text_block(&self, p: usize) -> &str {
+        &self.texts[p]
+    }
+
+    /// Row `row` of an ordering into `idx`, from its far end with `--reverse`.
+    pub fn row(&self, kind: Kind, row: usize, idx: &mut Vec<u32>) {
+        self.cache.row(kind, row, idx);
+        if self.reverse {
+            idx.reverse();
+        }
+    }
+
+    /// Row `t` of a theme's ordering into `idx`, from its far end with `--reverse`.
+    pub fn theme_row(&self, kind: Kind, t: usize, idx: &mut Vec<u32>) {
+        self.cache.theme_row(kind, t, idx);
+        if self.reverse {
+            idx.reverse();
+        }
     }
 
     /// A page number at the site's width.
@@ -224,29 +265,41 @@ impl<'a> Site<'a> {
     ) {
         let m = &self.cache.manifest;
         let name = &m.themes[t];
-        self.cache.theme_row(kind, t, idx);
+        self.theme_row(kind, t, idx);
         let slice = &idx[self.page_range(page, idx.len())];
         let pages = self.theme_pages();
         let link = |pg: usize| format!("../{}", self.theme_path(kind, name, pg, "html"));
         let prev = (page > 0).then(|| link(page - 1));
         let next = (page + 1 < pages).then(|| link(page + 1));
+        let twin = self
+            .txt
+            .then(|| format!("../{}", self.theme_path(kind, name, page, "txt")));
         let nav = templates::Nav {
             page,
             pages,
             prev: prev.as_deref(),
             next: next.as_deref(),
             home: "../index.html",
+            text: twin.as_deref(),
         };
         let listing = listing(kind);
         let text = m.theme_texts.get(t).map_or(name.as_str(), String::as_str);
         buf.clear();
-        buf.push_str(&templates::theme_head(listing, name, text, &nav));
+        buf.push_str(&templates::theme_head(
+            listing,
+            name,
+            text,
+            &nav,
+            self.reverse,
+            self.scheme,
+        ));
         let first = page * self.per_page;
         buf.push_str(&templates::ordering_divider(
             listing,
             first + 1.min(slice.len()),
             first + slice.len(),
             idx.len(),
+            self.reverse,
         ));
         for &j in slice {
             buf.push_str(&self.blocks[self.poem_of_row[j as usize]]);
@@ -293,21 +346,31 @@ impl<'a> Site<'a> {
     ) {
         let p = self.poem_of_row[row];
         let key = shown(&self.poems[p].key);
-        self.cache.row(kind, row, idx);
+        self.row(kind, row, idx);
         let slice = &idx[self.page_range(page, idx.len())];
         let link = |pg: usize| format!("../{}", self.ordering_path(kind, p, pg, "html"));
         let prev = (page > 0).then(|| link(page - 1));
         let next = (page + 1 < self.pages).then(|| link(page + 1));
+        let text = self
+            .txt
+            .then(|| format!("../{}", self.ordering_path(kind, p, page, "txt")));
         let nav = templates::Nav {
             page,
             pages: self.pages,
             prev: prev.as_deref(),
             next: next.as_deref(),
             home: "../index.html",
+            text: text.as_deref(),
         };
         let listing = listing(kind);
         buf.clear();
-        buf.push_str(&templates::ordering_head(listing, &key, &nav));
+        buf.push_str(&templates::ordering_head(
+            listing,
+            &key,
+            &nav,
+            self.reverse,
+            self.scheme,
+        ));
         buf.push_str(templates::ANCHOR_OPEN);
         buf.push_str(&self.blocks[p]);
         buf.push_str(templates::ANCHOR_CLOSE);
@@ -317,6 +380,7 @@ impl<'a> Site<'a> {
             first + 1.min(slice.len()),
             first + slice.len(),
             idx.len(),
+            self.reverse,
         ));
         for &j in slice {
             buf.push_str(&self.blocks[self.poem_of_row[j as usize]]);
@@ -339,15 +403,17 @@ impl<'a> Site<'a> {
         let link = |pg: usize| format!("{}.html", self.page_name(pg));
         let prev = (page > 0).then(|| link(page - 1));
         let next = (page + 1 < pages).then(|| link(page + 1));
+        let text = self.txt.then(|| format!("{}.txt", self.page_name(page)));
         let nav = templates::Nav {
             page,
             pages,
             prev: prev.as_deref(),
             next: next.as_deref(),
             home: "../index.html",
+            text: text.as_deref(),
         };
         buf.clear();
-        buf.push_str(&templates::chronological_head(&nav));
+        buf.push_str(&templates::chronological_head(&nav, self.scheme));
         txt.clear();
         for &p in self.chrono.iter().skip(page * self.per_page).take(self.per_page) {
             buf.push_str(&self.blocks[p]);

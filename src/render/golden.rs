@@ -1,0 +1,81 @@
+//! Golden poems: exactly 1,024 characters once trailing whitespace is
+//! trimmed, counted in Unicode scalar values. Their blocks are framed on
+//! every page, and `golden/` pages collect them.
+
+use super::site::{Page, Site};
+use super::templates::{self, Nav};
+use super::text::COLUMNS;
+
+/// A golden poem's length in characters (Unicode scalar values).
+pub const GOLDEN_CHARS: usize = 1024;
+
+/// Whether `text` is exactly [`GOLDEN_CHARS`] characters long once
+/// trailing whitespace is trimmed.
+pub fn is_golden(text: &str) -> bool {
+    let t = text.trim_end();
+    // Cheap bounds first: a char is 1 to 4 bytes.
+    (GOLDEN_CHARS..=4 * GOLDEN_CHARS).contains(&t.len()) && t.chars().count() == GOLDEN_CHARS
+}
+
+/// The golden pages (`golden/<page>.html`, with text twins when asked
+/// for): the golden poems shown in reading order, `per_page` a page. There
+/// is always a first page, so the index's link holds even with none.
+pub(super) fn pages(site: &Site) -> Vec<Page> {
+    let golden: Vec<usize> = site.chrono.iter().copied().filter(|&p| site.golden[p]).collect();
+    let chunks: Vec<&[usize]> = if golden.is_empty() {
+        vec![&[]]
+    } else {
+        golden.chunks(site.per_page).collect()
+    };
+    let n = chunks.len();
+    let name = |pg: usize, ext: &str| format!("{pg:03}.{ext}");
+    let mut out = Vec::new();
+    for (pg, chunk) in chunks.iter().enumerate() {
+        let prev = (pg > 0).then(|| name(pg - 1, "html"));
+        let next = (pg + 1 < n).then(|| name(pg + 1, "html"));
+        let text = site.txt.then(|| name(pg, "txt"));
+        let nav = Nav {
+            page: pg,
+            pages: n,
+            prev: prev.as_deref(),
+            next: next.as_deref(),
+            home: "../index.html",
+            text: text.as_deref(),
+        };
+        let mut html = templates::golden_head(&nav, golden.len(), site.scheme);
+        let mut txt = templates::golden_text_head(pg, n);
+        for &p in chunk.iter() {
+            html.push_str(&site.blocks[p]);
+            txt.push_str(site.text_block(p));
+            txt.push_str(&templates::text_rule(COLUMNS));
+        }
+        html.push_str(&templates::page_foot(&nav));
+        out.push(Page::new(format!("golden/{}", name(pg, "html")), html));
+        if site.txt {
+            out.push(Page::new(format!("golden/{}", name(pg, "txt")), txt));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn golden_means_1024_characters_before_trailing_whitespace() {
+        let a = "a".repeat(1024);
+        assert!(is_golden(&a));
+        assert!(is_golden(&format!("{a}\n\n  \t")));
+        assert!(!is_golden(&"a".repeat(1023)));
+        assert!(!is_golden(&"a".repeat(1025)));
+        // Leading whitespace counts; only trailing is trimmed.
+        assert!(is_golden(&format!(" {}", "a".repeat(1023))));
+        // Characters, not bytes: 1,024 'é' are 2,048 bytes and golden.
+        assert!(is_golden(&"é".repeat(1024)));
+        assert!(!is_golden(&"é".repeat(600)));
+        // A combining accent is its own scalar value.
+        assert!(!is_golden(&"e\u{301}".repeat(512).replacen('e', "", 1)));
+        assert!(is_golden(&"e\u{301}".repeat(512)));
+    }
+}
