@@ -29,7 +29,16 @@ fn render(cache: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
 /// Every file under `out`, site-relative.
 fn files(out: &Path) -> BTreeSet<String> {
     let mut all = BTreeSet::new();
-    for sub in ["", "similar", "different", "chronological", "themes"] {
+    for sub in [
+        "",
+        "similar",
+        "different",
+        "chronological",
+        "themes",
+        "golden",
+        "poems",
+        "words",
+    ] {
         let Ok(entries) = std::fs::read_dir(out.join(sub)) else {
             continue;
         };
@@ -149,7 +158,9 @@ fn hostile_keys_get_short_unique_plain_page_names() {
     let o = bin().args(render_args(&cache, &poems, &out, &[])).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let listed = check_manifest(&out, &[]);
-    assert_eq!(listed.len(), keys.len() * 2 + 2, "{listed:?}");
+    // Two pages per key, the reading order, the index, and the golden page,
+    // the poem list and the word list.
+    assert_eq!(listed.len(), keys.len() * 2 + 2 + 3, "{listed:?}");
     let mut folded = BTreeSet::new();
     for rel in &listed {
         let name = rel.rsplit('/').next().unwrap();
@@ -184,7 +195,8 @@ fn hostile_keys_get_short_unique_plain_page_names() {
             assert!(target.exists(), "{rel}: broken link {href}");
         }
     }
-    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    // The poem list (reached from the index) shows every key.
+    let index = std::fs::read_to_string(out.join("poems/000.html")).unwrap();
     assert!(
         index.contains("evil&lt;U+202E&gt;txt.exe&lt;U+0000&gt;") || index.contains("evil<U+202E>"),
         "the key is shown with its hidden characters named"

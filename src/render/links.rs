@@ -66,10 +66,11 @@ pub(super) fn poem_entries(site: &Site) -> Vec<Option<String>> {
         .map(|p| {
             let href = poem_href(site, p)?;
             let poem = &site.poems[p];
+            // Shown as on every page: control and bidi characters escaped.
             Some(templates::link_entry(
                 &format!("../{href}"),
-                &first_line(&poem.text),
-                &poem.key,
+                &super::text::shown(&first_line(&poem.text)),
+                &super::text::shown(&poem.key),
             ))
         })
         .collect()
