@@ -20,6 +20,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_via_temp(path, bytes, true, TEMP_PREFIX)
 }
 
+/// Like [`write_atomic`], with temp files named `prefix…` (so that the
+/// directory's owner can tell them from anything else there).
+pub fn write_atomic_named(path: &Path, bytes: &[u8], prefix: &str) -> Result<()> {
+    write_via_temp(path, bytes, true, prefix)
+}
+
 /// Writes `bytes` to `path` atomically but without waiting for the disk,
 /// with temp files named `prefix…`: readers never see a partial file, and a
 /// crash can at worst lose the newest version (for site pages, which a

@@ -68,7 +68,9 @@ pub(super) fn record_owned<'a>(out: &Path, pages: impl Iterator<Item = &'a Strin
         text.push_str(p);
         text.push('\n');
     }
-    crate::fs::write_atomic(&out.join(OWNED), text.as_bytes())
+    // Render's own temp prefix: a kill mid-write leaves a file the next
+    // render sweeps, never a `.tmp…` the site folder keeps forever.
+    crate::fs::write_atomic_named(&out.join(OWNED), text.as_bytes(), TEMP_PREFIX)
 }
 
 /// Removes the pages in `earlier` that this render does not write; returns
