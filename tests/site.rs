@@ -442,9 +442,9 @@ fn screenshot(chromium: &str, profile: &Path, page: &Path, shot: &Path) -> Vec<u
     png
 }
 
-/// Renders a poem's different page and the index in Chromium; with
-/// `UPDATE_SCREENSHOTS=1` the shots become `docs/screenshot.png` and
-/// `docs/index.png`.
+/// Renders a poem's different page, the index and a theme page in
+/// Chromium; with `UPDATE_SCREENSHOTS=1` the shots become
+/// `docs/screenshot.png`, `docs/index.png` and `docs/theme.png`.
 #[test]
 fn a_real_browser_renders_a_page() {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
@@ -457,7 +457,13 @@ fn a_real_browser_renders_a_page() {
         eprintln!("SKIPPED: chromium not installed, browser check not run");
         return;
     };
-    let (dir, _c, out) = site(&["--per-page", "20"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let themes = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/themes.jsonl");
+    precompute(&cache, &["--top-k", "120", "--themes", themes.to_str().unwrap()]);
+    let out = dir.path().join("site");
+    let o = render(&cache, &out, &["--per-page", "20"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let profile = dir.path().join("profile");
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
     let different = out
@@ -466,6 +472,7 @@ fn a_real_browser_renders_a_page() {
     for (page, name, least) in [
         (different, "screenshot.png", 30_000),
         (out.join("index.html"), "index.png", 30_000),
+        (out.join("themes/different-grief-000.html"), "theme.png", 30_000),
     ] {
         let png = screenshot(chromium, &profile, &page, &dir.path().join(name));
         // A page of text and blocks compresses far worse than a blank one.

@@ -293,18 +293,7 @@ impl<'a> Site<'a> {
             self.reverse,
             self.scheme,
         ));
-        let first = page * self.per_page;
-        buf.push_str(&templates::ordering_divider(
-            listing,
-            first + 1.min(slice.len()),
-            first + slice.len(),
-            idx.len(),
-            self.reverse,
-        ));
-        for &j in slice {
-            buf.push_str(&self.blocks[self.poem_of_row[j as usize]]);
-        }
-        buf.push_str(&templates::page_foot(&nav));
+        self.ordering_body(listing, page, slice, idx.len(), &nav, buf);
         if self.txt {
             txt.clear();
             txt.push_str(&templates::theme_text_head(listing, name, page, pages));
@@ -315,6 +304,31 @@ impl<'a> Site<'a> {
                 txt.push_str(&self.texts[self.poem_of_row[j as usize]]);
             }
         }
+    }
+
+    /// The divider, the blocks of `slice` (page `page` of an ordering of
+    /// `total` poems) and the page's foot: the part every ordering page shares.
+    fn ordering_body(
+        &self,
+        listing: Listing,
+        page: usize,
+        slice: &[u32],
+        total: usize,
+        nav: &templates::Nav,
+        buf: &mut String,
+    ) {
+        let first = page * self.per_page;
+        buf.push_str(&templates::ordering_divider(
+            listing,
+            first + 1.min(slice.len()),
+            first + slice.len(),
+            total,
+            self.reverse,
+        ));
+        for &j in slice {
+            buf.push_str(&self.blocks[self.poem_of_row[j as usize]]);
+        }
+        buf.push_str(&templates::page_foot(nav));
     }
 
     /// Pages of the reading-order listing.
@@ -374,18 +388,7 @@ impl<'a> Site<'a> {
         buf.push_str(templates::ANCHOR_OPEN);
         buf.push_str(&self.blocks[p]);
         buf.push_str(templates::ANCHOR_CLOSE);
-        let first = page * self.per_page;
-        buf.push_str(&templates::ordering_divider(
-            listing,
-            first + 1.min(slice.len()),
-            first + slice.len(),
-            idx.len(),
-            self.reverse,
-        ));
-        for &j in slice {
-            buf.push_str(&self.blocks[self.poem_of_row[j as usize]]);
-        }
-        buf.push_str(&templates::page_foot(&nav));
+        self.ordering_body(listing, page, slice, idx.len(), &nav, buf);
         if self.txt {
             txt.clear();
             txt.push_str(&templates::ordering_text_head(listing, &key, page, self.pages));
