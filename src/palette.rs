@@ -20,9 +20,10 @@ use crate::themes::{load_labelled, Labelled};
 /// The model the default palette was embedded with.
 pub const DEFAULT_MODEL: &str = "all-MiniLM-L6-v2";
 
-/// The default palette file, shipped with the tool.
-pub fn default_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/palette.jsonl")
+/// The default palette file, built into the binary (never a path into the
+/// build machine's checkout, so an installed binary has it too).
+pub fn default_path() -> Result<PathBuf> {
+    crate::bundled::default_palette()
 }
 
 /// One named colour, as the cache stores it.
@@ -65,7 +66,7 @@ pub fn load_default(corpus: &Corpus, center: bool) -> Result<Option<Palette>> {
         );
         return Ok(None);
     }
-    load(&default_path(), None, corpus, center).map(Some)
+    load(&default_path()?, None, corpus, center).map(Some)
 }
 
 /// The nearest colour of every poem, in parallel; identical to the reference.
@@ -100,7 +101,7 @@ struct HexFile {
 
 /// The default palette's colours (names and `#rrggbb`, no vectors).
 pub fn default_colors() -> Result<Vec<Color>> {
-    named_colors(&default_path())
+    named_colors(&default_path()?)
 }
 
 /// The entries of a palette file that carry a colour, in file order: the

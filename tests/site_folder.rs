@@ -419,14 +419,29 @@ fn build_with_no_inputs_uses_the_corpus_inside_the_binary() {
     std::fs::copy(env!("CARGO_BIN_EXE_diversity-gpu"), &exe).unwrap();
     let work = dir.path().join("empty");
     std::fs::create_dir(&work).unwrap();
-    let o = std::process::Command::new(&exe)
-        .args(["build", "--backend", "cpu", "--max-pages", "1"])
-        .current_dir(&work)
-        .output()
-        .unwrap();
+    let home = dir.path().join("home");
+    let run = |args: &[&str]| {
+        std::process::Command::new(&exe)
+            .args(args)
+            .current_dir(&work)
+            .env("HOME", &home)
+            .env_remove("XDG_CACHE_HOME")
+            .output()
+            .unwrap()
+    };
+    let o = run(&["build", "--backend", "cpu", "--max-pages", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(work.join("site/index.html").exists());
     check_manifest(&work.join("site"), &[]);
+    // The default palette comes from inside the binary too: every poem gets
+    // a colour, and the palette file is the user's, under ~/.cache.
+    let export = run(&["export", "--cache", "cache"]);
+    assert!(export.status.success(), "{}", stderr(&export));
+    let lines = String::from_utf8(export.stdout).unwrap();
+    let poems = lines.lines().filter(|l| !l.contains("\"theme:")).count();
+    assert_eq!(lines.matches("\"color\"").count(), poems, "a poem without a colour");
+    let cached: Vec<_> = std::fs::read_dir(home.join(".cache/diversity-gpu")).unwrap().collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
 }
 
 #[test]
