@@ -85,25 +85,38 @@ pub fn block(b: &BlockData) -> Markup {
     }
 }
 
-/// Navigation between the pages of one listing.
-pub struct Nav<'a> {
+/// Navigation between the pages of one listing, in a folder below the index.
+pub struct Nav {
     pub page: usize,
     pub pages: usize,
-    pub prev: Option<&'a str>,
-    pub next: Option<&'a str>,
-    pub home: &'a str,
+    pub prev: Option<String>,
+    pub next: Option<String>,
     /// The page's text twin, when text pages are written.
-    pub text: Option<&'a str>,
+    pub text: Option<String>,
+}
+
+impl Nav {
+    /// Page `page` of `pages`, where `link(pg)` is page `pg`'s address
+    /// relative to this page, and `text` the twin's, if there is one.
+    pub fn paged(page: usize, pages: usize, link: impl Fn(usize) -> String, text: Option<String>) -> Nav {
+        Nav {
+            page,
+            pages,
+            prev: (page > 0).then(|| link(page - 1)),
+            next: (page + 1 < pages).then(|| link(page + 1)),
+            text,
+        }
+    }
 }
 
 fn nav(n: &Nav) -> Markup {
     html! {
         nav {
-            a href=(n.home) { "index" }
-            @if let Some(p) = n.prev { a href=(p) rel="prev" { "← previous" } }
+            a href="../index.html" { "index" }
+            @if let Some(p) = &n.prev { a href=(p) rel="prev" { "← previous" } }
             "page " (n.page + 1) " of " (n.pages)
-            @if let Some(x) = n.next { a href=(x) rel="next" style="margin-left:.8em" { "next →" } }
-            @if let Some(t) = n.text { a href=(t) type="text/plain" style="margin-left:.8em" { "as text" } }
+            @if let Some(x) = &n.next { a href=(x) rel="next" style="margin-left:.8em" { "next →" } }
+            @if let Some(t) = &n.text { a href=(t) type="text/plain" style="margin-left:.8em" { "as text" } }
         }
     }
 }

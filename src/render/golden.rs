@@ -31,17 +31,8 @@ pub(super) fn pages(site: &Site) -> Vec<Page> {
     let name = |pg: usize, ext: &str| format!("{pg:03}.{ext}");
     let mut out = Vec::new();
     for (pg, chunk) in chunks.iter().enumerate() {
-        let prev = (pg > 0).then(|| name(pg - 1, "html"));
-        let next = (pg + 1 < n).then(|| name(pg + 1, "html"));
         let text = site.txt.then(|| name(pg, "txt"));
-        let nav = Nav {
-            page: pg,
-            pages: n,
-            prev: prev.as_deref(),
-            next: next.as_deref(),
-            home: "../index.html",
-            text: text.as_deref(),
-        };
+        let nav = Nav::paged(pg, n, |p| name(p, "html"), text);
         let mut html = templates::golden_head(&nav, golden.len(), site.scheme);
         let mut txt = templates::golden_text_head(pg, n);
         for &p in chunk.iter() {

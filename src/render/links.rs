@@ -26,16 +26,7 @@ pub(super) fn link_pages(
     let file = |pg: usize| format!("{}{pg:03}.html", base.rsplit('/').next().unwrap_or(base));
     (0..n)
         .map(|pg| {
-            let prev = (pg > 0).then(|| file(pg - 1));
-            let next = (pg + 1 < n).then(|| file(pg + 1));
-            let nav = Nav {
-                page: pg,
-                pages: n,
-                prev: prev.as_deref(),
-                next: next.as_deref(),
-                home: "../index.html",
-                text: None,
-            };
+            let nav = Nav::paged(pg, n, file, None);
             let mut html = head(&nav);
             html.push_str(&body(pg * LINKS_PER_PAGE..((pg + 1) * LINKS_PER_PAGE).min(entries)));
             html.push_str(&templates::page_foot(&nav));

@@ -269,19 +269,10 @@ impl<'a> Site<'a> {
         let slice = &idx[self.page_range(page, idx.len())];
         let pages = self.theme_pages();
         let link = |pg: usize| format!("../{}", self.theme_path(kind, name, pg, "html"));
-        let prev = (page > 0).then(|| link(page - 1));
-        let next = (page + 1 < pages).then(|| link(page + 1));
         let twin = self
             .txt
             .then(|| format!("../{}", self.theme_path(kind, name, page, "txt")));
-        let nav = templates::Nav {
-            page,
-            pages,
-            prev: prev.as_deref(),
-            next: next.as_deref(),
-            home: "../index.html",
-            text: twin.as_deref(),
-        };
+        let nav = templates::Nav::paged(page, pages, link, twin);
         let listing = listing(kind);
         let text = m.theme_texts.get(t).map_or(name.as_str(), String::as_str);
         buf.clear();
@@ -363,19 +354,10 @@ impl<'a> Site<'a> {
         self.row(kind, row, idx);
         let slice = &idx[self.page_range(page, idx.len())];
         let link = |pg: usize| format!("../{}", self.ordering_path(kind, p, pg, "html"));
-        let prev = (page > 0).then(|| link(page - 1));
-        let next = (page + 1 < self.pages).then(|| link(page + 1));
         let text = self
             .txt
             .then(|| format!("../{}", self.ordering_path(kind, p, page, "txt")));
-        let nav = templates::Nav {
-            page,
-            pages: self.pages,
-            prev: prev.as_deref(),
-            next: next.as_deref(),
-            home: "../index.html",
-            text: text.as_deref(),
-        };
+        let nav = templates::Nav::paged(page, self.pages, link, text);
         let listing = listing(kind);
         buf.clear();
         buf.push_str(&templates::ordering_head(
@@ -404,17 +386,8 @@ impl<'a> Site<'a> {
     pub fn chrono_page(&self, page: usize, buf: &mut String, txt: &mut String) {
         let pages = self.chrono_pages();
         let link = |pg: usize| format!("{}.html", self.page_name(pg));
-        let prev = (page > 0).then(|| link(page - 1));
-        let next = (page + 1 < pages).then(|| link(page + 1));
         let text = self.txt.then(|| format!("{}.txt", self.page_name(page)));
-        let nav = templates::Nav {
-            page,
-            pages,
-            prev: prev.as_deref(),
-            next: next.as_deref(),
-            home: "../index.html",
-            text: text.as_deref(),
-        };
+        let nav = templates::Nav::paged(page, pages, link, text);
         buf.clear();
         buf.push_str(&templates::chronological_head(&nav, self.scheme));
         txt.clear();
