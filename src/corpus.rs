@@ -597,6 +597,19 @@ pub fn load_poems(path: &Path) -> Result<Vec<Poem>, CorpusError> {
     index_poems(path).map(|idx| idx.poems)
 }
 
+/// The bundled corpus (`assets/corpus`), for unit tests that want real
+/// embeddings.
+#[cfg(test)]
+pub(crate) fn bundled_for_tests() -> Corpus {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/corpus");
+    load(
+        &dir.join("poems.json"),
+        Some(&dir.join("embeddings.json")),
+        &Default::default(),
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

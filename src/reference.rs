@@ -213,13 +213,7 @@ mod tests {
 
     #[test]
     fn agrees_with_f64_on_real_embeddings() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/corpus");
-        let corpus = crate::corpus::load(
-            &path.join("poems.json"),
-            Some(&path.join("embeddings.json")),
-            &Default::default(),
-        )
-        .unwrap();
+        let corpus = crate::corpus::bundled_for_tests();
         let vecs: Vec<Vec<f64>> = corpus.vectors.iter().flatten().take(120).cloned().collect();
         let q = Quantized::from_vectors(&vecs, corpus.dimension, false).unwrap();
         // The integer similarity tracks the f64 cosine within 1e-4.
@@ -259,13 +253,7 @@ mod tests {
 
     #[test]
     fn a_theme_equal_to_a_poem_follows_that_poem() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/corpus");
-        let corpus = crate::corpus::load(
-            &path.join("poems.json"),
-            Some(&path.join("embeddings.json")),
-            &Default::default(),
-        )
-        .unwrap();
+        let corpus = crate::corpus::bundled_for_tests();
         let q = crate::quantize::prepare(&corpus, false).vectors;
         for p in [0, 17, q.n - 1] {
             // The bundled poems' vectors are distinct: the poem itself comes first.

@@ -305,13 +305,7 @@ pub(crate) mod tests {
 
     #[test]
     fn real_embeddings_with_top_k_match() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/corpus");
-        let corpus = crate::corpus::load(
-            &dir.join("poems.json"),
-            Some(&dir.join("embeddings.json")),
-            &Default::default(),
-        )
-        .unwrap();
+        let corpus = crate::corpus::bundled_for_tests();
         let q = crate::quantize::prepare(&corpus, false).vectors;
         check(&q, 40, &GpuOptions::default());
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
@@ -348,12 +342,7 @@ pub(crate) mod tests {
     #[test]
     fn the_bundled_themes_walk_as_on_the_cpu() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets");
-        let corpus = crate::corpus::load(
-            &dir.join("corpus/poems.json"),
-            Some(&dir.join("corpus/embeddings.json")),
-            &Default::default(),
-        )
-        .unwrap();
+        let corpus = crate::corpus::bundled_for_tests();
         let q = crate::quantize::prepare(&corpus, false).vectors;
         let themes = crate::themes::load_labelled("themes", &dir.join("themes.jsonl"), None, &corpus, false).unwrap();
         check_themes(&q, &themes.vectors, q.n, &GpuOptions::default());
