@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use diversity_gpu::cache::{integrity, Manifest};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const FILES: [&str; 4] = ["manifest.json", "vectors.bin", "similar.bin", "different.bin"];
@@ -173,15 +173,22 @@ fn swapped_manifest_keys_are_refused() {
     );
 }
 
+/// A synthetic corpus (seed `seed`) slow enough to interrupt, and its
+/// uninterrupted cache `whole`, the reference every interrupted run must equal.
+fn corpus_and_whole_cache(dir: &Path, seed: u64) -> (PathBuf, PathBuf) {
+    let corpus = dir.join("c.jsonl");
+    synthetic(&corpus, 2000, 32, seed);
+    let whole = dir.join("whole");
+    let o = bin().args(slow_precompute_args(&corpus, &whole)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    (corpus, whole)
+}
+
 #[cfg(unix)]
 #[test]
 fn killing_precompute_at_random_moments_still_ends_in_the_identical_cache() {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("c.jsonl");
-    synthetic(&corpus, 2000, 32, 11);
-    let whole = dir.path().join("whole");
-    let o = bin().args(slow_precompute_args(&corpus, &whole)).output().unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
+    let (corpus, whole) = corpus_and_whole_cache(dir.path(), 11);
     let killed = dir.path().join("killed");
     let args = slow_precompute_args(&corpus, &killed);
     let mut delays = Vec::new();
@@ -208,15 +215,7 @@ fn killing_precompute_at_random_moments_still_ends_in_the_identical_cache() {
 #[test]
 fn a_partial_file_deleted_or_truncated_after_a_kill_is_recomputed() {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("c.jsonl");
-    synthetic(&corpus, 2000, 32, 12);
-    let whole = dir.path().join("whole");
-    assert!(bin()
-        .args(slow_precompute_args(&corpus, &whole))
-        .output()
-        .unwrap()
-        .status
-        .success());
+    let (corpus, whole) = corpus_and_whole_cache(dir.path(), 12);
     for damage in ["delete", "truncate", "flip"] {
         let out = dir.path().join(damage);
         let args = slow_precompute_args(&corpus, &out);
@@ -250,15 +249,7 @@ fn a_partial_file_deleted_or_truncated_after_a_kill_is_recomputed() {
 #[test]
 fn a_second_writer_is_refused_at_once_and_the_first_finishes_correctly() {
     let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("c.jsonl");
-    synthetic(&corpus, 2000, 32, 13);
-    let whole = dir.path().join("whole");
-    assert!(bin()
-        .args(slow_precompute_args(&corpus, &whole))
-        .output()
-        .unwrap()
-        .status
-        .success());
+    let (corpus, whole) = corpus_and_whole_cache(dir.path(), 13);
     let out = dir.path().join("cache");
     let args = slow_precompute_args(&corpus, &out);
     let mut first = bin().args(&args).stderr(std::process::Stdio::null()).spawn().unwrap();
