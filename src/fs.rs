@@ -14,6 +14,19 @@ use tempfile::NamedTempFile;
 /// Prefix of temp files of [`write_atomic`] and [`Output`].
 pub const TEMP_PREFIX: &str = ".tmp";
 
+/// Opens `path` for reading and writing, creating it if missing and keeping
+/// the bytes it has (for files the tool updates in place: a lock, a partial
+/// file that a resumed run completes).
+pub fn open_keeping(path: &Path) -> Result<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))
+}
+
 /// Writes `bytes` to `path` atomically and durably: a temp file in the same
 /// directory, synced, then renamed over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -2,7 +2,7 @@
 //! `DIR/lock`, held for the whole run and released by the OS when the
 //! process ends, however it ends.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 
@@ -23,13 +23,7 @@ impl DirLock {
     /// another process waits on it would let two writers in.
     pub fn acquire(dir: &Path) -> Result<Self> {
         let path = dir.join(LOCK);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
+        let mut file = crate::fs::open_keeping(&path)?;
         match fs4::FileExt::try_lock(&file) {
             Ok(()) => {}
             Err(fs4::TryLockError::WouldBlock) => {

@@ -270,13 +270,7 @@ fn start_afresh(dir: &Path, pending: &Manifest) -> Result<()> {
 /// Opens a partial file for writing at its final size, keeping its bytes.
 fn open_partial(dir: &Path, name: &str, size: u64) -> Result<File> {
     let path = dir.join(partial(name));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+    let f = crate::fs::open_keeping(&path)?;
     if f.metadata()?.len() != size {
         f.set_len(size)
             .with_context(|| format!("cannot size {} to {size} bytes", path.display()))?;
