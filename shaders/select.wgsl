@@ -12,6 +12,10 @@
 // stay in storage buffers between dispatches, so no dispatch runs long.
 
 override WG: u32 = 256u;
+// Rows on the fly (src/gpu/row_cache.rs): the tiles hold a cache of rows and
+// the host writes each walk's cache slot into `last` before every step, the
+// first included; one step per dispatch.
+override CACHED: bool = false;
 
 struct Params {
     n: u32,            // candidates
@@ -75,8 +79,12 @@ fn main(
         var b = Best(CHOSEN, 0xffffffffu);
         if (t == 0u) {
             // The start's own row seeds the sums; the start and padding are chosen.
+            var own = s;
+            if (CACHED) {
+                own = last[slot];
+            }
             for (var w = lid; w < p.stride_words; w += WG) {
-                let r = row_word(s, w);
+                let r = row_word(own, w);
                 let c = 2u * w;
                 var v0 = lo(r);
                 var v1 = hi(r);

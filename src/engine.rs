@@ -180,7 +180,12 @@ impl Engine {
     /// spent computing rows on the fly, as details; logs the row cache's use.
     pub fn record_details(&self, timings: &mut Timings) {
         match &self.walker {
-            Walker::Gpu(g) => record_gpu(&g.timings, timings),
+            Walker::Gpu(g) => {
+                if let Some(stats) = g.row_stats() {
+                    log::info!("GPU row cache: {stats}");
+                }
+                record_gpu(&g.timings, timings)
+            }
             Walker::Rows(r) => {
                 let stats = r.stats();
                 log::info!("row cache: {stats}");

@@ -57,6 +57,32 @@ fn rows_on_the_fly_write_the_matrix_paths_cache() {
     }
 }
 
+/// `--max-gpu-memory` below the matrix: the GPU computes rows on the fly
+/// behind a cache of about 100 rows, and writes the CPU matrix path's bytes.
+#[test]
+fn gpu_rows_on_the_fly_write_the_matrix_paths_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = corpus(dir.path(), 1500);
+    let (whole, fly) = (dir.path().join("whole"), dir.path().join("fly"));
+    ok(&precompute_args(&c, &whole, &["--top-k", "40", "--chunk", "500"]));
+    let mut args = precompute_args(
+        &c,
+        &fly,
+        &["--top-k", "40", "--chunk", "500", "--max-gpu-memory", "300kB"],
+    );
+    args[6] = "gpu";
+    let o = run(&args);
+    if !o.status.success() && stderr(&o).contains("no suitable GPU adapter") && !in_ci() {
+        eprintln!("SKIPPED: no GPU adapter, GPU rows on the fly not run");
+        return;
+    }
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("rows on the fly, cache of 99 rows"), "{err}");
+    assert!(err.contains("GPU row cache:") && err.contains("% hits"), "{err}");
+    assert_same_files(&whole, &fly, &["similar.bin", "different.bin", "vectors.bin"]);
+}
+
 #[test]
 fn a_job_that_cannot_fit_is_refused_with_the_sizes_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();

@@ -459,6 +459,14 @@ pub struct GpuArgs {
     /// Walk steps per GPU dispatch.
     #[arg(long, hide = true)]
     pub steps_per_dispatch: Option<u32>,
+    /// GPU memory the similarity matrix may take (e.g. `8GB`; default: what
+    /// the adapter can bind). Above it, the GPU computes rows on the fly
+    /// behind a cache of this size.
+    #[arg(long)]
+    pub max_gpu_memory: Option<bytesize::ByteSize>,
+    /// Compute rows on the fly on the GPU, with a cache of this many rows.
+    #[arg(long, hide = true)]
+    pub gpu_cache_rows: Option<usize>,
 }
 
 impl GpuArgs {
@@ -471,6 +479,8 @@ impl GpuArgs {
             tile_rows: self.tile_rows,
             batch: self.gpu_batch,
             steps_per_dispatch: self.steps_per_dispatch,
+            max_gpu_memory: self.max_gpu_memory.map(|b| b.as_u64()),
+            cache_rows: self.gpu_cache_rows,
         }
     }
 }

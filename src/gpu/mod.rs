@@ -7,12 +7,15 @@
 //!   `similarity.wgsl` fills the rounded similarity matrix, split into up to
 //!   [`MAX_TILES`] storage bindings when it exceeds one binding.
 //! - [`walk`]: `select.wgsl` runs the diversity walk for batches of starts.
+//! - [`row_cache`]: when the matrix does not fit, the tiles hold a bounded
+//!   cache of rows, computed on the fly by the row-block shader.
 //! - [`readback`]: finished batches come back through staging buffers.
 //! - [`timer`]: device time from timestamp queries.
 
 mod context;
 mod pipelines;
 mod readback;
+mod row_cache;
 mod tiles;
 mod timer;
 mod walk;
@@ -26,7 +29,10 @@ pub use context::{adapters, AdapterSummary, GpuContext};
 pub use pipelines::MAX_TILES;
 pub use tiles::TileLayout;
 
+use crate::matrix::row_bytes;
 use crate::quantize::Quantized;
+use crate::rows::RowStats;
+use row_cache::RowCache;
 use tiles::MatrixTiles;
 use walk::BatchBuffers;
 
@@ -65,7 +71,15 @@ pub struct GpuOptions {
     pub batch: Option<usize>,
     /// Force the number of steps per dispatch.
     pub steps_per_dispatch: Option<u32>,
+    /// GPU memory the matrix may take; above it, rows are computed on the
+    /// fly behind a cache of this size.
+    pub max_gpu_memory: Option<u64>,
+    /// Force rows on the fly with a cache of this many rows.
+    pub cache_rows: Option<usize>,
 }
+
+/// Smallest row cache tried after the GPU runs out of memory.
+const MIN_CACHE_ROWS: usize = 64;
 
 /// Wall-clock time per GPU phase, seconds.
 #[derive(Debug, Clone, Copy, Default)]
@@ -80,10 +94,16 @@ pub struct GpuTimings {
     pub device_selection: Option<f64>,
 }
 
-/// The GPU backend: the matrix stays on the GPU; batches of starts walk it.
+/// The GPU backend: the matrix (or a cache of its rows) stays on the GPU;
+/// batches of starts walk it.
 pub struct GpuBackend {
     ctx: Arc<GpuContext>,
+    /// The whole matrix, or the cache's rows when `cache` is set.
     matrix: MatrixTiles,
+    /// Rows on the fly: which tile row holds which matrix row.
+    cache: Option<RowCache>,
+    /// Vectors: the poems, then the themes.
+    vectors: usize,
     opts: GpuOptions,
     /// Per-batch buffers, kept while batches keep their shape.
     batch_buffers: Option<BatchBuffers>,
@@ -106,7 +126,6 @@ impl GpuBackend {
         themes: Option<&Quantized>,
         opts: &GpuOptions,
     ) -> Result<Self> {
-        let limits = ctx.device.limits();
         let combined;
         let rows = match themes {
             Some(t) => {
@@ -119,22 +138,22 @@ impl GpuBackend {
             }
             None => q,
         };
-        let layout = TileLayout::plan(
-            q.n,
-            rows.n,
-            limits.max_storage_buffer_binding_size,
-            limits.max_buffer_size,
-            opts.tile_rows,
-        )?;
         let t0 = Instant::now();
-        let (matrix, embeddings) = MatrixTiles::upload(&ctx, rows, layout)?;
+        let (matrix, embeddings) = upload(&ctx, q.n, rows, opts)?;
         let upload = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let device_similarity = matrix.fill(&ctx, rows, &embeddings)?;
+        let (cache, device_similarity) = if matrix.layout.rows < rows.n || opts.cache_rows.is_some() {
+            let cache = RowCache::new(&ctx, &matrix, embeddings, q.n, q.dim);
+            (Some(cache), None)
+        } else {
+            (None, matrix.fill(&ctx, rows, &embeddings)?)
+        };
         let similarity = t1.elapsed().as_secs_f64();
         Ok(GpuBackend {
             ctx,
             matrix,
+            cache,
+            vectors: rows.n,
             opts: opts.clone(),
             batch_buffers: None,
             timings: GpuTimings {
@@ -146,11 +165,16 @@ impl GpuBackend {
         })
     }
 
+    /// Use of the row cache, when rows are computed on the fly.
+    pub fn row_stats(&self) -> Option<RowStats> {
+        self.cache.as_ref().map(|c| c.slots.stats)
+    }
+
     /// The adapter in use, in words.
     pub fn describe(&self) -> String {
         let s = &self.ctx.summary;
         format!(
-            "gpu: {} ({}, {}; {} reduction, sums in {}, {} matrix tile(s))",
+            "gpu: {} ({}, {}; {} reduction, sums in {}, {})",
             s.name,
             s.backend,
             s.device_type,
@@ -164,15 +188,21 @@ impl GpuBackend {
             } else {
                 "a storage buffer"
             },
-            self.matrix.layout.tiles
+            match &self.cache {
+                Some(c) => format!(
+                    "rows on the fly, cache of {} rows in {} tile(s)",
+                    c.slots.capacity(),
+                    self.matrix.layout.tiles
+                ),
+                None => format!("{} matrix tile(s)", self.matrix.layout.tiles),
+            }
         )
     }
 
     /// Every theme's walk (`width` each) into `out`: the walks from the
     /// themes' seed rows ([`GpuBackend::with_themes`]).
     pub fn themes(&mut self, width: usize, out: &mut [u32]) -> Result<()> {
-        let l = self.matrix.layout;
-        self.different(l.n..l.rows, width, out)
+        self.different(self.matrix.layout.n..self.vectors, width, out)
     }
 
     /// Whether the walk keeps its sums in workgroup memory.
@@ -183,6 +213,64 @@ impl GpuBackend {
     /// The adapter's summary.
     pub fn summary(&self) -> &AdapterSummary {
         &self.ctx.summary
+    }
+}
+
+/// Matrix rows the GPU holds: all of them (the whole matrix) when they fit
+/// the bindings and `--max-gpu-memory`, else as many as fit, as a cache.
+fn rows_held(n: usize, rows: usize, limits: &wgpu::Limits, opts: &GpuOptions) -> Result<usize> {
+    if let Some(c) = opts.cache_rows {
+        return Ok(c.clamp(1, rows.max(1)));
+    }
+    let max_bind = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+    let per_row = row_bytes(n);
+    let bound = (MAX_TILES as u64 * (max_bind / per_row)).min(rows as u64);
+    let room = opts.max_gpu_memory.map_or(bound, |m| (m / per_row).min(bound));
+    if room == 0 {
+        anyhow::bail!(
+            "one similarity row of {n} poems ({}) does not fit in {}",
+            bytesize::ByteSize(per_row),
+            match opts.max_gpu_memory {
+                Some(m) => format!("--max-gpu-memory {}", bytesize::ByteSize(m)),
+                None => format!("one GPU binding ({})", bytesize::ByteSize(max_bind)),
+            }
+        );
+    }
+    Ok(room as usize)
+}
+
+/// Uploads the vectors and allocates the matrix tiles, or a row cache when
+/// the matrix does not fit; halves the cache while the GPU has no room.
+fn upload(ctx: &GpuContext, n: usize, rows: &Quantized, opts: &GpuOptions) -> Result<(MatrixTiles, wgpu::Buffer)> {
+    let limits = ctx.device.limits();
+    let mut held = rows_held(n, rows.n, &limits, opts)?;
+    loop {
+        let layout = TileLayout::plan(
+            n,
+            held,
+            limits.max_storage_buffer_binding_size,
+            limits.max_buffer_size,
+            opts.tile_rows,
+        )?;
+        match MatrixTiles::upload(ctx, rows, layout) {
+            Err(e)
+                if matches!(e.downcast_ref(), Some(GpuError::OutOfMemory(_)))
+                    && opts.cache_rows.is_none()
+                    && held / 2 >= MIN_CACHE_ROWS =>
+            {
+                log::warn!("{e:#}; computing rows on the fly with a cache of {} rows", held / 2);
+                held /= 2;
+            }
+            done => {
+                if held < rows.n {
+                    log::info!(
+                        "the {} similarity matrix exceeds the GPU's room: rows on the fly, cache of {held} rows",
+                        bytesize::ByteSize(rows.n as u64 * row_bytes(n))
+                    );
+                }
+                return done;
+            }
+        }
     }
 }
 
@@ -243,8 +331,11 @@ pub(crate) mod tests {
         let mid = q.n / 2;
         g.different(0..mid, width, &mut out[..mid * width]).unwrap();
         g.different(mid..q.n, width, &mut out[mid * width..]).unwrap();
-        // Device timings come from timestamp queries wherever the adapter has them.
-        assert_eq!(g.timings.device_similarity.is_some(), timestamps);
+        // Device timings come from timestamp queries wherever the adapter
+        // has them; with rows on the fly no matrix is filled.
+        let filled = opts.cache_rows.is_none();
+        assert_eq!(g.timings.device_similarity.is_some(), timestamps && filled);
+        assert_eq!(g.row_stats().is_some(), !filled);
         if width > 0 && q.n > 1 {
             assert_eq!(g.timings.device_selection.is_some(), timestamps);
         }
@@ -346,6 +437,84 @@ pub(crate) mod tests {
         let q = crate::quantize::prepare(&corpus, false).vectors;
         let themes = crate::themes::load_labelled("themes", &dir.join("themes.jsonl"), None, &corpus, false).unwrap();
         check_themes(&q, &themes.vectors, q.n, &GpuOptions::default());
+        let cached = GpuOptions {
+            cache_rows: Some(100),
+            ..Default::default()
+        };
+        check_themes(&q, &themes.vectors, 25, &cached);
+    }
+
+    /// Rows on the fly: caches from one row per walk to every row, over
+    /// one to four tiles, give the matrix path's bytes.
+    #[test]
+    fn rows_on_the_fly_match_the_cpu_byte_for_byte() {
+        let q = random(130, 16, 4, 9);
+        for (cache_rows, tile_rows, batch) in [
+            (1, None, None),
+            (7, Some(2), Some(5)),
+            (40, Some(10), None),
+            (130, None, Some(64)),
+        ] {
+            let opts = GpuOptions {
+                cache_rows: Some(cache_rows),
+                tile_rows,
+                batch,
+                ..Default::default()
+            };
+            check(&q, 129, &opts);
+            check(&q, 10, &opts);
+        }
+        let corpus = crate::corpus::bundled_for_tests();
+        let real = crate::quantize::prepare(&corpus, false).vectors;
+        let opts = GpuOptions {
+            cache_rows: Some(50),
+            ..Default::default()
+        };
+        check(&real, 30, &opts);
+    }
+
+    /// The cache keeps rows that repeat: most of a real corpus's rows come
+    /// from it, and a cache of every row computes each at most once.
+    #[test]
+    fn the_gpu_row_cache_hits_repeated_rows() {
+        let Some(ctx) = context(false) else { return };
+        let corpus = crate::corpus::bundled_for_tests();
+        let q = crate::quantize::prepare(&corpus, false).vectors;
+        let opts = GpuOptions {
+            cache_rows: Some(q.n),
+            ..Default::default()
+        };
+        let mut g = GpuBackend::new(ctx, &q, &opts).unwrap();
+        let mut out = vec![0; q.n * 20];
+        g.different(0..q.n, 20, &mut out).unwrap();
+        let stats = g.row_stats().unwrap();
+        assert_eq!((stats.requests, stats.seeds), (q.n as u64 * 19, q.n as u64));
+        assert!(stats.computed <= q.n as u64, "{stats}");
+        assert!(stats.hit_rate() > 0.9, "{stats}");
+    }
+
+    /// Without `--gpu-cache-rows`, the matrix is held when it fits and the
+    /// rows on the fly take over above `--max-gpu-memory`.
+    #[test]
+    fn the_gpu_holds_the_matrix_only_when_it_fits() {
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: 1 << 20,
+            max_buffer_size: 1 << 30,
+            ..Default::default()
+        };
+        let held = |n, rows, max_gpu_memory| {
+            let opts = GpuOptions {
+                max_gpu_memory,
+                ..Default::default()
+            };
+            rows_held(n, rows, &limits, &opts)
+        };
+        assert_eq!(held(1000, 1000, None).unwrap(), 1000);
+        // 1 MiB bindings of 2 KiB rows: four tiles hold 2048 of 3000 rows.
+        assert_eq!(held(3000, 3000, None).unwrap(), 4 * ((1 << 20) / 6016));
+        assert_eq!(held(1000, 1012, Some(100 * 2016)).unwrap(), 100);
+        let e = held(1000, 1000, Some(1000)).unwrap_err().to_string();
+        assert!(e.contains("1000 poems") && e.contains("--max-gpu-memory"), "{e}");
     }
 
     #[test]
@@ -364,12 +533,15 @@ pub(crate) mod tests {
         fn random_corpora_match_the_cpu(
             n in 1usize..70, dim in 1usize..24, levels in 1i32..5, seed in any::<u64>(),
             k in 0usize..80, tiles in 1usize..=4, batch in 1usize..40, steps in 1u32..50,
+            cache in proptest::option::of(1usize..80),
         ) {
             let q = random(n, dim, levels, seed);
+            let held = cache.map_or(n, |c| c.min(n));
             let opts = GpuOptions {
-                tile_rows: Some(n.div_ceil(tiles)),
+                tile_rows: Some(held.div_ceil(tiles)),
                 batch: Some(batch),
                 steps_per_dispatch: Some(steps),
+                cache_rows: cache,
                 ..Default::default()
             };
             check(&q, k.min(n - 1), &opts);
@@ -379,14 +551,17 @@ pub(crate) mod tests {
         fn random_theme_walks_match_the_cpu(
             n in 2usize..60, dim in 1usize..12, levels in 1i32..4, seed in any::<u64>(),
             t in 1usize..6, k in 0usize..70, tiles in 1usize..=4, batch in 1usize..8, steps in 1u32..40,
+            cache in proptest::option::of(1usize..70),
         ) {
             let q = random(n, dim, levels, seed);
             let themes = random(t, dim, levels + 1, !seed);
             // Small tiles: the seed rows land in tiles of their own or share the poems' last.
+            let held = cache.map_or(n + t, |c| c.min(n + t));
             let opts = GpuOptions {
-                tile_rows: Some((n + t).div_ceil(tiles)),
+                tile_rows: Some(held.div_ceil(tiles)),
                 batch: Some(batch),
                 steps_per_dispatch: Some(steps),
+                cache_rows: cache,
                 ..Default::default()
             };
             check_themes(&q, &themes, crate::themes::width(n, Some(k)), &opts);

@@ -55,11 +55,13 @@ const fn params(slot: u32, size: usize) -> Binding {
     }
 }
 
-/// similarity.wgsl: embeddings in, one matrix tile out.
-pub(super) const SIMILARITY_BINDINGS: [Binding; 3] = [
+/// similarity.wgsl: embeddings in, one matrix tile out; the list of rows
+/// to compute when LISTED (rows on the fly).
+pub(super) const SIMILARITY_BINDINGS: [Binding; 4] = [
     storage(0, "emb", true),
     storage(1, "tile", false),
     params(2, std::mem::size_of::<SimilarityParams>()),
+    storage(3, "list", true),
 ];
 
 /// select.wgsl: the matrix tiles, the running sums, the orderings, each
@@ -139,15 +141,20 @@ pub(super) const SELECT_WGSL: [[&str; 2]; 2] = [
     ],
 ];
 
-/// The override constants of the similarity pipeline.
-pub(super) fn similarity_constants() -> [(&'static str, f64); 2] {
-    [("WG_X", SIMILARITY_WG[0] as f64), ("WG_Y", SIMILARITY_WG[1] as f64)]
+/// The override constants of the similarity pipeline; `listed` computes
+/// the rows a list names (rows on the fly) instead of whole tiles.
+pub(super) fn similarity_constants(listed: bool) -> [(&'static str, f64); 3] {
+    [
+        ("WG_X", SIMILARITY_WG[0] as f64),
+        ("WG_Y", SIMILARITY_WG[1] as f64),
+        ("LISTED", listed as u8 as f64),
+    ]
 }
 
 /// The override constants of a selection pipeline; `sums_len` only for the
-/// variant with its sums in workgroup memory.
-pub(super) fn select_constants(sums_len: Option<usize>) -> Vec<(&'static str, f64)> {
-    let mut c = vec![("WG", SELECT_WG as f64)];
+/// variant with its sums in workgroup memory; `cached` for rows on the fly.
+pub(super) fn select_constants(sums_len: Option<usize>, cached: bool) -> Vec<(&'static str, f64)> {
+    let mut c = vec![("WG", SELECT_WG as f64), ("CACHED", cached as u8 as f64)];
     c.extend(sums_len.map(|len| ("SUMS_LEN", len as f64)));
     c
 }
@@ -205,12 +212,20 @@ pub(super) fn bind_group(
     })
 }
 
+/// The walk's pipelines, sums in a storage buffer and in workgroup memory.
+pub(super) struct SelectPipelines {
+    pub storage: wgpu::ComputePipeline,
+    pub workgroup: wgpu::ComputePipeline,
+}
+
 /// The compute pipelines and their bind-group layouts, built once per device.
 pub(super) struct Pipelines {
     pub similarity: wgpu::ComputePipeline,
-    /// The walk with its sums in a storage buffer, and in workgroup memory.
-    pub select_storage: wgpu::ComputePipeline,
-    pub select_workgroup: wgpu::ComputePipeline,
+    /// similarity.wgsl computing listed rows (rows on the fly).
+    pub rows: wgpu::ComputePipeline,
+    /// The walk over the whole matrix, and over a cache of rows.
+    pub select: SelectPipelines,
+    pub select_cached: SelectPipelines,
     pub similarity_layout: wgpu::BindGroupLayout,
     pub select_layout: wgpu::BindGroupLayout,
     /// Sums a workgroup can hold (the workgroup variant's array length).
@@ -238,22 +253,36 @@ impl Pipelines {
         let select_layout = layout("select", &SELECT_BINDINGS);
         let sources = SELECT_WGSL[uses_subgroups as usize];
         let sums_len = workgroup_sums_len(device.limits().max_compute_workgroup_storage_size, uses_subgroups);
-        let pipelines = Pipelines {
-            similarity: pipeline(
+        let similarity = |label, listed| {
+            pipeline(
                 device,
-                "similarity",
+                label,
                 SIMILARITY_WGSL,
                 &similarity_layout,
-                &similarity_constants(),
+                &similarity_constants(listed),
+            )
+        };
+        let select = |cached| SelectPipelines {
+            storage: pipeline(
+                device,
+                "select",
+                sources[0],
+                &select_layout,
+                &select_constants(None, cached),
             ),
-            select_storage: pipeline(device, "select", sources[0], &select_layout, &select_constants(None)),
-            select_workgroup: pipeline(
+            workgroup: pipeline(
                 device,
                 "select (workgroup sums)",
                 sources[1],
                 &select_layout,
-                &select_constants(Some(sums_len.max(LANES))),
+                &select_constants(Some(sums_len.max(LANES)), cached),
             ),
+        };
+        let pipelines = Pipelines {
+            similarity: similarity("similarity", false),
+            rows: similarity("rows on the fly", true),
+            select: select(false),
+            select_cached: select(true),
             similarity_layout,
             select_layout,
             sums_len,
@@ -360,20 +389,24 @@ mod tests {
     #[test]
     fn the_similarity_shader_matches_its_bindings_and_dispatch() {
         let [x, y] = SIMILARITY_WG;
-        check(
-            SIMILARITY_WGSL,
-            &similarity_constants(),
-            &SIMILARITY_BINDINGS,
-            [x, y, 1],
-        );
+        for listed in [false, true] {
+            check(
+                SIMILARITY_WGSL,
+                &similarity_constants(listed),
+                &SIMILARITY_BINDINGS,
+                [x, y, 1],
+            );
+        }
     }
 
     #[test]
     fn every_select_variant_matches_its_bindings() {
         for variants in SELECT_WGSL {
             for (workgroup_sums, source) in variants.iter().enumerate() {
-                let constants = select_constants((workgroup_sums == 1).then_some(1024));
-                check(source, &constants, &SELECT_BINDINGS, [SELECT_WG, 1, 1]);
+                for cached in [false, true] {
+                    let constants = select_constants((workgroup_sums == 1).then_some(1024), cached);
+                    check(source, &constants, &SELECT_BINDINGS, [SELECT_WG, 1, 1]);
+                }
             }
         }
         assert_eq!(storage_buffers_needed(), 7);

@@ -164,7 +164,7 @@ impl MatrixTiles {
                 "similarity",
                 &ctx.pipelines.similarity_layout,
                 &SIMILARITY_BINDINGS,
-                &[embeddings, tile, &params],
+                &[embeddings, tile, &params, &self.unused_tile],
             );
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("similarity"),

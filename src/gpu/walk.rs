@@ -10,6 +10,7 @@ use anyhow::Result;
 
 use super::pipelines::{self, SelectParams, MAX_TILES, PARAM_SLOT, SELECT_BINDINGS};
 use super::readback::{read_batch, Destination};
+use super::row_cache::dispatch_grid;
 use super::timer::Timer;
 use super::{GpuBackend, GpuError};
 
@@ -34,14 +35,18 @@ impl BatchShape {
 /// The buffers one batch shape needs: created on first use, then reused by
 /// every batch (and every precompute chunk) of the same shape.
 pub(super) struct BatchBuffers {
-    shape: BatchShape,
-    staging: [wgpu::Buffer; 2],
-    orderings: wgpu::Buffer,
-    params: wgpu::Buffer,
-    bind_group: wgpu::BindGroup,
-    /// Bound in `bind_group`; held here so their lifetime is plain to see.
+    pub shape: BatchShape,
+    pub staging: [wgpu::Buffer; 2],
+    pub orderings: wgpu::Buffer,
+    pub params: wgpu::Buffer,
+    pub bind_group: wgpu::BindGroup,
+    /// Each walk's last choice; with rows on the fly, the host writes each
+    /// walk's cache slot there before every step.
+    pub last: wgpu::Buffer,
+    /// The choices, copied out for the host between steps (rows on the fly).
+    pub last_staging: wgpu::Buffer,
+    /// Bound in `bind_group`; held here so its lifetime is plain to see.
     _sums: wgpu::Buffer,
-    _last: wgpu::Buffer,
 }
 
 /// A submitted batch whose rows are still to be copied out.
@@ -62,11 +67,17 @@ impl GpuBackend {
             self.batch_buffers = None; // free the old buffers first
             self.batch_buffers = Some(self.make_batch_buffers(shape, bytes_per_start)?);
         }
-        let buffers = self.batch_buffers.as_ref().expect("just made");
         let batches: Vec<Range<usize>> = (starts.start..starts.end)
             .step_by(shape.starts_per_batch)
             .map(|b| b..(b + shape.starts_per_batch).min(starts.end))
             .collect();
+        if self.cache.is_some() {
+            let buffers = self.batch_buffers.take().expect("just made");
+            let done = self.different_cached(&buffers, &batches, &starts, width, out);
+            self.batch_buffers = Some(buffers);
+            return done;
+        }
+        let buffers = self.batch_buffers.as_ref().expect("just made");
         let timer = Timer::new(&self.ctx, batches.len());
         let mut in_flight: Option<InFlight> = None;
         let t_sel = Instant::now();
@@ -95,19 +106,25 @@ impl GpuBackend {
     }
 
     /// As many starts per batch as the sums and outputs allow (≤ 256 MiB
-    /// each), and steps per dispatch within [`UPDATES_PER_DISPATCH`].
+    /// each), and steps per dispatch within [`UPDATES_PER_DISPATCH`]. With
+    /// rows on the fly, one step per dispatch, and no more walks than the
+    /// cache holds rows (each walk's row must be resident in every step).
     fn batch_shape(&self, starts: usize, width: usize) -> (BatchShape, u64) {
         let limits = self.ctx.device.limits();
         let max_bind = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let stride = self.matrix.layout.stride;
         let bytes_per_start = (stride * 4).max(width * 4) as u64;
-        let cap = (max_bind.min(256 << 20) / bytes_per_start).max(1) as usize;
+        let mut cap = (max_bind.min(256 << 20) / bytes_per_start).max(1) as usize;
+        if let Some(cache) = &self.cache {
+            cap = cap.min(cache.slots.capacity()).min(65535);
+        }
         let starts_per_batch = self.opts.batch.unwrap_or(cap).min(cap).min(starts).max(1);
         let steps_per_dispatch = self
             .opts
             .steps_per_dispatch
             .unwrap_or_else(|| (UPDATES_PER_DISPATCH / (starts_per_batch as u64 * stride as u64)).clamp(1, 4096) as u32)
             .max(1);
+        let steps_per_dispatch = if self.cache.is_some() { 1 } else { steps_per_dispatch };
         let shape = BatchShape {
             starts_per_batch,
             width,
@@ -132,13 +149,8 @@ impl GpuBackend {
         // (WebGPU queue timeline), so one parameter buffer serves all.
         ctx.queue
             .write_buffer(&buffers.params, 0, &self.select_params(shape, batch));
-        let pipeline = if self.workgroup_sums() {
-            &ctx.pipelines.select_workgroup
-        } else {
-            &ctx.pipelines.select_storage
-        };
-        let x = (batch.len() as u32).min(65535);
-        let y = (batch.len() as u32).div_ceil(x);
+        let pipeline = self.select_pipeline();
+        let (x, y) = dispatch_grid(batch.len());
         let mut submission = None;
         for d in 0..dispatches {
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -160,8 +172,23 @@ impl GpuBackend {
         submission.expect("at least one dispatch")
     }
 
+    /// The walk's pipeline for where its sums and rows are.
+    pub(super) fn select_pipeline(&self) -> &wgpu::ComputePipeline {
+        let p = &self.ctx.pipelines;
+        let set = if self.cache.is_some() {
+            &p.select_cached
+        } else {
+            &p.select
+        };
+        if self.workgroup_sums() {
+            &set.workgroup
+        } else {
+            &set.storage
+        }
+    }
+
     /// Parameters for every dispatch of `batch`, one uniform slot each.
-    fn select_params(&self, shape: BatchShape, batch: &Range<usize>) -> Vec<u8> {
+    pub(super) fn select_params(&self, shape: BatchShape, batch: &Range<usize>) -> Vec<u8> {
         let layout = self.matrix.layout;
         let steps_per = shape.steps_per_dispatch as usize;
         let mut params = vec![0u8; shape.dispatches() * PARAM_SLOT as usize];
@@ -222,7 +249,9 @@ impl GpuBackend {
         let sums = buffer("sums", (batch * stride * 4) as u64, U::STORAGE);
         let out_bytes = (batch * shape.width * 4) as u64;
         let orderings = buffer("orderings", out_bytes, U::STORAGE | U::COPY_SRC);
-        let last = buffer("last", (batch * 4).max(16) as u64, U::STORAGE);
+        let last_bytes = (batch * 4).max(16) as u64;
+        let last = buffer("last", last_bytes, U::STORAGE | U::COPY_SRC | U::COPY_DST);
+        let last_staging = buffer("last staging", last_bytes, U::MAP_READ | U::COPY_DST);
         let staging = [0, 1].map(|_| buffer("staging", out_bytes, U::MAP_READ | U::COPY_DST));
         let params_bytes = shape.dispatches() as u64 * PARAM_SLOT;
         let params = buffer("select params", params_bytes, U::UNIFORM | U::COPY_DST);
@@ -250,8 +279,9 @@ impl GpuBackend {
             orderings,
             params,
             bind_group,
+            last,
+            last_staging,
             _sums: sums,
-            _last: last,
         })
     }
 }

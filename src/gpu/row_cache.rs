@@ -1,0 +1,344 @@
+//! Rows on the fly on the GPU, for when the n × n matrix does not fit.
+//!
+//! The matrix tiles then hold a bounded cache of rows, and the walks of a
+//! batch go one step per dispatch. Between steps the host reads each walk's
+//! last choice, looks its row up in an LRU map (row → cache slot), has the
+//! row-block shader (`similarity.wgsl` with `LISTED`) compute the rows the
+//! cache lacks into free or evicted slots, and hands each walk its slot
+//! through the `last` buffer (`select.wgsl` with `CACHED`). The rows are
+//! the same exact integers as the matrix's, so the orderings are
+//! byte-identical to the matrix path.
+
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+
+use super::context::GpuContext;
+use super::pipelines::{self, SimilarityParams, MAX_TILES, PARAM_SLOT, SIMILARITY_BINDINGS, SIMILARITY_WG};
+use super::readback::{read_batch, Destination};
+use super::tiles::MatrixTiles;
+use super::timer::Timer;
+use super::walk::BatchBuffers;
+use super::GpuBackend;
+use crate::rows::RowStats;
+
+/// Which slot holds which row: the cache's bookkeeping on the host.
+pub(super) struct Slots {
+    /// Rows held, least recently used first out: row → slot.
+    map: lru::LruCache<u32, u32>,
+    /// Slots never used yet start here.
+    next_free: u32,
+    pub stats: RowStats,
+}
+
+/// The row cache: its bookkeeping and the row-block shader's buffers.
+pub(super) struct RowCache {
+    pub slots: Slots,
+    rows_per_tile: u32,
+    /// Pairs (vector, tile row) of the rows to compute, grouped by tile.
+    list: wgpu::Buffer,
+    /// One parameter slot per tile.
+    params: wgpu::Buffer,
+    /// One per tile: embeddings, that tile, the parameters, the list.
+    bind_groups: Vec<wgpu::BindGroup>,
+    dim_words: u32,
+    n: u32,
+    stride_words: u32,
+}
+
+/// The rows one step needs: each walk's slot, and the rows to compute.
+pub(super) struct Placed {
+    pub slots: Vec<u32>,
+    /// (vector, slot) for each row the cache lacked.
+    pub misses: Vec<(u32, u32)>,
+}
+
+impl Slots {
+    /// An empty cache of `capacity` rows.
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        Slots {
+            map: lru::LruCache::new(NonZeroUsize::new(capacity).expect("at least one row")),
+            next_free: 0,
+            stats: RowStats {
+                capacity,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Rows the cache holds at most.
+    pub fn capacity(&self) -> usize {
+        self.map.cap().get()
+    }
+
+    /// A slot for every row of `rows` (one per walk, at most the capacity
+    /// distinct): hits are promoted, misses take a free slot or the least
+    /// recently used one. A row touched in this step is never evicted in it:
+    /// while fewer rows than the capacity are touched, an untouched one is
+    /// the least recently used.
+    pub fn place(&mut self, rows: &[u32], seeds: bool) -> Placed {
+        debug_assert!(rows.len() <= self.capacity());
+        let mut placed = Placed {
+            slots: Vec::with_capacity(rows.len()),
+            misses: Vec::new(),
+        };
+        for &r in rows {
+            let slot = match self.map.get(&r) {
+                Some(&s) => s,
+                None => {
+                    let s = if (self.next_free as usize) < self.capacity() {
+                        self.next_free += 1;
+                        self.next_free - 1
+                    } else {
+                        self.map.pop_lru().expect("a full cache").1
+                    };
+                    self.map.put(r, s);
+                    placed.misses.push((r, s));
+                    s
+                }
+            };
+            placed.slots.push(slot);
+        }
+        if seeds {
+            self.stats.seeds += rows.len() as u64;
+        } else {
+            self.stats.requests += rows.len() as u64;
+            self.stats.computed += placed.misses.len() as u64;
+        }
+        placed
+    }
+}
+
+impl RowCache {
+    /// A cache of the rows the tiles of `matrix` hold, computed from
+    /// `embeddings` (`dim` components each; the first `n` are the columns).
+    pub fn new(ctx: &GpuContext, matrix: &MatrixTiles, embeddings: wgpu::Buffer, n: usize, dim: usize) -> Self {
+        let layout = matrix.layout;
+        let capacity = layout.rows;
+        let buffer = |label, size: u64, usage| {
+            ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size,
+                usage,
+                mapped_at_creation: false,
+            })
+        };
+        use wgpu::BufferUsages as U;
+        let list = buffer("row list", (capacity as u64 * 8).max(16), U::STORAGE | U::COPY_DST);
+        let params = buffer("row params", MAX_TILES as u64 * PARAM_SLOT, U::UNIFORM | U::COPY_DST);
+        let bind_groups = (0..layout.tiles)
+            .map(|t| {
+                let bound = [&embeddings, matrix.binding(t), &params, &list];
+                pipelines::bind_group(
+                    &ctx.device,
+                    "rows",
+                    &ctx.pipelines.similarity_layout,
+                    &SIMILARITY_BINDINGS,
+                    &bound,
+                )
+            })
+            .collect();
+        RowCache {
+            slots: Slots::new(capacity),
+            rows_per_tile: layout.rows_per_tile as u32,
+            list,
+            params,
+            bind_groups,
+            dim_words: dim.div_ceil(2) as u32,
+            n: n as u32,
+            stride_words: (layout.stride / 2) as u32,
+        }
+    }
+
+    /// Writes the list and parameters for `misses` and records one dispatch
+    /// of the row-block shader per tile that receives rows.
+    pub fn encode_fill(&self, ctx: &GpuContext, encoder: &mut wgpu::CommandEncoder, misses: &[(u32, u32)]) {
+        if misses.is_empty() {
+            return;
+        }
+        let mut by_tile: Vec<Vec<u32>> = vec![Vec::new(); self.bind_groups.len()];
+        for &(row, slot) in misses {
+            let t = (slot / self.rows_per_tile) as usize;
+            by_tile[t].extend([row, slot % self.rows_per_tile]);
+        }
+        let mut params = vec![0u8; MAX_TILES * PARAM_SLOT as usize];
+        let mut first = 0u32;
+        for (t, pairs) in by_tile.iter().enumerate() {
+            let p = SimilarityParams {
+                n: self.n,
+                dim_words: self.dim_words,
+                stride_words: self.stride_words,
+                row0: first,
+                rows: (pairs.len() / 2) as u32,
+                _pad: [0; 3],
+            };
+            params[t * PARAM_SLOT as usize..][..std::mem::size_of::<SimilarityParams>()]
+                .copy_from_slice(bytemuck::bytes_of(&p));
+            first += p.rows;
+        }
+        ctx.queue
+            .write_buffer(&self.list, 0, bytemuck::cast_slice(&by_tile.concat()));
+        ctx.queue.write_buffer(&self.params, 0, &params);
+        let [wg_x, wg_y] = SIMILARITY_WG;
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("rows on the fly"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&ctx.pipelines.rows);
+        for (t, pairs) in by_tile.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
+            pass.set_bind_group(0, &self.bind_groups[t], &[(t as u64 * PARAM_SLOT) as u32]);
+            let rows = (pairs.len() / 2) as u32;
+            pass.dispatch_workgroups(self.stride_words.div_ceil(wg_x), rows.div_ceil(wg_y), 1);
+        }
+    }
+}
+
+impl GpuBackend {
+    /// different orderings for `starts` with rows on the fly: per batch,
+    /// one dispatch per step, the rows each step needs placed first.
+    pub(super) fn different_cached(
+        &mut self,
+        buffers: &BatchBuffers,
+        batches: &[Range<usize>],
+        starts: &Range<usize>,
+        width: usize,
+        out: &mut [u32],
+    ) -> Result<()> {
+        let timer = Timer::new(&self.ctx, batches.len());
+        let t_sel = Instant::now();
+        let mut readback = Duration::ZERO;
+        for (k, batch) in batches.iter().enumerate() {
+            let mut rows: Vec<u32> = batch.clone().map(|s| s as u32).collect();
+            for t in 0..width {
+                let submission = self.cached_step(buffers, batch, &rows, t, (k, timer.as_ref()));
+                if t + 1 < width {
+                    rows = read_words(&self.ctx, &buffers.last_staging, batch.len(), submission)?;
+                } else {
+                    let to = Destination {
+                        batch: batch.clone(),
+                        starts: starts.clone(),
+                        width,
+                        out: &mut *out,
+                    };
+                    let t = Instant::now();
+                    let waited = read_batch(&self.ctx, &buffers.staging[0], submission, to)?;
+                    readback += t.elapsed() - waited;
+                }
+            }
+        }
+        self.timings.selection += (t_sel.elapsed() - readback).as_secs_f64();
+        self.timings.readback += readback.as_secs_f64();
+        if let Some(tm) = timer {
+            *self.timings.device_selection.get_or_insert(0.0) += tm.seconds(&self.ctx)?;
+        }
+        Ok(())
+    }
+
+    /// Places `rows` (the starts at step 0, else the last choices), computes
+    /// the missing ones, and submits step `t`, followed by a copy of the
+    /// choices (or, at the last step, of the orderings) for the host.
+    fn cached_step(
+        &mut self,
+        buffers: &BatchBuffers,
+        batch: &Range<usize>,
+        rows: &[u32],
+        t: usize,
+        (k, timer): (usize, Option<&Timer>),
+    ) -> wgpu::SubmissionIndex {
+        let ctx = self.ctx.clone();
+        if t == 0 {
+            let params = self.select_params(buffers.shape, batch);
+            ctx.queue.write_buffer(&buffers.params, 0, &params);
+        }
+        let cache = self.cache.as_mut().expect("rows on the fly");
+        let placed = cache.slots.place(rows, t == 0);
+        ctx.queue
+            .write_buffer(&buffers.last, 0, bytemuck::cast_slice(&placed.slots));
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        cache.encode_fill(&ctx, &mut encoder, &placed.misses);
+        let last_step = t + 1 == buffers.shape.width;
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("select (rows on the fly)"),
+                timestamp_writes: timer.and_then(|tm| tm.writes(k, t == 0, last_step)),
+            });
+            pass.set_pipeline(self.select_pipeline());
+            pass.set_bind_group(0, &buffers.bind_group, &[(t as u64 * PARAM_SLOT) as u32]);
+            let (x, y) = dispatch_grid(batch.len());
+            pass.dispatch_workgroups(x, y, 1);
+        }
+        if last_step {
+            let bytes = (batch.len() * buffers.shape.width * 4) as u64;
+            encoder.copy_buffer_to_buffer(&buffers.orderings, 0, &buffers.staging[0], 0, bytes);
+        } else {
+            encoder.copy_buffer_to_buffer(&buffers.last, 0, &buffers.last_staging, 0, (batch.len() * 4) as u64);
+        }
+        ctx.queue.submit([encoder.finish()])
+    }
+}
+
+/// Workgroups for `batch` walks, one each, in a grid within 65535 per axis.
+pub(super) fn dispatch_grid(batch: usize) -> (u32, u32) {
+    let x = (batch as u32).min(65535);
+    (x, (batch as u32).div_ceil(x))
+}
+
+/// The first `len` words of `staging`, once `submission` is done.
+fn read_words(
+    ctx: &GpuContext,
+    staging: &wgpu::Buffer,
+    len: usize,
+    submission: wgpu::SubmissionIndex,
+) -> Result<Vec<u32>> {
+    let slice = staging.slice(..(len * 4) as u64);
+    let (tx, rx) = std::sync::mpsc::channel();
+    slice.map_async(wgpu::MapMode::Read, move |r| {
+        let _ = tx.send(r);
+    });
+    ctx.wait(Some(submission))?;
+    rx.recv_timeout(Duration::from_secs(60))
+        .map_err(|_| anyhow!("GPU readback did not complete"))?
+        .map_err(|e| anyhow!("GPU readback failed: {e}"))?;
+    let words = {
+        let view = slice
+            .get_mapped_range()
+            .map_err(|e| anyhow!("GPU readback failed: {e:?}"))?;
+        bytemuck::cast_slice(&view).to_vec()
+    };
+    staging.unmap();
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn place(slots: &mut Slots, rows: &[u32]) -> (Vec<u32>, Vec<(u32, u32)>) {
+        let p = slots.place(rows, false);
+        (p.slots, p.misses)
+    }
+
+    /// Hits keep their slot; misses fill free slots, then evict the least
+    /// recently used row, never one the same step uses.
+    #[test]
+    fn placing_rows_evicts_the_least_recently_used_but_never_a_row_in_use() {
+        let mut slots = Slots::new(3);
+        assert_eq!(place(&mut slots, &[7, 8, 7]), (vec![0, 1, 0], vec![(7, 0), (8, 1)]));
+        assert_eq!(place(&mut slots, &[9]), (vec![2], vec![(9, 2)]));
+        // 8 is the least recently used: 10 takes its slot.
+        assert_eq!(place(&mut slots, &[7, 10]), (vec![0, 1], vec![(10, 1)]));
+        // Three distinct rows in one step, each in its own slot.
+        let (got, misses) = place(&mut slots, &[11, 7, 12]);
+        let mut distinct = got.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!((distinct.len(), misses.len()), (3, 2), "{got:?}");
+        assert_eq!(got[1], 0, "7 stays where it was");
+        assert_eq!((slots.stats.requests, slots.stats.computed), (9, 6));
+        let p = slots.place(&[1, 2], true);
+        assert_eq!((p.misses.len(), slots.stats.seeds, slots.stats.requests), (2, 2, 9));
+    }
+}
