@@ -1,6 +1,4 @@
-// The rounded similarity matrix, one tile of rows at a time; or, with
-// LISTED, the rows a list names, written to the tile rows it names (the rows
-// on the fly that the GPU's row cache lacks, src/gpu/row_cache.rs).
+// The rounded similarity matrix, one tile of rows at a time.
 //
 // Embeddings hold two i16 components per u32 (low half first). Each
 // invocation computes two adjacent columns of one row and writes them as one
@@ -10,21 +8,18 @@
 
 override WG_X: u32 = 16u;
 override WG_Y: u32 = 16u;
-// Rows come from `list` (pairs: vector, tile row) instead of row0.. .
-override LISTED: bool = false;
 
 struct Params {
     n: u32,            // vectors
     dim_words: u32,    // u32 words per vector
     stride_words: u32, // u32 words per matrix row (two columns each)
-    row0: u32,         // first row of this tile (LISTED: first pair of the list)
-    rows: u32,         // rows in this tile (LISTED: pairs for this tile)
+    row0: u32,         // first row of this tile
+    rows: u32,         // rows in this tile
 }
 
 @group(0) @binding(0) var<storage, read> emb: array<u32>;
 @group(0) @binding(1) var<storage, read_write> tile: array<u32>;
 @group(0) @binding(2) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read> list: array<u32>;
 
 fn dot(a: u32, b: u32) -> i32 {
     var acc = 0;
@@ -43,12 +38,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (r >= p.rows || cw >= p.stride_words) {
         return;
     }
-    var i = p.row0 + r;
-    var at = r;
-    if (LISTED) {
-        i = list[2u * (p.row0 + r)];
-        at = list[2u * (p.row0 + r) + 1u];
-    }
+    let i = p.row0 + r;
     let c0 = 2u * cw;
     var s0 = 0;
     var s1 = 0;
@@ -59,5 +49,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c0 + 1u < p.n) {
         s1 = sim16(dot(i * p.dim_words, (c0 + 1u) * p.dim_words));
     }
-    tile[at * p.stride_words + cw] = (bitcast<u32>(s0) & 0xffffu) | (bitcast<u32>(s1) << 16u);
+    tile[r * p.stride_words + cw] = (bitcast<u32>(s0) & 0xffffu) | (bitcast<u32>(s1) << 16u);
 }

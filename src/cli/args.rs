@@ -481,6 +481,7 @@ impl GpuArgs {
             steps_per_dispatch: self.steps_per_dispatch,
             max_gpu_memory: self.max_gpu_memory.map(|b| b.as_u64()),
             cache_rows: self.gpu_cache_rows,
+            workgroup_sums_len: None,
         }
     }
 }

@@ -76,6 +76,9 @@ pub struct GpuOptions {
     pub max_gpu_memory: Option<u64>,
     /// Force rows on the fly with a cache of this many rows.
     pub cache_rows: Option<usize>,
+    /// Hold at most this many running sums in workgroup memory, the rest in
+    /// the storage buffer (tests: the split on short rows).
+    pub workgroup_sums_len: Option<usize>,
 }
 
 /// Smallest row cache tried after the GPU runs out of memory.
@@ -143,7 +146,7 @@ impl GpuBackend {
         let upload = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
         let (cache, device_similarity) = if matrix.layout.rows < rows.n || opts.cache_rows.is_some() {
-            let cache = RowCache::new(&ctx, &matrix, embeddings, q.n, q.dim);
+            let cache = RowCache::new(&ctx, &matrix, embeddings, rows, q.n)?;
             (Some(cache), None)
         } else {
             (None, matrix.fill(&ctx, rows, &embeddings)?)
@@ -183,10 +186,16 @@ impl GpuBackend {
             } else {
                 "shared-memory"
             },
-            if self.workgroup_sums() {
-                "workgroup memory"
-            } else {
-                "a storage buffer"
+            match (
+                self.workgroup_sums(),
+                self.matrix.layout.stride.saturating_sub(self.ctx.sums_len())
+            ) {
+                (false, _) => "a storage buffer".to_string(),
+                (true, 0) => "workgroup memory".to_string(),
+                (true, rest) => format!(
+                    "workgroup memory ({} per walk) and a storage buffer ({rest})",
+                    self.ctx.sums_len()
+                ),
             },
             match &self.cache {
                 Some(c) => format!(
@@ -205,9 +214,10 @@ impl GpuBackend {
         self.different(self.matrix.layout.n..self.vectors, width, out)
     }
 
-    /// Whether the walk keeps its sums in workgroup memory.
+    /// Whether the walk keeps its sums in workgroup memory (as many as fit;
+    /// the rest of a longer row in the storage buffer).
     pub fn workgroup_sums(&self) -> bool {
-        !self.opts.storage_sums && self.matrix.layout.stride <= self.ctx.sums_len()
+        !self.opts.storage_sums
     }
 
     /// The adapter's summary.
@@ -286,11 +296,27 @@ pub(crate) mod tests {
     pub(crate) fn context(no_subgroups: bool) -> Option<Arc<GpuContext>> {
         /// The context, or whether the adapter was missing and why not.
         type Opened = Result<Arc<GpuContext>, (bool, String)>;
-        static CTX: [OnceLock<Opened>; 2] = [OnceLock::new(), OnceLock::new()];
-        let r = CTX[no_subgroups as usize].get_or_init(|| {
+        static CTX: [OnceLock<Opened>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        open(&CTX[no_subgroups as usize], no_subgroups, None)
+    }
+
+    /// A context holding only 32 running sums per walk in workgroup memory:
+    /// rows longer than that split between it and the storage buffer.
+    pub(crate) fn split_context() -> Option<Arc<GpuContext>> {
+        static CTX: OnceLock<Result<Arc<GpuContext>, (bool, String)>> = OnceLock::new();
+        open(&CTX, false, Some(32))
+    }
+
+    fn open(
+        cell: &std::sync::OnceLock<Result<Arc<GpuContext>, (bool, String)>>,
+        no_subgroups: bool,
+        workgroup_sums_len: Option<usize>,
+    ) -> Option<Arc<GpuContext>> {
+        let r = cell.get_or_init(|| {
             let opts = GpuOptions {
                 allow_software: true,
                 no_subgroups,
+                workgroup_sums_len,
                 ..Default::default()
             };
             GpuContext::new(&opts).map(Arc::new).map_err(|e| {
@@ -342,13 +368,25 @@ pub(crate) mod tests {
         out
     }
 
-    /// Every variant (subgroup or shared-memory reduction, sums in a storage
-    /// buffer or workgroup memory) must give the CPU's bytes.
-    fn check(q: &Quantized, width: usize, opts: &GpuOptions) {
-        let cpu = cpu_different(q, width);
+    /// Every variant: subgroup or shared-memory reduction, sums in a storage
+    /// buffer or in workgroup memory, or split between the two.
+    fn variants() -> Vec<(Option<Arc<GpuContext>>, bool)> {
+        let mut v = Vec::new();
         for no_subgroups in [false, true] {
             for storage_sums in [false, true] {
-                let Some(ctx) = context(no_subgroups) else { return };
+                v.push((context(no_subgroups), storage_sums));
+            }
+        }
+        v.push((split_context(), false));
+        v
+    }
+
+    /// Every variant must give the CPU's bytes.
+    fn check(q: &Quantized, width: usize, opts: &GpuOptions) {
+        let cpu = cpu_different(q, width);
+        for (ctx, storage_sums) in variants() {
+            {
+                let Some(ctx) = ctx else { return };
                 let opts = GpuOptions {
                     storage_sums,
                     ..opts.clone()
@@ -412,9 +450,9 @@ pub(crate) mod tests {
         let mut cpu = vec![0; themes.n * width];
         crate::cpu::seeded_rows(&m, &crate::themes::seeds(q, themes), width, &mut cpu);
         let poems = cpu_different(q, q.n - 1);
-        for no_subgroups in [false, true] {
-            for storage_sums in [false, true] {
-                let Some(ctx) = context(no_subgroups) else { return };
+        for (ctx, storage_sums) in variants() {
+            {
+                let Some(ctx) = ctx else { return };
                 let opts = GpuOptions {
                     storage_sums,
                     ..opts.clone()

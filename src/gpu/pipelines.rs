@@ -55,14 +55,26 @@ const fn params(slot: u32, size: usize) -> Binding {
     }
 }
 
-/// similarity.wgsl: embeddings in, one matrix tile out; the list of rows
-/// to compute when LISTED (rows on the fly).
-pub(super) const SIMILARITY_BINDINGS: [Binding; 4] = [
+/// similarity.wgsl: embeddings in, one matrix tile out.
+pub(super) const SIMILARITY_BINDINGS: [Binding; 3] = [
+    storage(0, "emb", true),
+    storage(1, "tile", false),
+    params(2, std::mem::size_of::<SimilarityParams>()),
+];
+
+/// rows.wgsl: the vectors row-major and word-major, the list of rows to
+/// compute, and the tile they go to.
+pub(super) const ROWS_BINDINGS: [Binding; 5] = [
     storage(0, "emb", true),
     storage(1, "tile", false),
     params(2, std::mem::size_of::<SimilarityParams>()),
     storage(3, "list", true),
+    storage(4, "cols", true),
 ];
+/// Rows per workgroup of the row-block shader (its `BLOCK`).
+pub(super) const ROW_BLOCK: u32 = 8;
+/// Invocations per workgroup of the row-block shader (its `WG`).
+pub(super) const ROWS_WG: u32 = 256;
 
 /// select.wgsl: the matrix tiles, the running sums, the orderings, each
 /// start's last choice, and the parameters.
@@ -85,7 +97,8 @@ pub(super) fn storage_buffers_needed() -> u32 {
         .count() as u32
 }
 
-/// The uniform parameters of one similarity dispatch (one tile).
+/// The uniform parameters of one similarity dispatch (one tile); for the
+/// row-block shader, `row0` and `rows` are the tile's pairs in the list.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub(super) struct SimilarityParams {
@@ -116,6 +129,11 @@ pub(super) const SIMILARITY_WGSL: &str = concat!(
     include_str!("../../shaders/common.wgsl"),
     include_str!("../../shaders/similarity.wgsl")
 );
+/// The row-block shader, after the shared layout helpers.
+pub(super) const ROWS_WGSL: &str = concat!(
+    include_str!("../../shaders/common.wgsl"),
+    include_str!("../../shaders/rows.wgsl")
+);
 // The selection shader is composed of modules (no text templating): the
 // shared layout helpers, a workgroup reduction, a home for the running sums,
 // and the walk itself.
@@ -141,14 +159,33 @@ pub(super) const SELECT_WGSL: [[&str; 2]; 2] = [
     ],
 ];
 
-/// The override constants of the similarity pipeline; `listed` computes
-/// the rows a list names (rows on the fly) instead of whole tiles.
-pub(super) fn similarity_constants(listed: bool) -> [(&'static str, f64); 3] {
+/// The override constants of the similarity pipeline.
+pub(super) fn similarity_constants() -> [(&'static str, f64); 2] {
+    [("WG_X", SIMILARITY_WG[0] as f64), ("WG_Y", SIMILARITY_WG[1] as f64)]
+}
+
+/// The override constants of the row-block pipeline for vectors of
+/// `dim_words` words.
+pub(super) fn rows_constants(dim_words: usize) -> [(&'static str, f64); 2] {
     [
-        ("WG_X", SIMILARITY_WG[0] as f64),
-        ("WG_Y", SIMILARITY_WG[1] as f64),
-        ("LISTED", listed as u8 as f64),
+        ("WG", ROWS_WG as f64),
+        ("BLOCK_WORDS", (ROW_BLOCK as usize * dim_words) as f64),
     ]
+}
+
+/// Workgroup memory the row-block shader needs for vectors of `dim_words`.
+pub(super) fn rows_workgroup_bytes(dim_words: usize) -> u64 {
+    (ROW_BLOCK as usize * dim_words * 4) as u64
+}
+
+/// The row-block pipeline for vectors of `dim_words` words (built when a
+/// row cache is, since its workgroup memory depends on the dimension).
+pub(super) fn rows_pipeline(
+    device: &wgpu::Device,
+    layout: &wgpu::BindGroupLayout,
+    dim_words: usize,
+) -> wgpu::ComputePipeline {
+    pipeline(device, "rows on the fly", ROWS_WGSL, layout, &rows_constants(dim_words))
 }
 
 /// The override constants of a selection pipeline; `sums_len` only for the
@@ -221,14 +258,13 @@ pub(super) struct SelectPipelines {
 /// The compute pipelines and their bind-group layouts, built once per device.
 pub(super) struct Pipelines {
     pub similarity: wgpu::ComputePipeline,
-    /// similarity.wgsl computing listed rows (rows on the fly).
-    pub rows: wgpu::ComputePipeline,
     /// The walk over the whole matrix, and over a cache of rows.
     pub select: SelectPipelines,
     pub select_cached: SelectPipelines,
     pub similarity_layout: wgpu::BindGroupLayout,
+    pub rows_layout: wgpu::BindGroupLayout,
     pub select_layout: wgpu::BindGroupLayout,
-    /// Sums a workgroup can hold (the workgroup variant's array length).
+    /// Sums a workgroup holds (the workgroup variant's array length).
     pub sums_len: usize,
 }
 
@@ -240,7 +276,14 @@ pub(super) fn workgroup_sums_len(max_workgroup_storage: u32, uses_subgroups: boo
 
 impl Pipelines {
     /// Compiles both shaders for `device`; a driver rejection is an error.
-    pub fn new(device: &wgpu::Device, adapter_name: &str, uses_subgroups: bool) -> Result<Self> {
+    /// `sums_cap` lowers the sums kept in workgroup memory (tests use it to
+    /// split short rows between workgroup memory and the storage buffer).
+    pub fn new(
+        device: &wgpu::Device,
+        adapter_name: &str,
+        uses_subgroups: bool,
+        sums_cap: Option<usize>,
+    ) -> Result<Self> {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let layout = |label, bindings: &[Binding]| {
             let entries: Vec<_> = bindings.iter().map(layout_entry).collect();
@@ -250,18 +293,11 @@ impl Pipelines {
             })
         };
         let similarity_layout = layout("similarity", &SIMILARITY_BINDINGS);
+        let rows_layout = layout("rows", &ROWS_BINDINGS);
         let select_layout = layout("select", &SELECT_BINDINGS);
         let sources = SELECT_WGSL[uses_subgroups as usize];
-        let sums_len = workgroup_sums_len(device.limits().max_compute_workgroup_storage_size, uses_subgroups);
-        let similarity = |label, listed| {
-            pipeline(
-                device,
-                label,
-                SIMILARITY_WGSL,
-                &similarity_layout,
-                &similarity_constants(listed),
-            )
-        };
+        let room = workgroup_sums_len(device.limits().max_compute_workgroup_storage_size, uses_subgroups);
+        let sums_len = sums_cap.map_or(room, |cap| (cap / LANES * LANES).clamp(LANES, room));
         let select = |cached| SelectPipelines {
             storage: pipeline(
                 device,
@@ -279,11 +315,17 @@ impl Pipelines {
             ),
         };
         let pipelines = Pipelines {
-            similarity: similarity("similarity", false),
-            rows: similarity("rows on the fly", true),
+            similarity: pipeline(
+                device,
+                "similarity",
+                SIMILARITY_WGSL,
+                &similarity_layout,
+                &similarity_constants(),
+            ),
             select: select(false),
             select_cached: select(true),
             similarity_layout,
+            rows_layout,
             select_layout,
             sums_len,
         };
@@ -389,14 +431,25 @@ mod tests {
     #[test]
     fn the_similarity_shader_matches_its_bindings_and_dispatch() {
         let [x, y] = SIMILARITY_WG;
-        for listed in [false, true] {
-            check(
-                SIMILARITY_WGSL,
-                &similarity_constants(listed),
-                &SIMILARITY_BINDINGS,
-                [x, y, 1],
-            );
-        }
+        check(
+            SIMILARITY_WGSL,
+            &similarity_constants(),
+            &SIMILARITY_BINDINGS,
+            [x, y, 1],
+        );
+    }
+
+    #[test]
+    fn the_row_block_shader_matches_its_bindings_and_block() {
+        check(ROWS_WGSL, &rows_constants(192), &ROWS_BINDINGS, [ROWS_WG, 1, 1]);
+        let module = compile(ROWS_WGSL, &rows_constants(192));
+        let (_, block) = module
+            .constants
+            .iter()
+            .find(|(_, c)| c.name.as_deref() == Some("BLOCK"))
+            .expect("BLOCK in rows.wgsl");
+        let value = &module.global_expressions[block.init];
+        assert_eq!(*value, naga::Expression::Literal(naga::Literal::U32(ROW_BLOCK)));
     }
 
     #[test]

@@ -14,14 +14,18 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Result};
+use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
-use super::pipelines::{self, SimilarityParams, MAX_TILES, PARAM_SLOT, SIMILARITY_BINDINGS, SIMILARITY_WG};
+use super::pipelines::{self, SimilarityParams, MAX_TILES, PARAM_SLOT, ROWS_BINDINGS, ROWS_WG, ROW_BLOCK};
 use super::readback::{read_batch, Destination};
+use super::tiles::pack;
 use super::tiles::MatrixTiles;
 use super::timer::Timer;
 use super::walk::BatchBuffers;
 use super::GpuBackend;
+use super::GpuError;
+use crate::quantize::Quantized;
 use crate::rows::RowStats;
 
 /// Which slot holds which row: the cache's bookkeeping on the host.
@@ -41,8 +45,9 @@ pub(super) struct RowCache {
     list: wgpu::Buffer,
     /// One parameter slot per tile.
     params: wgpu::Buffer,
-    /// One per tile: embeddings, that tile, the parameters, the list.
+    /// One per tile: vectors, that tile, the parameters, the list, columns.
     bind_groups: Vec<wgpu::BindGroup>,
+    pipeline: wgpu::ComputePipeline,
     dim_words: u32,
     n: u32,
     stride_words: u32,
@@ -113,11 +118,28 @@ impl Slots {
 }
 
 impl RowCache {
-    /// A cache of the rows the tiles of `matrix` hold, computed from
-    /// `embeddings` (`dim` components each; the first `n` are the columns).
-    pub fn new(ctx: &GpuContext, matrix: &MatrixTiles, embeddings: wgpu::Buffer, n: usize, dim: usize) -> Self {
+    /// A cache of the rows the tiles of `matrix` hold, computed from the
+    /// vectors of `q` (poems, then themes; `embeddings` holds them on the
+    /// GPU), whose first `n` are the columns.
+    pub fn new(
+        ctx: &GpuContext,
+        matrix: &MatrixTiles,
+        embeddings: wgpu::Buffer,
+        q: &Quantized,
+        n: usize,
+    ) -> Result<Self> {
         let layout = matrix.layout;
-        let capacity = layout.rows;
+        let dim_words = q.dim.div_ceil(2);
+        let room = ctx.device.limits().max_compute_workgroup_storage_size as u64;
+        if pipelines::rows_workgroup_bytes(dim_words) > room {
+            return Err(GpuError::Limits(format!(
+                "rows on the fly keep {ROW_BLOCK} vectors of {} dims in workgroup memory ({} bytes); {} has {room}",
+                q.dim,
+                pipelines::rows_workgroup_bytes(dim_words),
+                ctx.summary.name
+            ))
+            .into());
+        }
         let buffer = |label, size: u64, usage| {
             ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -127,30 +149,30 @@ impl RowCache {
             })
         };
         use wgpu::BufferUsages as U;
-        let list = buffer("row list", (capacity as u64 * 8).max(16), U::STORAGE | U::COPY_DST);
+        let list = buffer("row list", (layout.rows as u64 * 8).max(16), U::STORAGE | U::COPY_DST);
         let params = buffer("row params", MAX_TILES as u64 * PARAM_SLOT, U::UNIFORM | U::COPY_DST);
+        let cols = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("columns"),
+            contents: bytemuck::cast_slice(&word_major(q, n, layout.stride)),
+            usage: U::STORAGE,
+        });
         let bind_groups = (0..layout.tiles)
             .map(|t| {
-                let bound = [&embeddings, matrix.binding(t), &params, &list];
-                pipelines::bind_group(
-                    &ctx.device,
-                    "rows",
-                    &ctx.pipelines.similarity_layout,
-                    &SIMILARITY_BINDINGS,
-                    &bound,
-                )
+                let bound = [&embeddings, matrix.binding(t), &params, &list, &cols];
+                pipelines::bind_group(&ctx.device, "rows", &ctx.pipelines.rows_layout, &ROWS_BINDINGS, &bound)
             })
             .collect();
-        RowCache {
-            slots: Slots::new(capacity),
+        Ok(RowCache {
+            slots: Slots::new(layout.rows),
             rows_per_tile: layout.rows_per_tile as u32,
             list,
             params,
             bind_groups,
-            dim_words: dim.div_ceil(2) as u32,
+            pipeline: pipelines::rows_pipeline(&ctx.device, &ctx.pipelines.rows_layout, dim_words),
+            dim_words: dim_words as u32,
             n: n as u32,
             stride_words: (layout.stride / 2) as u32,
-        }
+        })
     }
 
     /// Writes the list and parameters for `misses` and records one dispatch
@@ -182,18 +204,31 @@ impl RowCache {
         ctx.queue
             .write_buffer(&self.list, 0, bytemuck::cast_slice(&by_tile.concat()));
         ctx.queue.write_buffer(&self.params, 0, &params);
-        let [wg_x, wg_y] = SIMILARITY_WG;
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("rows on the fly"),
             timestamp_writes: None,
         });
-        pass.set_pipeline(&ctx.pipelines.rows);
+        pass.set_pipeline(&self.pipeline);
         for (t, pairs) in by_tile.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
             pass.set_bind_group(0, &self.bind_groups[t], &[(t as u64 * PARAM_SLOT) as u32]);
             let rows = (pairs.len() / 2) as u32;
-            pass.dispatch_workgroups(self.stride_words.div_ceil(wg_x), rows.div_ceil(wg_y), 1);
+            pass.dispatch_workgroups(self.stride_words.div_ceil(ROWS_WG), rows.div_ceil(ROW_BLOCK), 1);
         }
     }
+}
+
+/// The first `n` vectors of `q`, word-major: word `k` of vector `c` at
+/// `k * stride + c`, zero for the padding columns `n..stride`.
+fn word_major(q: &Quantized, n: usize, stride: usize) -> Vec<u32> {
+    let dim_words = q.dim.div_ceil(2);
+    let packed = pack(q);
+    let mut cols = vec![0u32; dim_words * stride];
+    for c in 0..n {
+        for k in 0..dim_words {
+            cols[k * stride + c] = packed[c * dim_words + k];
+        }
+    }
+    cols
 }
 
 impl GpuBackend {

@@ -70,7 +70,7 @@ pub(super) struct MatrixTiles {
 }
 
 /// The embeddings, two i16 components per u32 word, low half first.
-fn pack(q: &Quantized) -> Vec<u32> {
+pub(super) fn pack(q: &Quantized) -> Vec<u32> {
     let dim_words = q.dim.div_ceil(2);
     let mut packed = vec![0u32; q.n * dim_words];
     for i in 0..q.n {
@@ -164,7 +164,7 @@ impl MatrixTiles {
                 "similarity",
                 &ctx.pipelines.similarity_layout,
                 &SIMILARITY_BINDINGS,
-                &[embeddings, tile, &params, &self.unused_tile],
+                &[embeddings, tile, &params],
             );
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("similarity"),
