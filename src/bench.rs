@@ -27,6 +27,15 @@ pub fn default_corpus(keep: &mut Option<crate::bundled::Bundled>) -> Result<(Pat
     Ok((b.poems(), b.embeddings()))
 }
 
+/// A scratch directory for a benchmark's files, removed when dropped:
+/// inside `dir`, else the system temp dir.
+pub fn scratch(dir: Option<&Path>) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("diversity-bench-")
+        .tempdir_in(dir.map_or_else(std::env::temp_dir, Path::to_path_buf))
+        .context("cannot create a scratch directory")
+}
+
 /// Peak resident memory of this process, from /proc (Linux), in bytes.
 pub fn peak_rss() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -369,10 +378,7 @@ fn print_render(o: &RenderOptions, s: &crate::render::Summary, secs: f64, (first
 
 /// Pages/s and MB/s of `render`, beside writing the same bytes as plain files.
 pub fn render(o: &RenderOptions) -> Result<()> {
-    let tmp = tempfile::Builder::new()
-        .prefix("diversity-bench-")
-        .tempdir_in(o.dir.clone().unwrap_or_else(std::env::temp_dir))
-        .context("cannot create a scratch directory")?;
+    let tmp = scratch(o.dir.as_deref())?;
     let cache = tmp.path().join("cache");
     let top_k = o.per_page * o.pages;
     precompute_for_render(o, &cache, top_k)?;
@@ -436,6 +442,53 @@ pub fn render(o: &RenderOptions) -> Result<()> {
     Ok(())
 }
 
+/// The `precompute` the benchmarks run, as `precompute --poems … --out …`
+/// would (no progress bar, no themes, the palette it picks by default); set `out`
+/// and `shard` (`--shard I/N`) per run.
+pub fn precompute_options(
+    poems: PathBuf,
+    embeddings: Option<PathBuf>,
+    backend: crate::engine::BackendChoice,
+    top_k: Option<usize>,
+    threads: Option<usize>,
+) -> crate::precompute::Options {
+    crate::precompute::Options {
+        poems,
+        embeddings,
+        out: PathBuf::new(),
+        backend,
+        top_k,
+        threads,
+        strict: false,
+        exclude: None,
+        center: false,
+        extras: Default::default(),
+        chunk: 1024,
+        gpu: GpuOptions::default(),
+        progress: false,
+        stop_after: None,
+        shard: None,
+        max_memory: None,
+    }
+}
+
+/// Runs one precompute (whole, or a shard when `o.shard` is set) to the
+/// end and returns its seconds and the finished cache's manifest.
+pub fn timed_precompute(o: &crate::precompute::Options) -> Result<(f64, crate::cache::Manifest)> {
+    let t = Instant::now();
+    let done = crate::precompute::run(o)?;
+    let manifest = done.manifest.context("the precompute was interrupted")?;
+    Ok((t.elapsed().as_secs_f64(), manifest))
+}
+
+/// Merges finished shard caches into `out` (as `merge --out` does) and
+/// returns its seconds.
+pub fn timed_merge(out: &Path, shards: &[PathBuf]) -> Result<f64> {
+    let t = Instant::now();
+    crate::shard::merge(out, shards, false)?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
 /// Options of the shard benchmark.
 #[derive(Debug, Clone)]
 pub struct ShardsOptions {
@@ -454,32 +507,21 @@ pub struct ShardsOptions {
 /// overhead of sharding) and the slowest shard plus the merge (the wall
 /// time on `shards` machines). Checks that the merge is byte-identical.
 pub fn shards(o: &ShardsOptions) -> Result<()> {
-    let tmp = tempfile::Builder::new()
-        .prefix("diversity-bench-")
-        .tempdir_in(o.dir.clone().unwrap_or_else(std::env::temp_dir))
-        .context("cannot create a scratch directory")?;
-    let run = |out: PathBuf, shard: Option<crate::shard::ShardSpec>| -> Result<f64> {
-        let t = Instant::now();
-        let done = crate::precompute::run(&crate::precompute::Options {
-            poems: o.poems.clone(),
-            embeddings: Some(o.embeddings.clone()),
+    let tmp = scratch(o.dir.as_deref())?;
+    let base = precompute_options(
+        o.poems.clone(),
+        Some(o.embeddings.clone()),
+        o.backend,
+        o.top_k,
+        o.threads,
+    );
+    let run = |out: PathBuf, shard: Option<crate::shard::ShardSpec>| {
+        timed_precompute(&crate::precompute::Options {
             out,
-            backend: o.backend,
-            top_k: o.top_k,
-            threads: o.threads,
-            strict: false,
-            exclude: None,
-            center: false,
-            extras: Default::default(),
-            chunk: 1024,
-            gpu: GpuOptions::default(),
-            progress: false,
-            stop_after: None,
             shard,
-            max_memory: None,
-        })?;
-        anyhow::ensure!(done.manifest.is_some(), "the precompute was interrupted");
-        Ok(t.elapsed().as_secs_f64())
+            ..base.clone()
+        })
+        .map(|(secs, _)| secs)
     };
     let whole = tmp.path().join("whole");
     let t_whole = run(whole.clone(), None)?;
@@ -494,9 +536,7 @@ pub fn shards(o: &ShardsOptions) -> Result<()> {
         dirs.push(dir);
     }
     let merged = tmp.path().join("merged");
-    let t = Instant::now();
-    crate::shard::merge(&merged, &dirs, false)?;
-    let t_merge = t.elapsed().as_secs_f64();
+    let t_merge = timed_merge(&merged, &dirs)?;
     for f in [crate::cache::SIMILAR, crate::cache::DIFFERENT, crate::cache::VECTORS] {
         let same = std::fs::read(whole.join(f))? == std::fs::read(merged.join(f))?;
         anyhow::ensure!(same, "{f} of the merged shards differs from the unsharded run's");

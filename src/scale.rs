@@ -1,17 +1,23 @@
 //! `bench scale`: what the whole job (every start's similar and different
 //! orderings) costs as n grows, with the n × n matrix beside rows on the
-//! fly, on the same synthetic clustered corpus, side by side in one run.
-//! Each size and mode runs in its own process, so the peak RSS reported is
+//! fly and beside the same job run as N shards and merged, on the same
+//! synthetic clustered corpus, side by side in one run. Each size and mode
+//! (and each shard) runs in its own process, so the peak RSS reported is
 //! that run's own; the exponent of n is fitted by least squares on log–log.
 
+use std::ops::Range;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::cache::{Cache, Kind};
 use crate::cpu::{similar_rows, CpuBackend};
 use crate::rows::{Limit, LimitSource, Needs, OnTheFly, Plan};
+use crate::shard::ShardSpec;
 use crate::synthetic::{self, Shape};
+use crate::timings::Timings;
 
 /// Where the walks' rows come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -20,6 +26,20 @@ pub enum Mode {
     Matrix,
     /// Rows computed on the fly behind a bounded cache.
     Rows,
+    /// One shard of the sharded row: `precompute --shard I/N` over the
+    /// corpus written as JSON Lines (the parent runs every shard, then merges).
+    Shards,
+}
+
+impl Mode {
+    /// The value of `--mode` that selects this mode.
+    fn arg(self) -> &'static str {
+        match self {
+            Mode::Matrix => "matrix",
+            Mode::Rows => "rows",
+            Mode::Shards => "shards",
+        }
+    }
 }
 
 /// Options of the scale benchmark.
@@ -35,58 +55,115 @@ pub struct Options {
     pub machines: usize,
     /// The corpus shape (its `n` is replaced by each size).
     pub shape: Shape,
+    /// Shards of the sharded row; 0 or 1: no sharded row.
+    pub shards: usize,
+    /// Where the sharded row writes its corpus file and caches (default:
+    /// the system temp dir). In one shard's own process: that size's
+    /// scratch directory, which holds the corpus file.
+    pub dir: Option<PathBuf>,
+    /// In one shard's own process: the shard it runs.
+    pub shard: Option<ShardSpec>,
 }
 
-/// Figures of one size in one mode.
+/// Figures of one size in one mode (or of one shard), printed by its
+/// process as one JSON line.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Run {
     pub n: usize,
     pub mode: Mode,
-    /// The whole job: matrix (if any), walks and similar orderings.
+    /// The whole job: matrix (if any), walks and similar orderings; for a
+    /// shard, its whole precompute (loading the corpus file to writing its cache).
     pub secs: f64,
     pub peak_rss: u64,
-    /// blake3 of every similar and different ordering, in order.
+    /// blake3 of every similar and different ordering, in order (see
+    /// [`orderings_hash`]); a shard's own rows are hashed after the merge.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub hash: String,
     /// On the fly: rows asked for, rows computed, cache capacity.
     pub requests: u64,
     pub computed: u64,
     pub cache_rows: usize,
+    /// A shard's `I/N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    /// A shard's precompute phases (load, similarity, selection, …), seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases: Option<Timings>,
+}
+
+impl Run {
+    fn new(n: usize, mode: Mode) -> Run {
+        Run {
+            n,
+            mode,
+            secs: 0.0,
+            peak_rss: 0,
+            hash: String::new(),
+            requests: 0,
+            computed: 0,
+            cache_rows: 0,
+            shard: None,
+            phases: None,
+        }
+    }
 }
 
 /// Starts per chunk, as `precompute` checkpoints them.
 const CHUNK: usize = 1024;
 
-/// Runs one size in one mode and prints its [`Run`] as one JSON line.
+/// The sharded row's corpus file, in each size's scratch directory.
+const CORPUS_FILE: &str = "corpus.jsonl";
+
+/// Shard `index`'s cache directory in a size's scratch directory.
+fn shard_dir(scratch: &Path, index: usize) -> PathBuf {
+    scratch.join(format!("shard{index}"))
+}
+
+/// blake3 of every start's similar and different orderings as `u32`
+/// indices, a chunk of starts at a time (similar rows, then different
+/// rows), which `fill` writes for the starts it is given. Every mode hashes
+/// the same way, so equal hashes mean equal orderings.
+fn orderings_hash(n: usize, w: usize, mut fill: impl FnMut(Range<usize>, &mut [u32], &mut [u32])) -> String {
+    let (mut sim, mut diff) = (vec![0u32; CHUNK * w], vec![0u32; CHUNK * w]);
+    let mut hash = blake3::Hasher::new();
+    for s0 in (0..n).step_by(CHUNK) {
+        let c = CHUNK.min(n - s0);
+        let (sim, diff) = (&mut sim[..c * w], &mut diff[..c * w]);
+        fill(s0..s0 + c, sim, diff);
+        hash.update(bytemuck::cast_slice(sim));
+        hash.update(bytemuck::cast_slice(diff));
+    }
+    hash.finalize().to_hex().to_string()
+}
+
+/// Runs one size in one mode (or one shard) and prints its [`Run`] as one
+/// JSON line.
 pub fn one(o: &Options, n: usize, mode: Mode) -> Result<()> {
     ensure!(n >= 2, "a corpus needs at least 2 poems");
+    let run = match mode {
+        Mode::Matrix | Mode::Rows => in_memory(o, n, mode)?,
+        Mode::Shards => one_shard(o, n)?,
+    };
+    println!("{}", serde_json::to_string(&run)?);
+    Ok(())
+}
+
+/// The whole job in this process, over the matrix or rows on the fly.
+fn in_memory(o: &Options, n: usize, mode: Mode) -> Result<Run> {
     let q = synthetic::quantized(Shape { n, ..o.shape });
     let pool = crate::progress::pool(o.threads)?;
     let threads = pool.current_num_threads();
     let w = o.top_k.min(n - 1);
-    let (mut sim, mut diff) = (vec![0u32; CHUNK * w], vec![0u32; CHUNK * w]);
-    let mut hash = blake3::Hasher::new();
-    let mut run = Run {
-        n,
-        mode,
-        secs: 0.0,
-        peak_rss: 0,
-        hash: String::new(),
-        requests: 0,
-        computed: 0,
-        cache_rows: 0,
-    };
+    let mut run = Run::new(n, mode);
     let t = Instant::now();
     match mode {
         Mode::Matrix => {
             let sim_pool = crate::progress::pool(o.threads)?;
             let backend = CpuBackend::new(&q, pool);
-            for s0 in (0..n).step_by(CHUNK) {
-                let c = CHUNK.min(n - s0);
-                backend.different(s0..s0 + c, w, &mut diff[..c * w]);
-                similar_rows(&q, s0..s0 + c, w, &mut sim[..c * w], &sim_pool);
-                hash.update(bytemuck::cast_slice(&sim[..c * w]));
-                hash.update(bytemuck::cast_slice(&diff[..c * w]));
-            }
+            run.hash = orderings_hash(n, w, |starts, sim, diff| {
+                backend.different(starts.clone(), w, diff);
+                similar_rows(&q, starts, w, sim, &sim_pool);
+            });
         }
         Mode::Rows => {
             let needs = Needs::new(n, q.dim, w, CHUNK, threads);
@@ -98,32 +175,55 @@ pub fn one(o: &Options, n: usize, mode: Mode) -> Result<()> {
                 bail!("the limit is below the matrix's need, so rows are on the fly")
             };
             let rows = OnTheFly::new(q, batch, cache_rows, pool);
-            for s0 in (0..n).step_by(CHUNK) {
-                let c = CHUNK.min(n - s0);
-                rows.orderings(s0..s0 + c, w, Some(&mut sim[..c * w]), &mut diff[..c * w]);
-                hash.update(bytemuck::cast_slice(&sim[..c * w]));
-                hash.update(bytemuck::cast_slice(&diff[..c * w]));
-            }
+            run.hash = orderings_hash(n, w, |starts, sim, diff| rows.orderings(starts, w, Some(sim), diff));
             let stats = rows.stats();
             (run.requests, run.computed, run.cache_rows) = (stats.requests, stats.computed, stats.capacity);
         }
+        Mode::Shards => bail!("a shard runs through precompute, not in memory"),
     }
     run.secs = t.elapsed().as_secs_f64();
     run.peak_rss = crate::bench::peak_rss().unwrap_or(0);
-    run.hash = hash.finalize().to_hex().to_string();
-    println!("{}", serde_json::to_string(&run)?);
-    Ok(())
+    Ok(run)
 }
 
-/// Runs `one` in a child process and reads its figures.
-fn child(o: &Options, n: usize, mode: Mode) -> Result<Run> {
+/// One shard, through the code path of `precompute --shard I/N` (on the
+/// CPU backend, like the other modes), over the corpus file the parent wrote.
+fn one_shard(o: &Options, n: usize) -> Result<Run> {
+    let (Some(spec), Some(dir)) = (o.shard, o.dir.as_deref()) else {
+        bail!("--mode shards runs one shard: give --shard I/N and --dir (the size's scratch directory)")
+    };
+    let base = crate::bench::precompute_options(
+        dir.join(CORPUS_FILE),
+        None,
+        crate::engine::BackendChoice::Cpu,
+        Some(o.top_k),
+        o.threads,
+    );
+    let (secs, manifest) = crate::bench::timed_precompute(&crate::precompute::Options {
+        out: shard_dir(dir, spec.index),
+        shard: Some(spec),
+        ..base
+    })?;
+    ensure!(
+        manifest.included == n,
+        "the corpus file holds {} usable poems, not {n}",
+        manifest.included
+    );
+    Ok(Run {
+        secs,
+        peak_rss: crate::bench::peak_rss().unwrap_or(0),
+        shard: Some(format!("{}/{}", spec.index, spec.count)),
+        phases: Some(manifest.timings),
+        ..Run::new(n, Mode::Shards)
+    })
+}
+
+/// Runs `one` in a child process and reads its figures; `shard` names a
+/// shard and its size's scratch directory.
+fn child(o: &Options, n: usize, mode: Mode, shard: Option<(&Path, ShardSpec)>) -> Result<Run> {
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["bench", "scale", "--one", &n.to_string(), "--mode"])
-        .arg(match mode {
-            Mode::Matrix => "matrix",
-            Mode::Rows => "rows",
-        })
+    cmd.args(["bench", "scale", "--one", &n.to_string(), "--mode", mode.arg()])
         .args(["--top-k", &o.top_k.to_string()])
         .args(["--rows-memory", &o.rows_memory.to_string()])
         .args(["--dim", &o.shape.dim.to_string()])
@@ -132,15 +232,105 @@ fn child(o: &Options, n: usize, mode: Mode) -> Result<Run> {
     if let Some(t) = o.threads {
         cmd.args(["--threads", &t.to_string()]);
     }
+    if let Some((dir, spec)) = shard {
+        cmd.args(["--shard", &format!("{}/{}", spec.index, spec.count)])
+            .arg("--dir")
+            .arg(dir);
+    }
     let out = cmd.output().context("cannot run the benchmark's child process")?;
     ensure!(
         out.status.success(),
-        "bench scale --one {n} failed: {}",
+        "bench scale --one {n} --mode {} failed: {}",
+        mode.arg(),
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().context("no figures from the child process")?;
     Ok(serde_json::from_str(line)?)
+}
+
+/// The sharded row's shard count: `None` for 0 or 1 (no sharded row).
+/// More shards than the smallest size's poems would leave shards without
+/// a start, so that is refused.
+pub fn shard_count(shards: usize, smallest: usize) -> Result<Option<usize>> {
+    match shards {
+        0 | 1 => Ok(None),
+        k if k > smallest => bail!(
+            "--shards {k} is more shards than the {smallest} poems of the smallest size; give at most {smallest}, or 0 for no sharded row"
+        ),
+        k => Ok(Some(k)),
+    }
+}
+
+/// The sharded row of one size: its shards, one after another, and the merge.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sharded {
+    /// The shards' seconds summed: the job's cost when done as shards.
+    pub sum: f64,
+    pub slowest: f64,
+    pub merge: f64,
+    /// The highest peak RSS of any shard's process.
+    pub peak_rss: u64,
+    /// The shards' loading of the corpus file, summed (part of `sum`).
+    pub load: f64,
+    /// The merged orderings' hash, as [`orderings_hash`] makes it.
+    pub hash: String,
+}
+
+impl Sharded {
+    /// The figures of `shards`' runs, the merge's seconds and the merged hash.
+    pub fn new(shards: &[Run], merge: f64, hash: String) -> Sharded {
+        let phase = |r: &Run, name: &str| r.phases.as_ref().and_then(|p| p.get(name)).unwrap_or(0.0);
+        Sharded {
+            sum: shards.iter().map(|r| r.secs).sum(),
+            slowest: shards.iter().map(|r| r.secs).fold(0.0, f64::max),
+            merge,
+            peak_rss: shards.iter().map(|r| r.peak_rss).max().unwrap_or(0),
+            load: shards.iter().map(|r| phase(r, "load")).sum(),
+            hash,
+        }
+    }
+
+    /// The wall time on as many machines as shards: the slowest shard, then the merge.
+    pub fn wall(&self) -> f64 {
+        self.slowest + self.merge
+    }
+}
+
+/// Writes the corpus of `n` poems, runs its `count` shards (each in its own
+/// process, one after another) and the merge, in a scratch directory.
+fn sharded(o: &Options, n: usize, count: usize) -> Result<Sharded> {
+    let tmp = crate::bench::scratch(o.dir.as_deref())?;
+    synthetic::write_jsonl(&tmp.path().join(CORPUS_FILE), Shape { n, ..o.shape })?;
+    let runs = (0..count)
+        .map(|index| child(o, n, Mode::Shards, Some((tmp.path(), ShardSpec { index, count }))))
+        .collect::<Result<Vec<_>>>()?;
+    let dirs: Vec<PathBuf> = (0..count).map(|i| shard_dir(tmp.path(), i)).collect();
+    let merged = tmp.path().join("merged");
+    let merge = crate::bench::timed_merge(&merged, &dirs)?;
+    let hash = merged_hash(&merged, n, o.top_k.min(n - 1))?;
+    Ok(Sharded::new(&runs, merge, hash))
+}
+
+/// The [`orderings_hash`] of a merged cache of `n` poems and rows of `w`.
+fn merged_hash(dir: &Path, n: usize, w: usize) -> Result<String> {
+    let cache = Cache::open(dir)?;
+    let m = &cache.manifest;
+    ensure!(
+        m.included == n && m.params.width == w,
+        "the merged cache holds {} poems of {} entries, not {n} of {w}",
+        m.included,
+        m.params.width
+    );
+    let mut row = Vec::with_capacity(w);
+    Ok(orderings_hash(n, w, |starts, sim, diff| {
+        for (k, i) in starts.enumerate() {
+            cache.row(Kind::Similar, i, &mut row);
+            sim[k * w..(k + 1) * w].copy_from_slice(&row);
+            cache.row(Kind::Different, i, &mut row);
+            diff[k * w..(k + 1) * w].copy_from_slice(&row);
+        }
+    }))
 }
 
 /// Least-squares slope and intercept of ln(secs) against ln(n).
@@ -161,13 +351,94 @@ fn mib(b: u64) -> String {
     format!("{} MiB", b >> 20)
 }
 
-/// The benchmark: every size in both modes, the fitted exponents, and the
+/// Figures of one size: both in-memory modes and the sharded row.
+struct Size {
+    n: usize,
+    matrix: Run,
+    rows: Run,
+    sharded: Option<Sharded>,
+}
+
+/// Runs one size in every mode and checks that all wrote the same orderings.
+fn size(o: &Options, n: usize, shards: Option<usize>) -> Result<Size> {
+    let matrix = child(o, n, Mode::Matrix, None)?;
+    let rows = child(o, n, Mode::Rows, None)?;
+    ensure!(
+        matrix.hash == rows.hash,
+        "n = {n}: the two modes wrote different orderings"
+    );
+    let sharded = shards.map(|k| sharded(o, n, k)).transpose()?;
+    if let Some(s) = &sharded {
+        ensure!(
+            s.hash == matrix.hash,
+            "n = {n}: the {} merged shards' orderings differ from the whole (matrix) run's (blake3 {} against {})",
+            shards.unwrap_or(0),
+            s.hash,
+            matrix.hash
+        );
+    }
+    Ok(Size {
+        n,
+        matrix,
+        rows,
+        sharded,
+    })
+}
+
+/// The table's header; the sharded columns only with a sharded row.
+fn header(shards: Option<usize>) {
+    let mut line = format!(
+        "  {:>8} {:>10} {:>10} {:>10} {:>10} {:>9} {:>12}",
+        "n", "matrix s", "peak RSS", "rows s", "peak RSS", "hits", "rows made"
+    );
+    if let Some(k) = shards {
+        line += &format!(
+            " {:>12} {:>9} {:>7} {:>9} {:>12}",
+            format!("Σ {k} shards s"),
+            "slowest s",
+            "merge s",
+            "shard RSS",
+            format!("{k} machines s")
+        );
+    }
+    println!("{line} {:>10}", "same bytes");
+}
+
+/// One size's line of the table.
+fn print_size(s: &Size) {
+    let (m, r) = (&s.matrix, &s.rows);
+    let hits = 1.0 - r.computed as f64 / r.requests.max(1) as f64;
+    let mut line = format!(
+        "  {:>8} {:>10.2} {:>10} {:>10.2} {:>10} {:>8.1}% {:>12}",
+        s.n,
+        m.secs,
+        mib(m.peak_rss),
+        r.secs,
+        mib(r.peak_rss),
+        100.0 * hits,
+        r.computed
+    );
+    if let Some(sh) = &s.sharded {
+        line += &format!(
+            " {:>12.2} {:>9.2} {:>7.2} {:>9} {:>12.2}",
+            sh.sum,
+            sh.slowest,
+            sh.merge,
+            mib(sh.peak_rss),
+            sh.wall()
+        );
+    }
+    println!("{line} {:>10}", "yes");
+}
+
+/// The benchmark: every size in every mode, the fitted exponents, and the
 /// projection to `project` poems on one machine and on `machines`.
 pub fn scale(o: &Options) -> Result<()> {
     let mut sizes = o.sizes.clone();
     sizes.sort_unstable();
     sizes.dedup();
     ensure!(sizes.len() >= 3, "give at least three sizes, to fit the exponent");
+    let shards = shard_count(o.shards, sizes[0])?;
     println!(
         "scale benchmark: synthetic clustered corpus ({} dims, {} clusters, seed {}), --top-k {}, every start; on the fly within {}",
         o.shape.dim,
@@ -176,38 +447,55 @@ pub fn scale(o: &Options) -> Result<()> {
         o.top_k,
         bytesize::ByteSize(o.rows_memory)
     );
-    println!(
-        "  {:>8} {:>10} {:>10} {:>10} {:>10} {:>9} {:>12} {:>10}",
-        "n", "matrix s", "peak RSS", "rows s", "peak RSS", "hits", "rows made", "same bytes"
-    );
-    let (mut on_matrix, mut on_rows) = (Vec::new(), Vec::new());
-    for &n in &sizes {
-        let m = child(o, n, Mode::Matrix)?;
-        let r = child(o, n, Mode::Rows)?;
-        ensure!(m.hash == r.hash, "n = {n}: the two modes wrote different orderings");
-        let hits = 1.0 - r.computed as f64 / r.requests.max(1) as f64;
+    if let Some(k) = shards {
         println!(
-            "  {:>8} {:>10.2} {:>10} {:>10.2} {:>10} {:>8.1}% {:>12} {:>10}",
-            n,
-            m.secs,
-            mib(m.peak_rss),
-            r.secs,
-            mib(r.peak_rss),
-            100.0 * hits,
-            r.computed,
-            "yes"
+            "  sharded: {k} shards, each `precompute --shard I/{k}` in its own process, one after another (from loading the corpus file to writing its cache), then `merge`; on {k} machines = slowest shard + merge"
         );
-        on_matrix.push((n, m.secs));
-        on_rows.push((n, r.secs));
     }
-    let (bm, am) = fit(&on_matrix);
-    let (br, ar) = fit(&on_rows);
-    println!("  fitted: matrix time ∝ n^{bm:.2}, rows on the fly time ∝ n^{br:.2}");
+    header(shards);
+    let mut done = Vec::new();
+    for &n in &sizes {
+        let s = size(o, n, shards)?;
+        print_size(&s);
+        done.push(s);
+    }
+    if shards.is_some() {
+        let load: Vec<String> = done
+            .iter()
+            .filter_map(|s| s.sharded.as_ref().map(|sh| format!("{:.2} s at n = {}", sh.load, s.n)))
+            .collect();
+        println!(
+            "  of the shards' summed time, loading the corpus file took {}",
+            load.join(", ")
+        );
+    }
+    project(o, &done, shards);
+    Ok(())
+}
+
+/// The fitted exponents and the projection to `o.project` poems.
+fn project(o: &Options, done: &[Size], shards: Option<usize>) {
+    let points = |f: &dyn Fn(&Size) -> Option<f64>| -> Vec<(usize, f64)> {
+        done.iter().filter_map(|s| f(s).map(|t| (s.n, t))).collect()
+    };
+    let (bm, am) = fit(&points(&|s| Some(s.matrix.secs)));
+    let (br, ar) = fit(&points(&|s| Some(s.rows.secs)));
     let p = o.project as f64;
     let (tm, tr) = ((am + bm * p.ln()).exp(), (ar + br * p.ln()).exp());
+    // The sharded row's fit is of the shards' summed time: the cost of the
+    // job when sharded, which the slowest shard's wall time hides.
+    let sharded = shards.map(|k| (k, fit(&points(&|s| s.sharded.as_ref().map(|sh| sh.sum)))));
+    let (fitted, projected) = match sharded {
+        Some((k, (bs, a))) => (
+            format!(", {k} shards summed ∝ n^{bs:.2}"),
+            format!(", {k} shards summed {:.0} s", (a + bs * p.ln()).exp()),
+        ),
+        None => (String::new(), String::new()),
+    };
+    println!("  fitted: matrix time ∝ n^{bm:.2}, rows on the fly time ∝ n^{br:.2}{fitted}");
     let matrix_bytes = 2 * o.project as u64 * o.project as u64;
     println!(
-        "  projected for {} poems: matrix {:.0} s (needs a {} matrix), rows on the fly {:.0} s; sharded over {} machines about {:.0} s each (starts split evenly; each shard holds only the vectors and its own row cache)",
+        "  projected for {} poems: matrix {:.0} s (needs a {} matrix), rows on the fly {:.0} s{projected}; rows on the fly sharded over {} machines about {:.0} s each (starts split evenly; each shard holds only the vectors and its own row cache)",
         o.project,
         tm,
         bytesize::ByteSize(matrix_bytes),
@@ -215,7 +503,6 @@ pub fn scale(o: &Options) -> Result<()> {
         o.machines,
         tr / o.machines as f64
     );
-    Ok(())
 }
 
 #[cfg(test)]
@@ -230,5 +517,111 @@ mod tests {
             .collect();
         let (b, a) = fit(&pts);
         assert!((b - 2.3).abs() < 1e-9 && (a - 3e-7f64.ln()).abs() < 1e-6, "{b} {a}");
+    }
+
+    #[test]
+    fn shards_below_two_turn_the_row_off_and_too_many_are_refused() {
+        assert_eq!(shard_count(0, 4000).unwrap(), None);
+        assert_eq!(shard_count(1, 4000).unwrap(), None);
+        assert_eq!(shard_count(4, 4000).unwrap(), Some(4));
+        assert_eq!(shard_count(200, 200).unwrap(), Some(200));
+        let e = shard_count(201, 200).unwrap_err().to_string();
+        assert!(e.contains("--shards 201") && e.contains("at most 200"), "{e}");
+    }
+
+    /// A shard's run as its process reports it.
+    fn shard_run(secs: f64, peak_rss: u64, load: f64) -> Run {
+        let mut phases = Timings::default();
+        phases.phase("load", load);
+        phases.phase("selection", secs - load);
+        Run {
+            secs,
+            peak_rss,
+            shard: Some("0/3".into()),
+            phases: Some(phases),
+            ..Run::new(1000, Mode::Shards)
+        }
+    }
+
+    #[test]
+    fn the_sharded_row_sums_the_shards_and_projects_slowest_plus_merge() {
+        let runs = [
+            shard_run(2.0, 30 << 20, 0.5),
+            shard_run(3.5, 50 << 20, 0.25),
+            shard_run(1.0, 40 << 20, 0.25),
+        ];
+        let s = Sharded::new(&runs, 0.5, "h".into());
+        assert_eq!((s.sum, s.slowest, s.merge, s.load), (6.5, 3.5, 0.5, 1.0));
+        assert_eq!(s.peak_rss, 50 << 20);
+        assert_eq!(s.wall(), 4.0);
+        // The sharded row's exponent is fitted like the others'.
+        let pts: Vec<(usize, f64)> = [500, 1000, 4000]
+            .iter()
+            .map(|&n| (n, 2e-6 * (n as f64).powf(2.1)))
+            .collect();
+        assert!((fit(&pts).0 - 2.1).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_json_lines_of_the_in_memory_modes_are_unchanged_and_a_shards_round_trips() {
+        let matrix = Run {
+            hash: "abc".into(),
+            ..Run::new(10, Mode::Matrix)
+        };
+        let line = serde_json::to_string(&matrix).unwrap();
+        assert!(
+            !line.contains("shard") && !line.contains("phases") && line.contains("\"hash\""),
+            "{line}"
+        );
+        let line = serde_json::to_string(&shard_run(2.0, 1 << 20, 0.5)).unwrap();
+        assert!(
+            !line.contains("\"hash\"") && line.contains("\"shard\":\"0/3\""),
+            "{line}"
+        );
+        let back: Run = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.mode, Mode::Shards);
+        assert_eq!(back.phases.unwrap().get("load"), Some(0.5));
+    }
+
+    #[test]
+    fn merged_shards_hash_like_the_whole_matrix_run() {
+        let dir = tempfile::tempdir().unwrap();
+        // Past one chunk of starts, so chunks and shards do not line up.
+        let shape = Shape {
+            n: 1100,
+            dim: 16,
+            clusters: 4,
+            seed: 3,
+        };
+        let o = Options {
+            sizes: vec![shape.n],
+            top_k: 7,
+            threads: Some(2),
+            rows_memory: 0,
+            project: 0,
+            machines: 1,
+            shape,
+            shards: 3,
+            dir: Some(dir.path().to_owned()),
+            shard: None,
+        };
+        synthetic::write_jsonl(&dir.path().join(CORPUS_FILE), shape).unwrap();
+        let runs: Vec<Run> = (0..3)
+            .map(|index| {
+                let shard = Some(ShardSpec { index, count: 3 });
+                one_shard(&Options { shard, ..o.clone() }, shape.n).unwrap()
+            })
+            .collect();
+        let dirs: Vec<PathBuf> = (0..3).map(|i| shard_dir(dir.path(), i)).collect();
+        let merged = dir.path().join("merged");
+        crate::bench::timed_merge(&merged, &dirs).unwrap();
+        let hash = merged_hash(&merged, shape.n, 7).unwrap();
+        assert_eq!(hash, in_memory(&o, shape.n, Mode::Matrix).unwrap().hash);
+        assert!(runs
+            .iter()
+            .all(|r| r.phases.as_ref().is_some_and(|p| p.get("load").is_some())));
+        // A different run's orderings do not hash alike.
+        let other = Options { top_k: 6, ..o.clone() };
+        assert_ne!(hash, in_memory(&other, shape.n, Mode::Matrix).unwrap().hash);
     }
 }

@@ -335,3 +335,36 @@ fn merge_refuses_bad_shard_sets_naming_the_shard() {
     let o = merge(&out, &[a, b, c, e]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn bench_scale_runs_the_sharded_row_and_checks_its_merge_against_the_whole_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().to_str().unwrap();
+    // The smallest sizes whose on-the-fly run fits under the matrix's need.
+    let sizes = ["--sizes", "800,1000,1200", "--top-k", "5"];
+    let o = ok(&[&["bench", "scale", "--shards", "2", "--dir", scratch][..], &sizes].concat());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Σ 2 shards s") && out.contains("2 shards summed ∝ n^"),
+        "{out}"
+    );
+    for n in ["800", "1000", "1200"] {
+        let line = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(n))
+            .unwrap_or_else(|| panic!("no line for n = {n}:\n{out}"));
+        // Matrix, rows and shard peak RSS; "yes": all three wrote the same bytes.
+        assert!(line.matches("MiB").count() == 3 && line.ends_with("yes"), "{line}");
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "the shards' scratch files are removed"
+    );
+    let o = run(&[&["bench", "scale", "--shards", "801"][..], &sizes].concat());
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--shards 801 is more shards than the 800 poems"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -233,8 +233,9 @@ pub enum BenchCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Cost against n: the whole matrix beside rows on the fly, same
-    /// synthetic clustered corpus, exponent fitted, peak RSS of each.
+    /// Cost against n: the whole matrix beside rows on the fly and beside N
+    /// shards merged, same synthetic clustered corpus, exponents fitted,
+    /// peak RSS of each.
     Scale(ScaleArgs),
     /// Write the synthetic clustered corpus that `bench scale` uses, as JSON
     /// Lines, to run `precompute` on.
@@ -287,9 +288,20 @@ pub struct ScaleArgs {
     /// Project the time of this many poems, on one machine and sharded.
     #[arg(long, default_value_t = 100_000)]
     pub project: usize,
-    /// Machines to project the sharded time for.
+    /// Machines to project rows on the fly, sharded, for (the measured
+    /// sharded row uses --shards).
     #[arg(long, default_value_t = 16)]
     pub machines: usize,
+    /// Also run each size as N shards (each `precompute --shard I/N` in its
+    /// own process, one after another) and `merge` them, checked byte for
+    /// byte against the matrix run; 0 or 1: no sharded row. At most the
+    /// smallest size.
+    #[arg(long, default_value_t = 4)]
+    pub shards: usize,
+    /// Scratch directory for the sharded row's corpus file and caches
+    /// (default: the system temp dir).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
     #[command(flatten)]
     pub shape: ShapeArgs,
     /// Run one size in one mode and print its figures as JSON (the parent
@@ -298,6 +310,9 @@ pub struct ScaleArgs {
     pub one: Option<usize>,
     #[arg(long, hide = true, value_enum)]
     pub mode: Option<crate::scale::Mode>,
+    /// With `--mode shards`: the shard to run, over the corpus file in `--dir`.
+    #[arg(long, hide = true, requires = "dir")]
+    pub shard: Option<crate::shard::ShardSpec>,
 }
 
 impl ScaleArgs {
@@ -311,6 +326,9 @@ impl ScaleArgs {
             project: self.project,
             machines: self.machines,
             shape: self.shape.shape(0),
+            shards: self.shards,
+            dir: self.dir.clone(),
+            shard: self.shard,
         }
     }
 }
