@@ -133,7 +133,7 @@ impl GpuContext {
         }))
         .with_context(|| format!("cannot open a device on {}", summary.name))?;
         let errors = collect_errors(&device);
-        let pipelines = Pipelines::new(&device, &summary.name, uses_subgroups, opts.workgroup_sums_len)?;
+        let pipelines = Pipelines::new(&device, &summary.name, uses_subgroups)?;
         Ok(GpuContext {
             device,
             queue,

@@ -264,7 +264,7 @@ pub(super) struct Pipelines {
     pub similarity_layout: wgpu::BindGroupLayout,
     pub rows_layout: wgpu::BindGroupLayout,
     pub select_layout: wgpu::BindGroupLayout,
-    /// Sums a workgroup holds (the workgroup variant's array length).
+    /// Sums a workgroup can hold (the workgroup variant's array length).
     pub sums_len: usize,
 }
 
@@ -275,15 +275,8 @@ pub(super) fn workgroup_sums_len(max_workgroup_storage: u32, uses_subgroups: boo
 }
 
 impl Pipelines {
-    /// Compiles both shaders for `device`; a driver rejection is an error.
-    /// `sums_cap` lowers the sums kept in workgroup memory (tests use it to
-    /// split short rows between workgroup memory and the storage buffer).
-    pub fn new(
-        device: &wgpu::Device,
-        adapter_name: &str,
-        uses_subgroups: bool,
-        sums_cap: Option<usize>,
-    ) -> Result<Self> {
+    /// Compiles the shaders for `device`; a driver rejection is an error.
+    pub fn new(device: &wgpu::Device, adapter_name: &str, uses_subgroups: bool) -> Result<Self> {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let layout = |label, bindings: &[Binding]| {
             let entries: Vec<_> = bindings.iter().map(layout_entry).collect();
@@ -296,8 +289,7 @@ impl Pipelines {
         let rows_layout = layout("rows", &ROWS_BINDINGS);
         let select_layout = layout("select", &SELECT_BINDINGS);
         let sources = SELECT_WGSL[uses_subgroups as usize];
-        let room = workgroup_sums_len(device.limits().max_compute_workgroup_storage_size, uses_subgroups);
-        let sums_len = sums_cap.map_or(room, |cap| (cap / LANES * LANES).clamp(LANES, room));
+        let sums_len = workgroup_sums_len(device.limits().max_compute_workgroup_storage_size, uses_subgroups);
         let select = |cached| SelectPipelines {
             storage: pipeline(
                 device,
