@@ -70,7 +70,8 @@ fn gpu_rows_on_the_fly_write_the_matrix_paths_cache() {
         &fly,
         &["--top-k", "40", "--chunk", "500", "--max-gpu-memory", "300kB"],
     );
-    args[6] = "gpu";
+    let backend = args.iter().position(|a| *a == "--backend").unwrap();
+    args[backend + 1] = "gpu";
     let o = run(&args);
     if !o.status.success() && stderr(&o).contains("no suitable GPU adapter") && !in_ci() {
         eprintln!("SKIPPED: no GPU adapter, GPU rows on the fly not run");

@@ -482,7 +482,8 @@ pub struct GpuArgs {
     pub steps_per_dispatch: Option<u32>,
     /// GPU memory the similarity matrix may take (e.g. `8GB`; default: what
     /// the adapter can bind). Above it, the GPU computes rows on the fly
-    /// behind a cache of this size.
+    /// behind a cache of this size. The vectors (twice), the walks' sums and
+    /// the outputs come on top.
     #[arg(long)]
     pub max_gpu_memory: Option<bytesize::ByteSize>,
     /// Compute rows on the fly on the GPU, with a cache of this many rows.

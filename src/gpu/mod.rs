@@ -140,14 +140,12 @@ impl GpuBackend {
             None => q,
         };
         let t0 = Instant::now();
-        let (matrix, embeddings) = upload(&ctx, q.n, rows, opts)?;
+        let (matrix, holding) = upload(&ctx, q.n, rows, opts)?;
         let upload = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let (cache, device_similarity) = if matrix.layout.rows < rows.n || opts.cache_rows.is_some() {
-            let cache = RowCache::new(&ctx, &matrix, embeddings, rows, q.n)?;
-            (Some(cache), None)
-        } else {
-            (None, matrix.fill(&ctx, rows, &embeddings)?)
+        let (cache, device_similarity) = match holding {
+            Holding::Cache(cache) => (Some(cache), None),
+            Holding::Matrix(embeddings) => (None, matrix.fill(&ctx, rows, &embeddings)?),
         };
         let similarity = t1.elapsed().as_secs_f64();
         Ok(GpuBackend {
@@ -243,8 +241,16 @@ fn rows_held(n: usize, rows: usize, limits: &wgpu::Limits, opts: &GpuOptions) ->
 }
 
 /// Uploads the vectors and allocates the matrix tiles, or a row cache when
-/// the matrix does not fit; halves the cache while the GPU has no room.
-fn upload(ctx: &GpuContext, n: usize, rows: &Quantized, opts: &GpuOptions) -> Result<(MatrixTiles, wgpu::Buffer)> {
+/// the matrix does not fit; halves the cache while the GPU has no room for
+/// it (its tiles, or its list and word-major columns).
+/// What the tiles hold: the whole matrix, still to be filled from the
+/// embeddings, or a row cache.
+enum Holding {
+    Matrix(wgpu::Buffer),
+    Cache(RowCache),
+}
+
+fn upload(ctx: &GpuContext, n: usize, rows: &Quantized, opts: &GpuOptions) -> Result<(MatrixTiles, Holding)> {
     let limits = ctx.device.limits();
     let mut held = rows_held(n, rows.n, &limits, opts)?;
     loop {
@@ -255,13 +261,24 @@ fn upload(ctx: &GpuContext, n: usize, rows: &Quantized, opts: &GpuOptions) -> Re
             limits.max_buffer_size,
             opts.tile_rows,
         )?;
-        match MatrixTiles::upload(ctx, rows, layout) {
+        let tried = MatrixTiles::upload(ctx, rows, layout).and_then(|(tiles, embeddings)| {
+            let holding = if held < rows.n || opts.cache_rows.is_some() {
+                Holding::Cache(RowCache::new(ctx, &tiles, embeddings, rows, n)?)
+            } else {
+                Holding::Matrix(embeddings)
+            };
+            Ok((tiles, holding))
+        });
+        match tried {
             Err(e)
                 if matches!(e.downcast_ref(), Some(GpuError::OutOfMemory(_)))
                     && opts.cache_rows.is_none()
                     && held / 2 >= MIN_CACHE_ROWS =>
             {
-                log::warn!("{e:#}; computing rows on the fly with a cache of {} rows", held / 2);
+                log::warn!(
+                    "{e:#}\nso computing rows on the fly instead, with a cache of {} rows",
+                    held / 2
+                );
                 held /= 2;
             }
             done => {
@@ -335,12 +352,13 @@ pub(crate) mod tests {
         g.different(0..mid, width, &mut out[..mid * width]).unwrap();
         g.different(mid..q.n, width, &mut out[mid * width..]).unwrap();
         // Device timings come from timestamp queries wherever the adapter
-        // has them; with rows on the fly no matrix is filled.
+        // has them; with rows on the fly no matrix is filled, and the walk's
+        // time includes the host's round trips, so it is wall time only.
         let filled = opts.cache_rows.is_none();
         assert_eq!(g.timings.device_similarity.is_some(), timestamps && filled);
         assert_eq!(g.row_stats().is_some(), !filled);
         if width > 0 && q.n > 1 {
-            assert_eq!(g.timings.device_selection.is_some(), timestamps);
+            assert_eq!(g.timings.device_selection.is_some(), timestamps && filled);
         }
         out
     }
@@ -524,7 +542,7 @@ pub(crate) mod tests {
             rows_held(n, rows, &limits, &opts)
         };
         assert_eq!(held(1000, 1000, None).unwrap(), 1000);
-        // 1 MiB bindings of 2 KiB rows: four tiles hold 2048 of 3000 rows.
+        // 1 MiB bindings of 6,016-byte rows: four tiles hold 696 of 3000 rows.
         assert_eq!(held(3000, 3000, None).unwrap(), 4 * ((1 << 20) / 6016));
         assert_eq!(held(1000, 1012, Some(100 * 2016)).unwrap(), 100);
         let e = held(1000, 1000, Some(1000)).unwrap_err().to_string();

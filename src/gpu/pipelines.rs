@@ -1,7 +1,7 @@
 //! The shaders, their binding contract and the compute pipelines.
 //!
-//! Every binding of both shaders is declared once, in [`SIMILARITY_BINDINGS`]
-//! and [`SELECT_BINDINGS`]: the bind-group layouts, the bind groups and the
+//! Every binding of every shader is declared once, in [`SIMILARITY_BINDINGS`],
+//! [`ROWS_BINDINGS`] and [`SELECT_BINDINGS`]: the bind-group layouts, the bind groups and the
 //! storage-buffer limit check are built from these tables, and a test parses
 //! every composed shader with naga and checks its `@binding`s and workgroup
 //! sizes against them.

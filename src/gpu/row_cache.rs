@@ -3,11 +3,14 @@
 //! The matrix tiles then hold a bounded cache of rows, and the walks of a
 //! batch go one step per dispatch. Between steps the host reads each walk's
 //! last choice, looks its row up in an LRU map (row → cache slot), has the
-//! row-block shader (`similarity.wgsl` with `LISTED`) compute the rows the
-//! cache lacks into free or evicted slots, and hands each walk its slot
-//! through the `last` buffer (`select.wgsl` with `CACHED`). The rows are
-//! the same exact integers as the matrix's, so the orderings are
-//! byte-identical to the matrix path.
+//! row-block shader (`rows.wgsl`) compute the rows the cache lacks into free
+//! or evicted slots, and hands each walk its slot through the `last` buffer
+//! (`select.wgsl` with `CACHED`). The rows are the same exact integers as
+//! the matrix's, so the orderings are byte-identical to the matrix path.
+//!
+//! Each step waits for the one before (the host needs its choices), so no
+//! buffer is rewritten while a dispatch reads it. Timestamps would measure
+//! the host's round trips too, so this path reports wall time only.
 
 use std::num::NonZeroUsize;
 use std::ops::Range;
@@ -21,7 +24,6 @@ use super::pipelines::{self, SimilarityParams, MAX_TILES, PARAM_SLOT, ROWS_BINDI
 use super::readback::{read_batch, Destination};
 use super::tiles::pack;
 use super::tiles::MatrixTiles;
-use super::timer::Timer;
 use super::walk::BatchBuffers;
 use super::GpuBackend;
 use super::GpuError;
@@ -85,7 +87,8 @@ impl Slots {
     /// while fewer rows than the capacity are touched, an untouched one is
     /// the least recently used.
     pub fn place(&mut self, rows: &[u32], seeds: bool) -> Placed {
-        debug_assert!(rows.len() <= self.capacity());
+        // Checked always: a wrong slot would give wrong bytes, silently.
+        assert!(rows.len() <= self.capacity(), "more walks than cache rows");
         let mut placed = Placed {
             slots: Vec::with_capacity(rows.len()),
             misses: Vec::new(),
@@ -149,6 +152,7 @@ impl RowCache {
             })
         };
         use wgpu::BufferUsages as U;
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let list = buffer("row list", (layout.rows as u64 * 8).max(16), U::STORAGE | U::COPY_DST);
         let params = buffer("row params", MAX_TILES as u64 * PARAM_SLOT, U::UNIFORM | U::COPY_DST);
         let cols = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -156,6 +160,13 @@ impl RowCache {
             contents: bytemuck::cast_slice(&word_major(q, n, layout.stride)),
             usage: U::STORAGE,
         });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::OutOfMemory(format!(
+                "the GPU ({}) has no room for the row cache's columns of {n} poems: {e}",
+                ctx.summary.name
+            ))
+            .into());
+        }
         let bind_groups = (0..layout.tiles)
             .map(|t| {
                 let bound = [&embeddings, matrix.binding(t), &params, &list, &cols];
@@ -242,13 +253,12 @@ impl GpuBackend {
         width: usize,
         out: &mut [u32],
     ) -> Result<()> {
-        let timer = Timer::new(&self.ctx, batches.len());
         let t_sel = Instant::now();
         let mut readback = Duration::ZERO;
-        for (k, batch) in batches.iter().enumerate() {
+        for batch in batches {
             let mut rows: Vec<u32> = batch.clone().map(|s| s as u32).collect();
             for t in 0..width {
-                let submission = self.cached_step(buffers, batch, &rows, t, (k, timer.as_ref()));
+                let submission = self.cached_step(buffers, batch, &rows, t);
                 if t + 1 < width {
                     rows = read_words(&self.ctx, &buffers.last_staging, batch.len(), submission)?;
                 } else {
@@ -266,9 +276,6 @@ impl GpuBackend {
         }
         self.timings.selection += (t_sel.elapsed() - readback).as_secs_f64();
         self.timings.readback += readback.as_secs_f64();
-        if let Some(tm) = timer {
-            *self.timings.device_selection.get_or_insert(0.0) += tm.seconds(&self.ctx)?;
-        }
         Ok(())
     }
 
@@ -281,7 +288,6 @@ impl GpuBackend {
         batch: &Range<usize>,
         rows: &[u32],
         t: usize,
-        (k, timer): (usize, Option<&Timer>),
     ) -> wgpu::SubmissionIndex {
         let ctx = self.ctx.clone();
         if t == 0 {
@@ -298,7 +304,7 @@ impl GpuBackend {
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("select (rows on the fly)"),
-                timestamp_writes: timer.and_then(|tm| tm.writes(k, t == 0, last_step)),
+                timestamp_writes: None,
             });
             pass.set_pipeline(self.select_pipeline());
             pass.set_bind_group(0, &buffers.bind_group, &[(t as u64 * PARAM_SLOT) as u32]);

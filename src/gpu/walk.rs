@@ -1,7 +1,8 @@
 //! The diversity walk on the GPU: batches of starts, one workgroup per
 //! start, a bounded number of steps per dispatch. Results come back through
 //! two rotating staging buffers, so the GPU works on batch k+1 while the CPU
-//! copies out batch k.
+//! copies out batch k. (With rows on the fly, [`super::row_cache`] drives the
+//! batches one step at a time instead.)
 
 use std::ops::Range;
 use std::time::{Duration, Instant};
