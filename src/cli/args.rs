@@ -489,6 +489,9 @@ pub struct GpuArgs {
     /// Compute rows on the fly on the GPU, with a cache of this many rows.
     #[arg(long, hide = true)]
     pub gpu_cache_rows: Option<usize>,
+    /// Batches in flight with rows on the fly on the GPU (1 or 2).
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub gpu_lanes: Option<u8>,
 }
 
 impl GpuArgs {
@@ -503,6 +506,7 @@ impl GpuArgs {
             steps_per_dispatch: self.steps_per_dispatch,
             max_gpu_memory: self.max_gpu_memory.map(|b| b.as_u64()),
             cache_rows: self.gpu_cache_rows,
+            lanes: self.gpu_lanes.map(usize::from),
         }
     }
 }

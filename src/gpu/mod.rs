@@ -77,6 +77,9 @@ pub struct GpuOptions {
     pub max_gpu_memory: Option<u64>,
     /// Force rows on the fly with a cache of this many rows.
     pub cache_rows: Option<usize>,
+    /// Batches in flight with rows on the fly: 2 (the default) hide the
+    /// host's round trip between steps behind the other batch's work.
+    pub lanes: Option<usize>,
 }
 
 /// Smallest row cache tried after the GPU runs out of memory.
@@ -106,8 +109,9 @@ pub struct GpuBackend {
     /// Vectors: the poems, then the themes.
     vectors: usize,
     opts: GpuOptions,
-    /// Per-batch buffers, kept while batches keep their shape.
-    batch_buffers: Option<BatchBuffers>,
+    /// Per-batch buffers, one set per batch in flight, kept while batches
+    /// keep their shape.
+    batch_buffers: Vec<BatchBuffers>,
     pub timings: GpuTimings,
 }
 
@@ -154,7 +158,7 @@ impl GpuBackend {
             cache,
             vectors: rows.n,
             opts: opts.clone(),
-            batch_buffers: None,
+            batch_buffers: Vec::new(),
             timings: GpuTimings {
                 upload,
                 similarity,
@@ -481,16 +485,20 @@ pub(crate) mod tests {
     #[test]
     fn rows_on_the_fly_match_the_cpu_byte_for_byte() {
         let q = random(130, 16, 4, 9);
-        for (cache_rows, tile_rows, batch) in [
-            (1, None, None),
-            (7, Some(2), Some(5)),
-            (40, Some(10), None),
-            (130, None, Some(64)),
+        // Two lanes by default; one to compare; a seven-row cache holds two
+        // lanes of three walks, not two of five.
+        for (cache_rows, tile_rows, batch, lanes) in [
+            (1, None, None, None),
+            (7, Some(2), Some(5), Some(1)),
+            (7, Some(2), Some(5), None),
+            (40, Some(10), None, None),
+            (130, None, Some(64), Some(1)),
         ] {
             let opts = GpuOptions {
                 cache_rows: Some(cache_rows),
                 tile_rows,
                 batch,
+                lanes,
                 ..Default::default()
             };
             check(&q, 129, &opts);

@@ -8,9 +8,15 @@
 //! (`select.wgsl` with `CACHED`). The rows are the same exact integers as
 //! the matrix's, so the orderings are byte-identical to the matrix path.
 //!
-//! Each step waits for the one before (the host needs its choices), so no
-//! buffer is rewritten while a dispatch reads it. Timestamps would measure
-//! the host's round trips too, so this path reports wall time only.
+//! Each step of a batch waits for the one before (the host needs its
+//! choices). Two batches go in lanes, step by step, so that while the host
+//! places one lane's rows the GPU runs the other's step. Their walks
+//! together are at most the cache's rows, so placing one lane's rows never
+//! evicts a row the other lane's step in flight reads: the least recently
+//! used row is then one neither touched. Queue writes are ordered after
+//! the work already submitted, so the shared list and parameters are never
+//! rewritten under a running dispatch. Timestamps would measure the host's
+//! round trips too, so this path reports wall time only.
 
 use std::num::NonZeroUsize;
 use std::ops::Range;
@@ -243,11 +249,12 @@ fn word_major(q: &Quantized, n: usize, stride: usize) -> Vec<u32> {
 }
 
 impl GpuBackend {
-    /// different orderings for `starts` with rows on the fly: per batch,
-    /// one dispatch per step, the rows each step needs placed first.
+    /// different orderings for `starts` with rows on the fly: batches in
+    /// groups, one per lane, stepped together, one dispatch per step, the
+    /// rows each step needs placed first.
     pub(super) fn different_cached(
         &mut self,
-        buffers: &BatchBuffers,
+        lanes: &[BatchBuffers],
         batches: &[Range<usize>],
         starts: &Range<usize>,
         width: usize,
@@ -255,23 +262,29 @@ impl GpuBackend {
     ) -> Result<()> {
         let t_sel = Instant::now();
         let mut readback = Duration::ZERO;
-        for batch in batches {
-            let mut rows: Vec<u32> = batch.clone().map(|s| s as u32).collect();
+        for group in batches.chunks(lanes.len()) {
+            let mut rows: Vec<Vec<u32>> = group.iter().map(|b| b.clone().map(|s| s as u32).collect()).collect();
+            let mut pending: Vec<Option<wgpu::SubmissionIndex>> = vec![None; group.len()];
             for t in 0..width {
-                let submission = self.cached_step(buffers, batch, &rows, t);
-                if t + 1 < width {
-                    rows = read_words(&self.ctx, &buffers.last_staging, batch.len(), submission)?;
-                } else {
-                    let to = Destination {
-                        batch: batch.clone(),
-                        starts: starts.clone(),
-                        width,
-                        out: &mut *out,
-                    };
-                    let t = Instant::now();
-                    let waited = read_batch(&self.ctx, &buffers.staging[0], submission, to)?;
-                    readback += t.elapsed() - waited;
+                for (i, batch) in group.iter().enumerate() {
+                    // While this lane's choices come back, the other lane's step runs.
+                    if let Some(submission) = pending[i].take() {
+                        rows[i] = read_words(&self.ctx, &lanes[i].last_staging, batch.len(), submission)?;
+                    }
+                    pending[i] = Some(self.cached_step(&lanes[i], batch, &rows[i], t));
                 }
+            }
+            for ((batch, buffers), submission) in group.iter().zip(lanes).zip(pending) {
+                let to = Destination {
+                    batch: batch.clone(),
+                    starts: starts.clone(),
+                    width,
+                    out: &mut *out,
+                };
+                let t = Instant::now();
+                let submission = submission.expect("width > 0");
+                let waited = read_batch(&self.ctx, &buffers.staging[0], submission, to)?;
+                readback += t.elapsed() - waited;
             }
         }
         self.timings.selection += (t_sel.elapsed() - readback).as_secs_f64();

@@ -64,21 +64,25 @@ impl GpuBackend {
             return Ok(());
         }
         let (shape, bytes_per_start) = self.batch_shape(starts.len(), width);
-        if self.batch_buffers.as_ref().is_none_or(|b| b.shape != shape) {
-            self.batch_buffers = None; // free the old buffers first
-            self.batch_buffers = Some(self.make_batch_buffers(shape, bytes_per_start)?);
+        let lanes = self.lanes();
+        if self.batch_buffers.len() != lanes || self.batch_buffers[0].shape != shape {
+            self.batch_buffers.clear(); // free the old buffers first
+            for _ in 0..lanes {
+                let buffers = self.make_batch_buffers(shape, bytes_per_start)?;
+                self.batch_buffers.push(buffers);
+            }
         }
         let batches: Vec<Range<usize>> = (starts.start..starts.end)
             .step_by(shape.starts_per_batch)
             .map(|b| b..(b + shape.starts_per_batch).min(starts.end))
             .collect();
         if self.cache.is_some() {
-            let buffers = self.batch_buffers.take().expect("just made");
-            let done = self.different_cached(&buffers, &batches, &starts, width, out);
-            self.batch_buffers = Some(buffers);
+            let lanes = std::mem::take(&mut self.batch_buffers);
+            let done = self.different_cached(&lanes, &batches, &starts, width, out);
+            self.batch_buffers = lanes;
             return done;
         }
-        let buffers = self.batch_buffers.as_ref().expect("just made");
+        let buffers = &self.batch_buffers[0];
         let timer = Timer::new(&self.ctx, batches.len());
         let mut in_flight: Option<InFlight> = None;
         let t_sel = Instant::now();
@@ -117,7 +121,9 @@ impl GpuBackend {
         let bytes_per_start = (stride * 4).max(width * 4) as u64;
         let mut cap = (max_bind.min(256 << 20) / bytes_per_start).max(1) as usize;
         if let Some(cache) = &self.cache {
-            cap = cap.min(cache.slots.capacity()).min(65535);
+            // Every walk in flight needs its row resident: the batches in
+            // flight together hold at most the cache's rows.
+            cap = cap.min(cache.slots.capacity() / self.lanes()).min(65535);
         }
         let starts_per_batch = self.opts.batch.unwrap_or(cap).min(cap).min(starts).max(1);
         let steps_per_dispatch = self
@@ -171,6 +177,15 @@ impl GpuBackend {
             submission = Some(ctx.queue.submit([encoder.finish()]));
         }
         submission.expect("at least one dispatch")
+    }
+
+    /// Batches in flight: two with rows on the fly (when the cache holds at
+    /// least two rows), else one.
+    pub(super) fn lanes(&self) -> usize {
+        match &self.cache {
+            Some(c) if c.slots.capacity() >= 2 => self.opts.lanes.unwrap_or(2).clamp(1, 2),
+            _ => 1,
+        }
     }
 
     /// The walk's pipeline for where its sums and rows are.
