@@ -144,6 +144,16 @@ impl GpuContext {
         })
     }
 
+    /// An uninitialised buffer of `size` bytes.
+    pub(super) fn buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    }
+
     /// Sums a workgroup can hold (the workgroup-sums variant's array length).
     pub fn sums_len(&self) -> usize {
         self.pipelines.sums_len

@@ -149,14 +149,7 @@ impl RowCache {
             ))
             .into());
         }
-        let buffer = |label, size: u64, usage| {
-            ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
+        let buffer = |label, size, usage| ctx.buffer(label, size, usage);
         use wgpu::BufferUsages as U;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let list = buffer("row list", (layout.rows as u64 * 8).max(16), U::STORAGE | U::COPY_DST);

@@ -82,12 +82,7 @@ pub(super) fn pack(q: &Quantized) -> Vec<u32> {
 }
 
 fn storage_buffer(ctx: &GpuContext, label: &str, size: u64) -> wgpu::Buffer {
-    ctx.device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some(label),
-        size,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    })
+    ctx.buffer(label, size, wgpu::BufferUsages::STORAGE)
 }
 
 impl MatrixTiles {

@@ -21,14 +21,7 @@ impl Timer {
             return None;
         }
         let bytes = queries as u64 * 8;
-        let buffer = |label, usage| {
-            ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size: bytes,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
+        let buffer = |label, usage| ctx.buffer(label, bytes, usage);
         Some(Timer {
             set: ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("timestamps"),

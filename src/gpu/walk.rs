@@ -251,14 +251,7 @@ impl GpuBackend {
     fn make_batch_buffers(&self, shape: BatchShape, bytes_per_start: u64) -> Result<BatchBuffers> {
         let ctx = &self.ctx;
         let batch = shape.starts_per_batch;
-        let buffer = |label: &str, size: u64, usage| {
-            ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(label),
-                size,
-                usage,
-                mapped_at_creation: false,
-            })
-        };
+        let buffer = |label: &str, size, usage| ctx.buffer(label, size, usage);
         use wgpu::BufferUsages as U;
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let stride = self.matrix.layout.stride;
