@@ -122,6 +122,34 @@ fn batches_concurrency_and_cache() {
     assert_eq!(vectors(&out)[5].1.as_ref().unwrap(), &vector("a new poem", DIM));
 }
 
+/// A text that repeats another poem's is sent once and said to be a
+/// repeat, not a journal hit; each poem still gets its own text's vector.
+#[test]
+fn repeated_texts_are_sent_once_and_counted_as_repeats() {
+    let srv = Server::start(Duration::from_millis(1));
+    let dir = tempfile::tempdir().unwrap();
+    let (poems, out) = (dir.path().join("p.jsonl"), dir.path().join("e.json"));
+    let mut t = texts(7);
+    t.extend([t[0].clone(), t[3].clone(), t[0].clone()]);
+    corpus_jsonl(&poems, &t);
+    let o = embed(&poems, &out, &srv.url, &[]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("10 poems in 10 texts: 0 from the journal, 3 repeating another text (sent once), 7 to send"),
+        "{err}"
+    );
+    let mut sent = srv.texts();
+    sent.sort();
+    sent.dedup();
+    assert_eq!(sent.len(), 7);
+    for ((id, v, _), text) in vectors(&out).iter().zip(&t) {
+        assert_eq!(v.as_ref().unwrap(), &vector(text, DIM), "{id}");
+    }
+    let o = embed(&poems, &out, &srv.url, &[]);
+    assert!(stderr(&o).contains("10 from the journal, 0 to send"), "{}", stderr(&o));
+}
+
 #[test]
 fn openai_answers_are_mapped_by_index_with_a_token() {
     let srv = Server::start(Duration::from_millis(1));

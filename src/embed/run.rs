@@ -165,11 +165,19 @@ pub fn run(o: &Options) -> Result<Summary> {
     let sender = Arc::new(Sender::new(client, o.policy, 0));
     let mut stopped = w.journal_dimension().err().map(Stop::Config);
     let todo = w.todo();
+    let journaled = w.results.iter().filter(|r| r.is_some()).count();
+    // Texts equal to another text's go once; they are not journal hits.
+    let repeats = w.pieces.len() - journaled - todo.len();
     log::info!(
-        "{} poems in {} texts: {} from the journal, {} to send to {}",
+        "{} poems in {} texts: {} from the journal, {}{} to send to {}",
         w.poems.len(),
         w.pieces.len(),
-        w.pieces.len() - todo.len(),
+        journaled,
+        if repeats > 0 {
+            format!("{repeats} repeating another text (sent once), ")
+        } else {
+            String::new()
+        },
         todo.len(),
         sender.client.shown_endpoint()
     );
