@@ -79,6 +79,9 @@ impl Engine {
                 }
             },
         };
+        if ctx.is_none() && opts.max_gpu_memory.is_some() {
+            log::warn!("--max-gpu-memory applies to the GPU backend; the CPU backend follows --max-memory");
+        }
         let walker = match ctx {
             Some(ctx) => Walker::Gpu(Box::new(GpuBackend::with_themes(Arc::new(ctx), q, themes, &opts)?)),
             None => match *plan {

@@ -84,6 +84,20 @@ fn gpu_rows_on_the_fly_write_the_matrix_paths_cache() {
     assert_same_files(&whole, &fly, &["similar.bin", "different.bin", "vectors.bin"]);
 }
 
+/// `--max-gpu-memory` does nothing on the CPU backend, and says so.
+#[test]
+fn the_gpu_memory_limit_on_the_cpu_backend_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = corpus(dir.path(), 50);
+    let o = ok(&precompute_args(
+        &c,
+        &dir.path().join("out"),
+        &["--max-gpu-memory", "1kB"],
+    ));
+    let err = stderr(&o);
+    assert!(err.contains("--max-gpu-memory applies to the GPU backend"), "{err}");
+}
+
 #[test]
 fn a_job_that_cannot_fit_is_refused_with_the_sizes_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
