@@ -244,9 +244,6 @@ fn rows_held(n: usize, rows: usize, limits: &wgpu::Limits, opts: &GpuOptions) ->
     Ok(room as usize)
 }
 
-/// Uploads the vectors and allocates the matrix tiles, or a row cache when
-/// the matrix does not fit; halves the cache while the GPU has no room for
-/// it (its tiles, or its list and word-major columns).
 /// What the tiles hold: the whole matrix, still to be filled from the
 /// embeddings, or a row cache.
 enum Holding {
@@ -254,6 +251,9 @@ enum Holding {
     Cache(RowCache),
 }
 
+/// Uploads the vectors and allocates the matrix tiles, or a row cache when
+/// the matrix does not fit; halves the cache while the GPU has no room for
+/// it (its tiles, or its list and word-major columns).
 fn upload(ctx: &GpuContext, n: usize, rows: &Quantized, opts: &GpuOptions) -> Result<(MatrixTiles, Holding)> {
     let limits = ctx.device.limits();
     let mut held = rows_held(n, rows.n, &limits, opts)?;
@@ -383,19 +383,17 @@ pub(crate) mod tests {
     fn check(q: &Quantized, width: usize, opts: &GpuOptions) {
         let cpu = cpu_different(q, width);
         for (ctx, workgroup_sums) in variants() {
-            {
-                let Some(ctx) = ctx else { return };
-                let opts = GpuOptions {
-                    workgroup_sums,
-                    ..opts.clone()
-                };
-                assert_eq!(
-                    gpu_different(ctx, q, width, &opts),
-                    cpu,
-                    "n={} width={width} {opts:?}",
-                    q.n
-                );
-            }
+            let Some(ctx) = ctx else { return };
+            let opts = GpuOptions {
+                workgroup_sums,
+                ..opts.clone()
+            };
+            assert_eq!(
+                gpu_different(ctx, q, width, &opts),
+                cpu,
+                "n={} width={width} {opts:?}",
+                q.n
+            );
         }
     }
 
@@ -449,20 +447,18 @@ pub(crate) mod tests {
         crate::cpu::seeded_rows(&m, &crate::themes::seeds(q, themes), width, &mut cpu);
         let poems = cpu_different(q, q.n - 1);
         for (ctx, workgroup_sums) in variants() {
-            {
-                let Some(ctx) = ctx else { return };
-                let opts = GpuOptions {
-                    workgroup_sums,
-                    ..opts.clone()
-                };
-                let mut g = GpuBackend::with_themes(ctx, q, Some(themes), &opts).unwrap();
-                let mut out = vec![0; themes.n * width];
-                g.themes(width, &mut out).unwrap();
-                assert_eq!(out, cpu, "n={} themes={} width={width} {opts:?}", q.n, themes.n);
-                let mut own = vec![0; q.n * (q.n - 1)];
-                g.different(0..q.n, q.n - 1, &mut own).unwrap();
-                assert_eq!(own, poems, "poem walks beside {} themes, {opts:?}", themes.n);
-            }
+            let Some(ctx) = ctx else { return };
+            let opts = GpuOptions {
+                workgroup_sums,
+                ..opts.clone()
+            };
+            let mut g = GpuBackend::with_themes(ctx, q, Some(themes), &opts).unwrap();
+            let mut out = vec![0; themes.n * width];
+            g.themes(width, &mut out).unwrap();
+            assert_eq!(out, cpu, "n={} themes={} width={width} {opts:?}", q.n, themes.n);
+            let mut own = vec![0; q.n * (q.n - 1)];
+            g.different(0..q.n, q.n - 1, &mut own).unwrap();
+            assert_eq!(own, poems, "poem walks beside {} themes, {opts:?}", themes.n);
         }
     }
 

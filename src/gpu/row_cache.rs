@@ -30,7 +30,7 @@ use super::pipelines::{self, SimilarityParams, MAX_TILES, PARAM_SLOT, ROWS_BINDI
 use super::readback::{read_batch, Destination};
 use super::tiles::pack;
 use super::tiles::MatrixTiles;
-use super::walk::BatchBuffers;
+use super::walk::{dispatch_grid, BatchBuffers};
 use super::GpuBackend;
 use super::GpuError;
 use crate::quantize::Quantized;
@@ -325,12 +325,6 @@ impl GpuBackend {
         }
         ctx.queue.submit([encoder.finish()])
     }
-}
-
-/// Workgroups for `batch` walks, one each, in a grid within 65535 per axis.
-pub(super) fn dispatch_grid(batch: usize) -> (u32, u32) {
-    let x = (batch as u32).min(65535);
-    (x, (batch as u32).div_ceil(x))
 }
 
 /// The first `len` words of `staging`, once `submission` is done.

@@ -11,7 +11,6 @@ use anyhow::Result;
 
 use super::pipelines::{self, SelectParams, MAX_TILES, PARAM_SLOT, SELECT_BINDINGS};
 use super::readback::{read_batch, Destination};
-use super::row_cache::dispatch_grid;
 use super::timer::Timer;
 use super::{GpuBackend, GpuError};
 
@@ -50,6 +49,12 @@ pub(super) struct BatchBuffers {
     _sums: wgpu::Buffer,
 }
 
+/// Workgroups for `batch` walks, one each, in a grid within 65535 per axis.
+pub(super) fn dispatch_grid(batch: usize) -> (u32, u32) {
+    let x = (batch as u32).min(65535);
+    (x, (batch as u32).div_ceil(x))
+}
+
 /// A submitted batch whose rows are still to be copied out.
 struct InFlight {
     slot: usize,
@@ -77,9 +82,9 @@ impl GpuBackend {
             .map(|b| b..(b + shape.starts_per_batch).min(starts.end))
             .collect();
         if self.cache.is_some() {
-            let lanes = std::mem::take(&mut self.batch_buffers);
-            let done = self.different_cached(&lanes, &batches, &starts, width, out);
-            self.batch_buffers = lanes;
+            let buffers = std::mem::take(&mut self.batch_buffers);
+            let done = self.different_cached(&buffers, &batches, &starts, width, out);
+            self.batch_buffers = buffers;
             return done;
         }
         let buffers = &self.batch_buffers[0];
@@ -123,15 +128,20 @@ impl GpuBackend {
         if let Some(cache) = &self.cache {
             // Every walk in flight needs its row resident: the batches in
             // flight together hold at most the cache's rows.
-            cap = cap.min(cache.slots.capacity() / self.lanes()).min(65535);
+            cap = cap.min(cache.slots.capacity() / self.lanes());
         }
         let starts_per_batch = self.opts.batch.unwrap_or(cap).min(cap).min(starts).max(1);
-        let steps_per_dispatch = self
-            .opts
-            .steps_per_dispatch
-            .unwrap_or_else(|| (UPDATES_PER_DISPATCH / (starts_per_batch as u64 * stride as u64)).clamp(1, 4096) as u32)
-            .max(1);
-        let steps_per_dispatch = if self.cache.is_some() { 1 } else { steps_per_dispatch };
+        // With rows on the fly the host places each step's rows first.
+        let steps_per_dispatch = match self.cache {
+            Some(_) => 1,
+            None => self
+                .opts
+                .steps_per_dispatch
+                .unwrap_or_else(|| {
+                    (UPDATES_PER_DISPATCH / (starts_per_batch as u64 * stride as u64)).clamp(1, 4096) as u32
+                })
+                .max(1),
+        };
         let shape = BatchShape {
             starts_per_batch,
             width,
