@@ -73,6 +73,16 @@ fn texts(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("poem number {i}\nwith a second line")).collect()
 }
 
+/// `n` texts, text `i` ending in the test server's fault marker `m` for
+/// each `(i, m)`.
+fn marked(n: usize, marks: &[(usize, &str)]) -> Vec<String> {
+    let mut t = texts(n);
+    for &(i, m) in marks {
+        t[i] = format!("{} {m}", t[i]);
+    }
+    t
+}
+
 #[test]
 fn batches_concurrency_and_cache() {
     let srv = Server::start(Duration::from_millis(20));
@@ -179,18 +189,18 @@ fn faults_are_retried_or_isolated_and_nothing_is_mismatched() {
     let srv = Server::start(Duration::from_millis(1));
     let dir = tempfile::tempdir().unwrap();
     let (poems, out) = (dir.path().join("p.jsonl"), dir.path().join("e.json"));
-    let mut t = texts(40);
-    for (i, m) in [
-        (3, "@429"),
-        (9, "@flaky"),
-        (14, "@drop"),
-        (20, "@zero"),
-        (25, "@malformed"),
-        (30, "@short"),
-        (35, "@wide"),
-    ] {
-        t[i] = format!("{} {m}", t[i]);
-    }
+    let t = marked(
+        40,
+        &[
+            (3, "@429"),
+            (9, "@flaky"),
+            (14, "@drop"),
+            (20, "@zero"),
+            (25, "@malformed"),
+            (30, "@short"),
+            (35, "@wide"),
+        ],
+    );
     corpus_jsonl(&poems, &t);
     let o = embed(
         &poems,
@@ -230,8 +240,7 @@ fn persistent_server_errors_are_retried_never_split_then_given_up() {
     let srv = Server::start(Duration::from_millis(1));
     let dir = tempfile::tempdir().unwrap();
     let (poems, out) = (dir.path().join("p.jsonl"), dir.path().join("e.json"));
-    let mut t = texts(16);
-    t[10] = format!("{} @500", t[10]);
+    let t = marked(16, &[(10, "@500")]);
     corpus_jsonl(&poems, &t);
     let o = embed(
         &poems,
@@ -530,16 +539,16 @@ fn hostile_answers_neither_panic_nor_leak_credentials() {
     let srv = Server::start(Duration::from_millis(1));
     let dir = tempfile::tempdir().unwrap();
     let (poems, out) = (dir.path().join("p.jsonl"), dir.path().join("e.json"));
-    let mut t = texts(24);
-    for (i, m) in [
-        (2, "@nan-retry"),
-        (5, "@huge-retry"),
-        (9, "@zero"),
-        (13, "@huge-body"),
-        (17, "@echo"),
-    ] {
-        t[i] = format!("{} {m}", t[i]);
-    }
+    let t = marked(
+        24,
+        &[
+            (2, "@nan-retry"),
+            (5, "@huge-retry"),
+            (9, "@zero"),
+            (13, "@huge-body"),
+            (17, "@echo"),
+        ],
+    );
     corpus_jsonl(&poems, &t);
     let url = srv.url.replace("http://", "http://user:pa55word@");
     let extra = ["--api", "openai", "--max-wait", "1", "--batch-size", "8"];
@@ -614,8 +623,7 @@ fn ctrl_c_stops_within_two_seconds_even_in_a_retry_wait_and_saves() {
     let srv = Server::start(Duration::from_millis(10));
     let dir = tempfile::tempdir().unwrap();
     let (poems, out) = (dir.path().join("p.jsonl"), dir.path().join("e.json"));
-    let mut t = texts(60);
-    t[30] = format!("{} @503", t[30]); // 503 with Retry-After: 30
+    let t = marked(60, &[(30, "@503")]); // 503 with Retry-After: 30
     corpus_jsonl(&poems, &t);
     let args = embed_args(
         &poems,
