@@ -20,6 +20,23 @@ pub(super) const SIMILARITY_WG: [u32; 2] = [16, 16];
 /// Uniform slots are spaced by the dynamic-offset alignment.
 pub(super) const PARAM_SLOT: u64 = 256;
 
+/// Uniform parameters, one per [`PARAM_SLOT`], as [`param_offset`] reads them.
+pub(super) fn param_slots<T: bytemuck::Pod>(params: impl IntoIterator<Item = T>) -> Vec<u8> {
+    params
+        .into_iter()
+        .flat_map(|p| {
+            let mut slot = bytemuck::bytes_of(&p).to_vec();
+            slot.resize(PARAM_SLOT as usize, 0);
+            slot
+        })
+        .collect()
+}
+
+/// The dynamic offset of parameter slot `k`.
+pub(super) fn param_offset(k: usize) -> u32 {
+    (k as u64 * PARAM_SLOT) as u32
+}
+
 /// What a binding holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum BindingKind {

@@ -38,10 +38,10 @@ use crate::rows::RowStats;
 
 /// Which slot holds which row: the cache's bookkeeping on the host.
 pub(super) struct Slots {
-    /// Rows held, least recently used first out: row → slot.
+    /// Rows held, least recently used first out: row → slot. Slots are
+    /// handed out in order until the cache is full, so while it is not,
+    /// the next free slot is its length.
     map: lru::LruCache<u32, u32>,
-    /// Slots never used yet start here.
-    next_free: u32,
     pub stats: RowStats,
 }
 
@@ -74,7 +74,6 @@ impl Slots {
         let capacity = capacity.max(1);
         Slots {
             map: lru::LruCache::new(NonZeroUsize::new(capacity).expect("at least one row")),
-            next_free: 0,
             stats: RowStats {
                 capacity,
                 ..Default::default()
@@ -103,9 +102,8 @@ impl Slots {
             let slot = match self.map.get(&r) {
                 Some(&s) => s,
                 None => {
-                    let s = if (self.next_free as usize) < self.capacity() {
-                        self.next_free += 1;
-                        self.next_free - 1
+                    let s = if self.map.len() < self.capacity() {
+                        self.map.len() as u32
                     } else {
                         self.map.pop_lru().expect("a full cache").1
                     };
@@ -196,21 +194,19 @@ impl RowCache {
             let t = (slot / self.rows_per_tile) as usize;
             by_tile[t].extend([row, slot % self.rows_per_tile]);
         }
-        let mut params = vec![0u8; MAX_TILES * PARAM_SLOT as usize];
         let mut first = 0u32;
-        for (t, pairs) in by_tile.iter().enumerate() {
-            let p = SimilarityParams {
+        let params = pipelines::param_slots(by_tile.iter().map(|pairs| {
+            let rows = (pairs.len() / 2) as u32;
+            first += rows;
+            SimilarityParams {
                 n: self.n,
                 dim_words: self.dim_words,
                 stride_words: self.stride_words,
-                row0: first,
-                rows: (pairs.len() / 2) as u32,
+                row0: first - rows,
+                rows,
                 _pad: [0; 3],
-            };
-            params[t * PARAM_SLOT as usize..][..std::mem::size_of::<SimilarityParams>()]
-                .copy_from_slice(bytemuck::bytes_of(&p));
-            first += p.rows;
-        }
+            }
+        }));
         ctx.queue
             .write_buffer(&self.list, 0, bytemuck::cast_slice(&by_tile.concat()));
         ctx.queue.write_buffer(&self.params, 0, &params);
@@ -220,7 +216,7 @@ impl RowCache {
         });
         pass.set_pipeline(&self.pipeline);
         for (t, pairs) in by_tile.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
-            pass.set_bind_group(0, &self.bind_groups[t], &[(t as u64 * PARAM_SLOT) as u32]);
+            pass.set_bind_group(0, &self.bind_groups[t], &[pipelines::param_offset(t)]);
             let rows = (pairs.len() / 2) as u32;
             pass.dispatch_workgroups(self.stride_words.div_ceil(ROWS_WG), rows.div_ceil(ROW_BLOCK), 1);
         }
@@ -313,7 +309,7 @@ impl GpuBackend {
                 timestamp_writes: None,
             });
             pass.set_pipeline(self.select_pipeline());
-            pass.set_bind_group(0, &buffers.bind_group, &[(t as u64 * PARAM_SLOT) as u32]);
+            pass.set_bind_group(0, &buffers.bind_group, &[pipelines::param_offset(t)]);
             let (x, y) = dispatch_grid(batch.len());
             pass.dispatch_workgroups(x, y, 1);
         }

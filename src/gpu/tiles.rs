@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
-use super::pipelines::{self, SimilarityParams, MAX_TILES, PARAM_SLOT, SIMILARITY_BINDINGS, SIMILARITY_WG};
+use super::pipelines::{self, SimilarityParams, MAX_TILES, SIMILARITY_BINDINGS, SIMILARITY_WG};
 use super::timer::Timer;
 use super::GpuError;
 use crate::matrix::{padded, row_bytes};
@@ -131,21 +131,14 @@ impl MatrixTiles {
     pub fn fill(&self, ctx: &GpuContext, q: &Quantized, embeddings: &wgpu::Buffer) -> Result<Option<f64>> {
         let layout = self.layout;
         let dim_words = q.dim.div_ceil(2);
-        let params: Vec<u8> = (0..layout.tiles)
-            .flat_map(|t| {
-                let p = SimilarityParams {
-                    n: layout.n as u32,
-                    dim_words: dim_words as u32,
-                    stride_words: (layout.stride / 2) as u32,
-                    row0: (t * layout.rows_per_tile) as u32,
-                    rows: layout.rows(t) as u32,
-                    _pad: [0; 3],
-                };
-                let mut slot = bytemuck::bytes_of(&p).to_vec();
-                slot.resize(PARAM_SLOT as usize, 0);
-                slot
-            })
-            .collect();
+        let params = pipelines::param_slots((0..layout.tiles).map(|t| SimilarityParams {
+            n: layout.n as u32,
+            dim_words: dim_words as u32,
+            stride_words: (layout.stride / 2) as u32,
+            row0: (t * layout.rows_per_tile) as u32,
+            rows: layout.rows(t) as u32,
+            _pad: [0; 3],
+        }));
         let params = ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("similarity params"),
             contents: &params,
@@ -166,7 +159,7 @@ impl MatrixTiles {
                 timestamp_writes: timer.as_ref().and_then(|tm| tm.writes(t, true, true)),
             });
             pass.set_pipeline(&ctx.pipelines.similarity);
-            pass.set_bind_group(0, &bind_group, &[(t as u64 * PARAM_SLOT) as u32]);
+            pass.set_bind_group(0, &bind_group, &[pipelines::param_offset(t)]);
             // One invocation per u32 word (two columns) of each row.
             let [wg_x, wg_y] = SIMILARITY_WG;
             let rows = layout.rows(t) as u32;

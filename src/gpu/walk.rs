@@ -177,7 +177,7 @@ impl GpuBackend {
                     timestamp_writes: timer.and_then(|tm| tm.writes(k, d == 0, d + 1 == dispatches)),
                 });
                 pass.set_pipeline(pipeline);
-                pass.set_bind_group(0, &buffers.bind_group, &[(d as u64 * PARAM_SLOT) as u32]);
+                pass.set_bind_group(0, &buffers.bind_group, &[pipelines::param_offset(d)]);
                 pass.dispatch_workgroups(x, y, 1);
             }
             if d + 1 == dispatches {
@@ -217,10 +217,9 @@ impl GpuBackend {
     pub(super) fn select_params(&self, shape: BatchShape, batch: &Range<usize>) -> Vec<u8> {
         let layout = self.matrix.layout;
         let steps_per = shape.steps_per_dispatch as usize;
-        let mut params = vec![0u8; shape.dispatches() * PARAM_SLOT as usize];
-        for d in 0..shape.dispatches() {
+        pipelines::param_slots((0..shape.dispatches()).map(|d| {
             let step0 = d * steps_per;
-            let p = SelectParams {
+            SelectParams {
                 n: layout.n as u32,
                 stride_words: (layout.stride / 2) as u32,
                 width: shape.width as u32,
@@ -229,11 +228,8 @@ impl GpuBackend {
                 step0: step0 as u32,
                 steps: (shape.width - step0).min(steps_per) as u32,
                 rows_per_tile: layout.rows_per_tile as u32,
-            };
-            params[d * PARAM_SLOT as usize..][..std::mem::size_of::<SelectParams>()]
-                .copy_from_slice(bytemuck::bytes_of(&p));
-        }
-        params
+            }
+        }))
     }
 
     /// Copies a finished batch out; returns the time spent copying (not
