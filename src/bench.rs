@@ -405,23 +405,23 @@ pub fn render(o: &RenderOptions) -> Result<()> {
         cache,
         poems: o.poems.clone(),
         out: site.clone(),
-        per_page: o.per_page,
+        per_page: Some(o.per_page),
         max_pages: None,
         budget: None,
         txt: false,
         colors: None,
         reverse: false,
         scheme: crate::render::Scheme::default(),
+        title: None,
         threads: o.threads,
         progress: false,
         dry_run: true,
-        // The benchmark's own scratch folder: no size confirmation.
+        // The benchmark's own scratch folder: no budget.
         all: true,
-        confirm_above: crate::render::CONFIRM_ABOVE,
     };
     // A dry run gives the page count and bytes for the first bound.
     let projected = crate::render::render(&render_opts)?;
-    let first = plain(0, projected.projected_pages, projected.projected_bytes)?;
+    let first = plain(0, projected.shape.files, projected.shape.projected_bytes)?;
     settle();
     let t = Instant::now();
     let s = crate::render::render(&crate::render::Options {

@@ -114,6 +114,9 @@ pub struct Poem {
     /// The date parsed (see [`crate::dates`]); `None` without a date or
     /// when it is in no known form.
     pub parsed_date: Option<ParsedDate>,
+    /// The title given in the input (`title`), if any; pages fall back to
+    /// the first line.
+    pub title: Option<String>,
     pub text: String,
 }
 
@@ -229,6 +232,7 @@ struct RawPoem {
     poem_index: Option<u64>,
     content: Option<String>,
     text: Option<String>,
+    title: Option<String>,
     creation_date: Option<String>,
     date: Option<String>,
     // JSONL lines may carry their vector inline.
@@ -327,6 +331,7 @@ fn index_poems(path: &Path) -> Result<Indexed, CorpusError> {
             id,
             category: p.category,
             date,
+            title: p.title.filter(|t| !t.trim().is_empty()),
             text: p.content.or(p.text).unwrap_or_default(),
         });
     }

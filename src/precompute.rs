@@ -77,8 +77,19 @@ pub struct Precomputed {
     pub interrupted: bool,
 }
 
-/// Runs precompute end to end.
-pub fn run(opts: &Options) -> Result<Precomputed> {
+/// The inputs of a precompute, loaded and checked: what a site can be
+/// planned from before any ordering is computed.
+pub struct Loaded {
+    pub corpus: corpus::Corpus,
+    pub prepared: quantize::Prepared,
+    /// The corpus's report with the poems that normalising left out.
+    pub report: corpus::Report,
+    pub extras: Extras,
+    timings: Timings,
+}
+
+/// Loads the corpus, normalises its vectors and loads the themes and palette.
+pub fn load(opts: &Options) -> Result<Loaded> {
     let mut timings = Timings::default();
     let t = Instant::now();
     let corpus = load_corpus(opts)?;
@@ -99,7 +110,29 @@ pub fn run(opts: &Options) -> Result<Precomputed> {
     let t = Instant::now();
     let extras = extras::load(&opts.extras, &corpus, &prepared.vectors, opts.center)?;
     timings.phase_since("colors", t);
+    Ok(Loaded {
+        corpus,
+        prepared,
+        report,
+        extras,
+        timings,
+    })
+}
 
+/// Runs precompute end to end.
+pub fn run(opts: &Options) -> Result<Precomputed> {
+    run_loaded(opts, load(opts)?)
+}
+
+/// Runs precompute on inputs already loaded by [`load`] with the same options.
+pub fn run_loaded(opts: &Options, loaded: Loaded) -> Result<Precomputed> {
+    let Loaded {
+        corpus,
+        prepared,
+        report,
+        extras,
+        mut timings,
+    } = loaded;
     let pending = pending_manifest(opts, &corpus, &prepared, report, &extras)?;
     let q = prepared.vectors;
     // Decided before anything large is allocated: a job that cannot fit is

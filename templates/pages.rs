@@ -13,14 +13,18 @@ use super::Scheme;
 /// scheme's variables ([`scheme_css`]).
 const STYLE: &str =
     "body{max-width:46em;margin:1em auto;padding:0 1em;font:16px/1.45 Georgia,serif;color:var(--fg);background:var(--bg)}\
-a{color:var(--link)}pre{font:14px/1.4 ui-monospace,Menlo,Consolas,monospace;white-space:pre-wrap;margin:.4em 0}\
+a{color:var(--link)}pre{font:inherit;white-space:pre-wrap;overflow-wrap:anywhere;margin:.4em 0}\
 .poem{border-top:1px solid var(--rule);padding:.6em 0}.anchor{background:var(--panel);padding:.6em;border:1px solid var(--edge)}\
 .golden{border:2px solid var(--gold);padding:.6em;margin:.4em 0}.golden .tag{color:var(--gold)}\
+.t{font-weight:bold;margin:.2em 0 0}.key{font-size:12px;color:var(--muted)}\
 .meta{font-size:13px;color:var(--muted)}.meta a{margin-left:.6em}.bar{height:5px;margin:.2em 0}\
-nav{margin:.8em 0;font-size:15px}nav a{margin-right:.8em}h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.2em}\
+nav{margin:.8em 0;font-size:15px;line-height:1.9}nav a{margin-right:.6em}nav .cur{margin-right:.6em;font-weight:bold}\
+h1{font-size:1.4em}h2{font-size:1.1em;margin-top:1.2em}\
 ul.links{list-style:none;padding:0;font:14px/1.5 ui-monospace,Menlo,Consolas,monospace}ul.links li{margin:.15em 0}\
 .cloud{line-height:2}.cloud a{margin-right:.5em;text-decoration:none}\
-.w1{font-size:13px}.w2{font-size:16px}.w3{font-size:20px}.w4{font-size:25px}.w5{font-size:31px}";
+.w1{font-size:13px}.w2{font-size:16px}.w3{font-size:20px}.w4{font-size:25px}.w5{font-size:31px}\
+.legend i{display:inline-block;width:2.2em;height:5px;vertical-align:middle;margin-right:.4em;\
+background:linear-gradient(90deg,#c33,#c93,#3a3,#39c,#93c)}";
 
 /// Colour variables of a dark page (the default, as the original site).
 const DARK: &str = "color-scheme:dark;--bg:#121212;--fg:#ddd;--muted:#9a9a9a;--rule:#333;--link:#8ab4f8;--panel:#1d1d1d;--edge:#444;--gold:#d4af37";
@@ -45,6 +49,8 @@ pub const ANCHOR_CLOSE: &str = "</div>";
 
 /// What a poem block shows.
 pub struct BlockData<'a> {
+    /// The heading: the input's title, else the first line.
+    pub title: &'a str,
     pub key: &'a str,
     /// The `id` attribute, unique per page.
     pub anchor_id: &'a str,
@@ -53,7 +59,7 @@ pub struct BlockData<'a> {
     pub color: Option<&'a str>,
     /// Exactly 1,024 characters: framed and labelled.
     pub golden: bool,
-    /// Already wrapped at 80 columns; escaped by the template.
+    /// The poet's own lines (wrapped softly by the page's CSS); escaped by the template.
     pub text: &'a str,
     /// Links to the poem's own first similar and different pages.
     pub similar_href: Option<&'a str>,
@@ -63,15 +69,16 @@ pub struct BlockData<'a> {
     pub note: Option<&'a str>,
 }
 
-/// One poem: key, category, date, colour bar, text and links.
+/// One poem: colour bar, title, key, category, date, text and links.
 pub fn block(b: &BlockData) -> Markup {
     html! {
         div.poem.golden[b.golden] id=(b.anchor_id) {
             @if let Some(c) = b.color {
                 div.bar style={ "background:" (c) } {}
             }
+            p.t { (b.title) }
             div.meta {
-                strong { (b.key) }
+                span.key { (b.key) }
                 @if let Some(c) = b.category { " · " (c) }
                 @if let Some(d) = b.date { " · " (d) }
                 @if b.golden { " · " span.tag { (GOLDEN_TAG) } }
@@ -91,9 +98,15 @@ pub struct Nav {
     pub pages: usize,
     pub prev: Option<String>,
     pub next: Option<String>,
+    /// Jump links: the first and last pages and those near this one, with
+    /// `None` for a gap (at most [`JUMPS`] entries).
+    pub jumps: Vec<Option<(usize, String)>>,
     /// The page's text twin, when text pages are written.
     pub text: Option<String>,
 }
+
+/// Pages named around the current one in a listing's jump links.
+const NEAR: usize = 2;
 
 impl Nav {
     /// Page `page` of `pages`, where `link(pg)` is page `pg`'s address
@@ -104,9 +117,37 @@ impl Nav {
             pages,
             prev: (page > 0).then(|| link(page - 1)),
             next: (page + 1 < pages).then(|| link(page + 1)),
+            jumps: jump_pages(page, pages)
+                .into_iter()
+                .map(|pg| pg.map(|pg| (pg, link(pg))))
+                .collect(),
             text,
         }
     }
+
+    /// Replaces the link past the last page: the complete list goes on
+    /// where the static pages end.
+    pub fn then(mut self, next: Option<String>) -> Nav {
+        if self.next.is_none() {
+            self.next = next;
+        }
+        self
+    }
+}
+
+/// The page numbers a compact page list shows: the first two, the last two
+/// and [`NEAR`] on each side of `page`, with `None` where pages are skipped.
+pub fn jump_pages(page: usize, pages: usize) -> Vec<Option<usize>> {
+    let keep = |pg: usize| pg < 2 || pg + 2 >= pages || pg.abs_diff(page) <= NEAR;
+    let mut out = Vec::new();
+    for pg in 0..pages {
+        if keep(pg) {
+            out.push(Some(pg));
+        } else if out.last().is_some_and(Option::is_some) {
+            out.push(None);
+        }
+    }
+    out
 }
 
 fn nav(n: &Nav) -> Markup {
@@ -117,6 +158,16 @@ fn nav(n: &Nav) -> Markup {
             "page " (n.page + 1) " of " (n.pages)
             @if let Some(x) = &n.next { a href=(x) rel="next" style="margin-left:.8em" { "next →" } }
             @if let Some(t) = &n.text { a href=(t) type="text/plain" style="margin-left:.8em" { "as text" } }
+            @if n.pages > 1 {
+                br;
+                @for j in &n.jumps {
+                    @match j {
+                        Some((pg, _)) if *pg == n.page => { span.cur { (pg + 1) } }
+                        Some((pg, href)) => { a href=(href) { (pg + 1) } }
+                        None => { "… " }
+                    }
+                }
+            }
         }
     }
 }
@@ -151,24 +202,51 @@ pub fn page_foot(n: &Nav) -> String {
     s
 }
 
-/// A heading between the anchor poem and its ordering.
-fn divider(text: &str) -> String {
-    html! { h2 style="font-size:1.1em;margin-top:1.2em" { (text) } }.into_string()
+/// The site's title when `--title` is not given.
+pub const SITE_TITLE: &str = "Poems: similar and different";
+
+/// The one-line legend of the colour bars, on pages that show them.
+pub fn legend() -> String {
+    html! {
+        p.meta.legend {
+            i {}
+            "The bar above a poem is its colour: the palette colour whose name is closest in meaning to the poem."
+        }
+    }
+    .into_string()
 }
 
-/// The site's title, on the entry point.
-const SITE_TITLE: &str = "Poems: similar and different";
+/// `n` with thousands separators: 7,799.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// The label on a golden poem's block.
 pub const GOLDEN_TAG: &str = "golden: exactly 1,024 characters";
 
 /// What the entry point shows and links to.
 pub struct IndexData<'a> {
+    pub title: &'a str,
     pub poems: usize,
     /// Poems with similar and different pages.
     pub included: usize,
+    /// Entries of each ordering the site holds (its complete lists), and of
+    /// a full ordering.
+    pub shown: usize,
+    pub full: usize,
+    /// Entries with their full text on each ordering's static pages.
+    pub on_pages: usize,
     pub golden: usize,
     pub words: usize,
+    pub colors: bool,
     pub first_chronological: &'a str,
     pub first_catalogue: &'a str,
     pub first_golden: &'a str,
@@ -179,26 +257,44 @@ pub struct IndexData<'a> {
     pub themes: &'a [(String, String, String)],
 }
 
+/// What the two kinds of page hold, as the index says it.
+fn index_intro(d: &IndexData) -> Markup {
+    let (shown, full) = (thousands(d.shown), thousands(d.full));
+    html! {
+        p {
+            (thousands(d.poems)) " poems. Every poem has two kinds of page: "
+            strong { "similar" }
+            @if d.shown >= d.full { " lists every other poem, closest in meaning first; " }
+            @else { " lists the " (shown) " poems closest in meaning (of " (full) " others); " }
+            strong { "different" } " starts at the poem and keeps adding the poem least like everything chosen so far, a walk away from it"
+            @if d.shown < d.full { ", shown for its first " (shown) " poems" }
+            "."
+        }
+        p.meta {
+            "Each poem's pages show the first " (thousands(d.on_pages.min(d.shown))) " of each list with their full text; its "
+            em { "complete list" } " shows all " (shown) " as you scroll, and can jump to any position."
+        }
+    }
+}
+
 /// The entry point: the ways in (reading order, every poem by category,
 /// golden poems, every word) and the word cloud.
 pub fn index(d: &IndexData, scheme: Scheme) -> String {
-    let title = SITE_TITLE;
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title, scheme))
+            (head(d.title, scheme))
             body {
-                h1 { (title) }
-                p {
-                    (d.poems) " poems. Every poem has two kinds of page: "
-                    strong { "similar" } " lists every other poem, closest in meaning first; "
-                    strong { "different" } " starts at the poem and keeps adding the poem least like everything chosen so far, a walk away from it."
-                }
+                h1 { (d.title) }
+                (index_intro(d))
+                @if d.colors { (PreEscaped(legend())) }
                 ul {
-                    li { a href=(d.first_chronological) { "All poems in reading order" } " (" (d.included) " have similar and different pages)" }
+                    li { a href=(d.first_chronological) { "All poems in reading order" } " (" (thousands(d.included)) " have similar and different pages)" }
                     li { a href=(d.first_catalogue) { "Every poem by category" } ", one line each" }
-                    li { a href=(d.first_golden) { "Golden poems" } ", of exactly 1,024 characters: " (d.golden) }
-                    li { a href=(d.first_word_list) { "Every word" } " with the poems that use it: " (d.words) " words" }
+                    @if d.golden > 0 {
+                        li { a href=(d.first_golden) { "Golden poems" } ", of exactly 1,024 characters: " (d.golden) }
+                    }
+                    li { a href=(d.first_word_list) { "Every word" } " with the poems that use it: " (thousands(d.words)) " words" }
                 }
                 @if !d.themes.is_empty() {
                     h2 { "Themes" }
@@ -352,10 +448,68 @@ pub fn ordering_head(listing: Listing, key: &str, n: &Nav, reverse: bool, scheme
     )
 }
 
-/// The heading between the anchor poem and entries `first..=last` of `total`.
-pub fn ordering_divider(listing: Listing, first: usize, last: usize, total: usize, reverse: bool) -> String {
+/// Where an ordering page stands in its ordering: entries `first..=last`
+/// of `total`, of which the site holds `shown` in the complete list at
+/// `complete`.
+pub struct Part<'a> {
+    pub first: usize,
+    pub last: usize,
+    pub total: usize,
+    pub shown: usize,
+    pub complete: &'a str,
+}
+
+/// The heading between the anchor poem and its entries: which part of the
+/// ordering the page shows, and the way to the rest.
+pub fn ordering_divider(listing: Listing, part: &Part, reverse: bool) -> String {
     let from = if reverse { ", from the far end" } else { "" };
-    divider(&format!("{} {first}–{last} of {total}{from}", listing.word()))
+    let rest = if part.shown >= part.total {
+        format!("all {} in one list", thousands(part.total))
+    } else {
+        format!(
+            "the first {} in one list (this site holds no more)",
+            thousands(part.shown)
+        )
+    };
+    html! {
+        h2 {
+            (listing.word()) " " (thousands(part.first)) "–" (thousands(part.last)) " of " (thousands(part.total)) (from)
+        }
+        p.meta { "The complete list: " a href=(part.complete) { (rest) } "." }
+    }
+    .into_string()
+}
+
+/// The reader page of the complete lists (`complete.html`): one page for
+/// every ordering, filled by `complete/reader.js` from the packed lists.
+pub fn complete_page(title: &str, scheme: Scheme) -> String {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            (head(&format!("Complete list — {title}"), scheme))
+            body {
+                nav { a href="index.html" { "index" } }
+                div #head { p.meta { "Loading the list…" } }
+                noscript {
+                    p {
+                        "The complete list needs JavaScript. Without it, the first entries of every list are on each poem's pages; "
+                        code { "diversity-gpu export --cache CACHE" } " writes every ordering as JSON Lines, and "
+                        code { "render --max-pages N" } " puts more of each list on static pages."
+                    }
+                }
+                form #jump hidden {
+                    label { "Go to position " input #pos type="number" min="1" step="1" style="width:7em"; }
+                    " " button type="submit" { "go" }
+                    span #count .meta {}
+                }
+                div #list {}
+                p #more .meta {}
+                script src="complete/reader.js" {}
+                script src="complete/site.js" {}
+            }
+        }
+    }
+    .into_string()
 }
 
 impl Listing {

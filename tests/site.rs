@@ -122,7 +122,8 @@ fn every_link_resolves_and_every_page_is_well_formed() {
     // and the listings: golden, poems, the word list and a page per word.
     let listings = listing_pages(&out);
     assert!(listings > 1000, "{listings} listing pages");
-    assert_eq!(files.len(), 440 * 2 * 3 + 9 + 1 + listings);
+    // and the complete lists' reader page.
+    assert_eq!(files.len(), 440 * 2 * 3 + 9 + 1 + listings + 1);
     // Text twins of the orderings, the reading order and the golden page.
     assert_eq!(pages(&out, "txt").len(), 440 * 2 * 3 + 9 + 1);
     let checked = check_pages_and_links(&files);
@@ -136,7 +137,8 @@ fn check_pages_and_links(files: &[PathBuf]) -> usize {
     let mut parsed = Vec::new();
     for f in files {
         let html = std::fs::read_to_string(f).unwrap();
-        assert!(!html.contains("<script"), "{}: no JavaScript", f.display());
+        let reader = f.ends_with("complete.html");
+        assert!(reader || !html.contains("<script"), "{}: no JavaScript", f.display());
         let p = parse(&html);
         assert!(p.problems.is_empty(), "{}: {:?}", f.display(), p.problems);
         // Every page with a text twin links to it.
@@ -167,7 +169,9 @@ fn check_pages_and_links(files: &[PathBuf]) -> usize {
             let target = target
                 .canonicalize()
                 .unwrap_or_else(|_| panic!("{}: broken link {h}", f.display()));
-            if let Some(a) = anchor {
+            if let (Some(a), true) = (anchor, target.ends_with("complete.html")) {
+                assert!(complete_list(&target, a).exists(), "{}: no list for #{a}", f.display());
+            } else if let Some(a) = anchor {
                 assert!(
                     ids[&target].contains(a),
                     "{}: no #{a} in {}",
@@ -179,6 +183,17 @@ fn check_pages_and_links(files: &[PathBuf]) -> usize {
         }
     }
     checked
+}
+
+/// The list file that `complete.html#KIND/ID[/POS]` shows.
+fn complete_list(reader: &Path, hash: &str) -> PathBuf {
+    let mut parts = hash.split('/');
+    let (kind, id) = (parts.next().unwrap(), parts.next().unwrap());
+    let dir = reader.parent().unwrap().join("complete");
+    match kind.strip_prefix("theme-") {
+        Some(k) => dir.join("themes").join(format!("{k}-{id}.js")),
+        None => dir.join(kind).join(format!("{id}.js")),
+    }
 }
 
 #[test]
@@ -225,7 +240,9 @@ fn caps_budgets_and_incremental_writes() {
     let (dir, cache, out) = site(&["--per-page", "50"]);
     // The manifest lists every page with its blake3, as `b3sum --check` reads it.
     let manifest = std::fs::read_to_string(out.join(".pages.b3")).unwrap();
-    let all = 2650 + listing_pages(&out);
+    // Pages, listings, and the complete lists: 880 lists, the reader page
+    // and script, the packing and 7 files of texts.
+    let all = 2650 + listing_pages(&out) + 880 + 10;
     assert_eq!(manifest.lines().count(), all);
     for line in manifest.lines() {
         let (hash, rel) = line.split_once("  ").unwrap();
@@ -246,7 +263,9 @@ fn caps_budgets_and_incremental_writes() {
     // A smaller cap removes the pages beyond it.
     let o = render(&cache, &out, &["--per-page", "50", "--max-pages", "2"]);
     let err = stderr(&o);
-    assert!(err.contains("0 written") && err.contains("880 removed"), "{err}");
+    // The pages left say "page N of 2", and the last links on to the
+    // complete list: they and the index change.
+    assert!(err.contains("1761 written") && err.contains("880 removed"), "{err}");
     assert!(out
         .join("similar")
         .join(format!("{}-001.html", safe("literature/0001")))
@@ -283,20 +302,57 @@ fn caps_budgets_and_incremental_writes() {
     assert!(written > 0 && written < 1760, "{err}");
     // A budget picks the largest cap that fits, and the site fits it.
     let budget_site = dir.path().join("budget");
-    let o = render(&cache, &budget_site, &["--per-page", "50", "--budget", "64MB"]);
+    let o = render(&cache, &budget_site, &["--per-page", "50", "--budget", "76MB"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let size: u64 = pages(&budget_site, "html")
-        .iter()
-        .map(|p| std::fs::metadata(p).unwrap().len())
-        .sum();
-    assert!(size <= 64_000_000, "site is {size} bytes");
-    // One page per ordering is about 33 MB with the listings, each further
-    // page about 28 MB: the budget allowed a second.
-    assert!(size > 40_000_000, "the budget was not used: {size} bytes");
-    assert!(stderr(&o).contains("2 of 3 pages per ordering"), "{}", stderr(&o));
-    let o = render(&cache, &dir.path().join("tiny"), &["--budget", "10kB"]);
+    let size = site_bytes(&budget_site);
+    assert!(size <= 76_000_000, "site is {size} bytes");
+    // One page per ordering is about 37 MB with the listings and the
+    // complete lists, each further page about 30 MB: the budget allowed a second.
+    assert!(size > 60_000_000, "the budget was not used: {size} bytes");
+    assert!(
+        stderr(&o).contains("static pages: 2 per ordering of 50"),
+        "{}",
+        stderr(&o)
+    );
+    // A budget too small for anything is refused, naming one that fits,
+    // and leaves nothing behind; the budget it names does fit.
+    let tiny = dir.path().join("tiny");
+    let o = render(&cache, &tiny, &["--budget", "10kB"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("cannot hold even one page"), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("cannot fit in --budget 10kB"), "{err}");
+    assert!(!tiny.exists(), "a refused render leaves no folder behind");
+    let fits = err.rsplit("--budget ").next().unwrap().trim();
+    let o = render(&cache, &tiny, &["--budget", fits]);
+    assert!(o.status.success(), "--budget {fits}: {}", stderr(&o));
+    let size = site_bytes(&tiny);
+    assert!(
+        size <= fits.parse::<bytesize::ByteSize>().unwrap().as_u64(),
+        "{size} bytes"
+    );
+}
+
+/// Bytes of a site's files, without the tool's own records (`.pages.*`).
+fn site_bytes(dir: &Path) -> u64 {
+    walk(dir)
+        .iter()
+        .filter(|p| !p.file_name().unwrap().to_str().unwrap().starts_with(".pages"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]
@@ -495,11 +551,14 @@ fn theme_pages_and_colours_are_rendered_linked_and_pruned() {
     // 12 themes × 2 orderings × 3 pages, beside the poems' pages.
     let files = pages(&out, "html");
     let listings = listing_pages(&out);
-    assert_eq!(files.len(), 440 * 2 * 3 + 12 * 2 * 3 + 9 + 1 + listings);
+    assert_eq!(files.len(), 440 * 2 * 3 + 12 * 2 * 3 + 9 + 1 + listings + 1);
     // Text twins of the orderings, the reading order and the golden page.
     assert_eq!(pages(&out, "txt").len(), 440 * 2 * 3 + 12 * 2 * 3 + 9 + 1);
-    let all = (440 * 2 * 3 + 12 * 2 * 3 + 10) * 2 + listings;
-    assert!(stderr(&o).contains(&format!("in {all} pages")), "{}", stderr(&o));
+    // Each page and its twin, the listings, and the complete lists: one per
+    // ordering, the reader page and script, the packing and 7 text files.
+    let all = (440 * 2 * 3 + 12 * 2 * 3 + 10) * 2 + listings + (440 + 12) * 2 + 10;
+    let all = diversity_gpu::render::thousands(all);
+    assert!(stderr(&o).contains(&format!("in {all} files")), "{}", stderr(&o));
     assert!(check_pages_and_links(&files) > 10_000);
     // The index links every theme's first pages; the theme pages follow the cache.
     let index = parse(&std::fs::read_to_string(out.join("index.html")).unwrap()).hrefs;
@@ -788,4 +847,281 @@ fn stale_listing_pages_go_and_the_users_files_stay() {
         assert!(out.join(f).exists(), "{f} is the user's");
     }
     assert!(out.join("words/night-000.html").exists());
+}
+
+#[path = "support/browser.rs"]
+mod browser;
+
+/// Scrolls a complete list to its end, as a reader would, and returns every
+/// entry's key in order, the first entry's position and whether the page
+/// says the list has ended.
+const SCROLL_TO_THE_END: &str = r#"(async () => {
+  const frame = () => new Promise(r => requestAnimationFrame(() => setTimeout(r, 0)));
+  const ended = () => /^End of the list/.test(document.getElementById('more').textContent);
+  for (let i = 0; i < 5000 && !ended(); i++) {
+    await frame();
+    window.scrollTo(0, document.body.scrollHeight);
+    await frame();
+  }
+  const n = document.querySelector('#list .n');
+  return {
+    ended: ended(),
+    first: n ? n.textContent : null,
+    keys: [...document.querySelectorAll('#list .key')].map(e => e.textContent),
+  };
+})()"#;
+
+/// Each key's similar and different lists (and each theme's, as `theme:NAME`), from `export`.
+fn exported(cache: &Path) -> HashMap<String, serde_json::Value> {
+    let out = ok(&["export", "--cache", cache.to_str().unwrap()]).stdout;
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["key"].as_str().unwrap().to_owned(), v)
+        })
+        .collect()
+}
+
+fn keys(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The complete lists, in Chromium: scrolled to the end, each shows every
+/// entry of its ordering in `export`'s order; an address with a position,
+/// and the position box, start there.
+#[test]
+fn complete_lists_show_every_ordering_whole_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let themes = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/themes.jsonl");
+    precompute(&cache, &["--themes", themes.to_str().unwrap()]);
+    let out = dir.path().join("site");
+    let o = render(&cache, &out, &["--per-page", "20"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let export = exported(&cache);
+    let profile = dir.path().join("profile");
+    let reader = format!("file://{}", out.join("complete.html").display());
+    let Some(mut browser) = browser::Browser::open(&profile, &format!("{reader}#similar/{}", safe("love/0001"))) else {
+        assert!(!in_ci(), "CI requires chromium (apt-get install chromium)");
+        eprintln!("SKIPPED: chromium not installed, complete lists not checked in a browser");
+        return;
+    };
+    let wait = std::time::Duration::from_secs(120);
+    let mut checked = 0;
+    for (kind, key) in [
+        ("similar", "love/0001"),
+        ("different", "love/0001"),
+        ("different", "songs-poems/0260"),
+        ("similar", "literature/0045"),
+        ("theme-different", "theme:grief"),
+    ] {
+        let (id, list) = match key.strip_prefix("theme:") {
+            Some(name) => (safe(name), kind.strip_prefix("theme-").unwrap()),
+            None => (safe(key), kind),
+        };
+        // A fresh page for each list (a new fragment alone keeps the old list
+        // on screen until the new one has loaded).
+        browser.goto("about:blank", wait);
+        browser.goto(&format!("{reader}#{kind}/{id}"), wait);
+        let got = browser.eval(SCROLL_TO_THE_END, wait);
+        let want = keys(&export[key][list]);
+        assert!(got["ended"].as_bool().unwrap(), "{kind} of {key}: the list did not end");
+        assert_eq!(keys(&got["keys"]), want, "{kind} of {key}");
+        checked += want.len();
+    }
+    assert!(checked >= 4 * 439 + 440, "{checked} entries checked");
+    // A position in the address starts the list there.
+    let want = keys(&export["love/0001"]["different"]);
+    browser.goto("about:blank", wait);
+    browser.goto(&format!("{reader}#different/{}/300", safe("love/0001")), wait);
+    let got = browser.eval(SCROLL_TO_THE_END, wait);
+    assert_eq!(got["first"], "300. ");
+    assert_eq!(keys(&got["keys"]), want[299..]);
+    // So does the position box.
+    let jump = r#"(async () => {
+      document.getElementById('pos').value = '123';
+      document.querySelector('#jump button').click();
+      for (let i = 0; i < 200 && !/#different\/[^/]+\/123$/.test(location.hash); i++) await new Promise(r => setTimeout(r, 10));
+      for (let i = 0; i < 200 && (document.querySelector('#list .n') || {}).textContent !== '123. '; i++) await new Promise(r => setTimeout(r, 10));
+      return [document.querySelector('#list .n').textContent, document.querySelector('#list .key').textContent];
+    })()"#;
+    let got = browser.eval(jump, wait);
+    assert_eq!(got, serde_json::json!(["123. ", want[122]]));
+}
+
+/// `build` plans the site before computing: `--dry-run` computes and writes
+/// nothing; a site that cannot fit is refused before any computing, naming
+/// a budget that fits, and that budget does fit.
+#[test]
+fn build_plans_the_site_before_computing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cache, out) = (dir.path().join("cache"), dir.path().join("site"));
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--cache",
+            cache.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(&["--backend", "cpu"]);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let o = build(&["--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("site plan: 440 poems") && err.contains("estimated before computing"),
+        "{err}"
+    );
+    assert!(err.contains("every ordering whole, all 439 entries"), "{err}");
+    assert!(!err.contains("precomputed") && !err.contains("open "), "{err}");
+    assert!(!cache.exists() && !out.exists(), "a dry run writes nothing");
+    let o = build(&["--budget", "100kB"]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("cannot fit in --budget 100kB") && !err.contains("precomputed"),
+        "{err}"
+    );
+    assert!(
+        !cache.exists() && !out.exists(),
+        "a refused build leaves nothing behind"
+    );
+    let fits = err.rsplit("--budget ").next().unwrap().trim();
+    let o = build(&["--budget", fits]);
+    assert!(o.status.success(), "--budget {fits}: {}", stderr(&o));
+    let size = site_bytes(&out);
+    assert!(
+        size <= fits.parse::<bytesize::ByteSize>().unwrap().as_u64(),
+        "{size} bytes"
+    );
+}
+
+/// A site whose complete lists are cut to fit its budget computes only the
+/// entries it shows: the walks are as long as the lists (the cache's
+/// width), and every page says the site holds no more.
+#[test]
+fn a_cut_site_computes_only_what_it_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let poems = dir.path().join("c.jsonl");
+    ok(&["bench", "corpus", "--poems", "1500", "--out", poems.to_str().unwrap()]);
+    let (cache, out) = (dir.path().join("cache"), dir.path().join("site"));
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--poems",
+            poems.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+        ];
+        args.extend_from_slice(&["--out", out.to_str().unwrap(), "--backend", "cpu", "--per-page", "1"]);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    // The smallest site, then a budget a little above it: the lists are cut.
+    let err = stderr(&build(&["--dry-run", "--budget", "1kB"]));
+    let least: bytesize::ByteSize = err.rsplit("--budget ").next().unwrap().trim().parse().unwrap();
+    let budget = format!("{}B", least.as_u64() + least.as_u64() / 20);
+    let o = build(&["--budget", &budget]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let shown: usize = err
+        .split("complete lists: the first ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no cut in {err}"))
+        .split(' ')
+        .next()
+        .unwrap()
+        .replace(',', "")
+        .parse()
+        .unwrap();
+    assert!(shown > 1 && shown < 1499, "{err}");
+    assert!(err.contains("holds them whole"), "{err}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cache.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["params"]["width"], shown, "the walks are as long as the lists");
+    let export = exported(&cache);
+    assert!(export.values().all(|v| keys(&v["different"]).len() == shown));
+    let page = std::fs::read_to_string(out.join("different").join(format!("{}-0000.html", safe("s0000007")))).unwrap();
+    let said = format!(
+        "the first {} in one list (this site holds no more)",
+        diversity_gpu::render::thousands(shown)
+    );
+    assert!(page.contains(&said), "{said}");
+    let size = site_bytes(&out);
+    assert!(
+        size <= budget.parse::<bytesize::ByteSize>().unwrap().as_u64(),
+        "{size} bytes over {budget}"
+    );
+}
+
+/// Titles from the input head their poems (the first line otherwise), the
+/// poet's lines are kept unbroken, and paged listings have jump links.
+#[test]
+fn titles_lines_and_jump_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let poems = dir.path().join("p.jsonl");
+    let long = "a line far longer than eighty columns, which the tool used to break in two and now keeps whole";
+    let lines = [
+        serde_json::json!({"id": "a", "title": "The Sea at Night", "text": format!("Salt\n{long}"), "embedding": [1, 0, 0]}),
+        serde_json::json!({"id": "b", "text": "First line here\nsecond", "embedding": [0, 1, 0]}),
+        serde_json::json!({"id": "c", "text": "c", "embedding": [0, 0, 1]}),
+    ];
+    let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    std::fs::write(&poems, text.join("\n")).unwrap();
+    let (cache, out) = (dir.path().join("cache"), dir.path().join("site"));
+    ok(&[
+        "build",
+        "--poems",
+        poems.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--title",
+        "Night Verses",
+        "--per-page",
+        "1",
+    ]);
+    let page = std::fs::read_to_string(out.join("similar/a-000.html")).unwrap();
+    assert!(page.contains("<h1>Similar to The Sea at Night</h1>"), "{page}");
+    assert!(page.contains("<p class=\"t\">The Sea at Night</p><div class=\"meta\"><span class=\"key\">a</span>"));
+    assert!(page.contains(long), "the long line is kept whole");
+    let page = std::fs::read_to_string(out.join("similar/b-000.html")).unwrap();
+    assert!(
+        page.contains("<p class=\"t\">First line here</p>"),
+        "the first line is the title"
+    );
+    assert!(std::fs::read_to_string(out.join("index.html"))
+        .unwrap()
+        .contains("<h1>Night Verses</h1>"));
+    // Reading order: 3 pages of one poem, each linking the first and the last.
+    let chrono = parse(&std::fs::read_to_string(out.join("chronological/001.html")).unwrap()).hrefs;
+    assert!(chrono.contains(&"000.html".to_owned()) && chrono.contains(&"002.html".to_owned()));
+    // A long listing's jump links skip the middle.
+    let nav = diversity_gpu::render::jump_pages(40, 78);
+    let shown: Vec<Option<usize>> = vec![
+        Some(0),
+        Some(1),
+        None,
+        Some(38),
+        Some(39),
+        Some(40),
+        Some(41),
+        Some(42),
+        None,
+        Some(76),
+        Some(77),
+    ];
+    assert_eq!(nav, shown);
 }

@@ -357,15 +357,21 @@ impl BenchCorpus {
 /// Options shared by `render` and `build`.
 #[derive(Debug, Clone, Args)]
 pub struct SiteArgs {
-    /// Poems per page.
-    #[arg(long, default_value_t = 100)]
-    pub per_page: usize,
-    /// At most this many pages per ordering.
-    #[arg(long)]
+    /// Poems per static page [default: 100, or 50, 20 or 10, the most that fit the budget].
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub per_page: Option<usize>,
+    /// At most this many static pages per ordering (every ordering stays whole in its complete list).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub max_pages: Option<usize>,
-    /// Largest site size (e.g. 2GB, 500MiB); picks the page cap that fits.
-    #[arg(long)]
+    /// Largest site (e.g. 2GB, 500MiB) [default: 1GB, what free static hosts allow]. The complete lists come first, then as many static pages as fit.
+    #[arg(long, conflicts_with = "all")]
     pub budget: Option<bytesize::ByteSize>,
+    /// No size limit but the disk: every static page of every ordering.
+    #[arg(long)]
+    pub all: bool,
+    /// The site's title, on the index.
+    #[arg(long)]
+    pub title: Option<String>,
     /// Also write plain-text twins of every page.
     #[arg(long)]
     pub txt: bool,
@@ -380,15 +386,9 @@ pub struct SiteArgs {
     /// black for OLED screens) or auto (follows the reader's system).
     #[arg(long, value_enum, default_value_t = crate::render::Scheme::Dark)]
     pub scheme: crate::render::Scheme,
-    /// Print the projected size and stop.
+    /// Print the site's plan (shape and size) and stop: nothing is computed or written.
     #[arg(long)]
     pub dry_run: bool,
-    /// Write the whole site even when it is larger than 5 GB.
-    #[arg(long)]
-    pub all: bool,
-    /// Size above which a cap or --all is needed.
-    #[arg(long, hide = true, default_value_t = bytesize::ByteSize(crate::render::CONFIRM_ABOVE))]
-    pub confirm_above: bytesize::ByteSize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -444,15 +444,15 @@ pub(super) fn render_options(
         per_page: site.per_page,
         max_pages: site.max_pages,
         budget: site.budget.map(|b| b.as_u64()),
+        all: site.all,
         txt: site.txt,
         colors: site.colors.clone(),
         reverse: site.reverse,
         scheme: site.scheme,
+        title: site.title.clone(),
         threads,
         progress,
         dry_run: site.dry_run,
-        all: site.all,
-        confirm_above: site.confirm_above.as_u64(),
     }
 }
 

@@ -103,7 +103,12 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Adapters => report::adapters(&crate::gpu::adapters())?,
         Command::Render(a) => {
             let opts = render_options(a.cache, a.poems, a.out.clone(), a.threads, &a.site, show);
-            return rendered(&crate::render::render(&opts)?, &a.out);
+            let s = crate::render::render(&opts)?;
+            if opts.dry_run {
+                eprintln!("dry run: nothing written");
+                return Ok(Outcome::Done);
+            }
+            return rendered(&s, &a.out);
         }
         Command::Build(a) => return build(a, show),
         Command::Bench { what } => bench(what)?,
@@ -206,7 +211,9 @@ fn verify(cache: &Path, sample: usize, seed: u64, max_memory: Option<u64>) -> Re
 }
 
 /// `precompute` then `render`; the bundled corpus (with its themes) when no
-/// poems are given.
+/// poems are given. The site is planned first, so a site that cannot fit
+/// is refused before anything is computed, and a cut site computes only
+/// the entries it shows.
 fn build(a: BuildArgs, show: bool) -> Result<Outcome> {
     let bundled = match a.poems {
         Some(_) => None,
@@ -220,7 +227,21 @@ fn build(a: BuildArgs, show: bool) -> Result<Outcome> {
     if let (None, Some(b)) = (&pre.extras.themes, &bundled) {
         pre.extras.themes = Some(b.themes());
     }
-    let run = crate::precompute::run(&pre)?;
+    let opts = render_options(a.cache.clone(), poems, a.out.clone(), a.engine.threads, &a.site, show);
+    let loaded = crate::precompute::load(&pre)?;
+    let shape = crate::render::plan(
+        &opts,
+        &loaded.corpus.poems,
+        planned_rows(&loaded, pre.top_k),
+        &planned_colors(&loaded),
+    )?;
+    eprintln!("{}", shape.describe(&opts.limits()));
+    if opts.dry_run {
+        eprintln!("dry run: nothing computed or written");
+        return Ok(Outcome::Done);
+    }
+    pre.top_k = shape.top_k();
+    let run = crate::precompute::run_loaded(&pre, loaded)?;
     let Some(m) = &run.manifest else {
         // A stopped precompute: nothing to render yet.
         return Ok(stopped(run.chunks_computed));
@@ -231,12 +252,39 @@ fn build(a: BuildArgs, show: bool) -> Result<Outcome> {
         eprintln!("precomputed {} poems with {}", m.included, m.backend);
         print_timings("precompute timing:", &m.timings);
     }
-    let opts = render_options(a.cache, poems, a.out.clone(), a.engine.threads, &a.site, show);
     let outcome = rendered(&crate::render::render(&opts)?, &a.out)?;
     if matches!(outcome, Outcome::Done) {
         eprintln!("open {}", a.out.join("index.html").display());
     }
     Ok(outcome)
+}
+
+/// The rows the cache will have, from the loaded inputs.
+fn planned_rows(loaded: &crate::precompute::Loaded, top_k: Option<usize>) -> crate::render::Rows {
+    let n = loaded.prepared.keys.len();
+    let themes = loaded.extras.themes.as_ref();
+    crate::render::Rows {
+        keys: loaded.prepared.keys.clone(),
+        excluded: loaded.report.excluded.clone(),
+        width: top_k.unwrap_or(usize::MAX).min(n.saturating_sub(1)),
+        theme_width: themes.map_or(0, |_| crate::themes::width(n, top_k)),
+        themes: themes.map(|t| t.names.clone()).unwrap_or_default(),
+        theme_texts: themes.map(|t| t.texts.clone()).unwrap_or_default(),
+    }
+}
+
+/// Each poem's semantic colour, from the loaded palette.
+fn planned_colors(loaded: &crate::precompute::Loaded) -> std::collections::HashMap<String, String> {
+    let Some(palette) = &loaded.extras.palette else {
+        return Default::default();
+    };
+    loaded
+        .prepared
+        .keys
+        .iter()
+        .zip(&loaded.extras.colors)
+        .map(|(k, &c)| (k.clone(), palette.colors[c as usize].hex.clone()))
+        .collect()
 }
 
 fn bench(what: BenchCommand) -> Result<()> {

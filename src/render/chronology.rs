@@ -31,6 +31,7 @@ mod tests {
             category: None,
             date: date.map(Into::into),
             parsed_date: date.and_then(|d| crate::dates::parse(d).date()),
+            title: None,
             text: String::new(),
         }
     }

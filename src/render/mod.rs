@@ -28,6 +28,7 @@ mod templates;
 mod budget;
 mod catalogue;
 mod chronology;
+mod complete;
 pub mod golden;
 mod links;
 mod prune;
@@ -45,17 +46,19 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 
 use crate::cache::{Cache, Kind};
-use crate::corpus;
+use crate::corpus::{self, Poem};
 use crate::timings::Timings;
-pub use budget::CONFIRM_ABOVE;
+pub use budget::{Limits, DEFAULT_BUDGET, PER_PAGE};
+pub use complete::Packing;
 pub use prune::{OWNED, TEMP_PREFIX};
+pub use site::Rows;
 use site::{Page, Site};
-pub use text::{file_stems, safe_key, shown, wrap, COLUMNS, MAX_STEM};
+pub use templates::{jump_pages, thousands};
+pub use text::{clean, file_stems, safe_key, shown, COLUMNS, MAX_STEM};
 use writer::PageWriter;
 
 /// The folders pages go into, under the site folder.
-/// The last three hold the listings (pages rendered whole in memory).
-const PAGE_DIRS: [&str; 7] = [
+const PAGE_DIRS: [&str; 11] = [
     "similar",
     "different",
     "chronological",
@@ -63,6 +66,10 @@ const PAGE_DIRS: [&str; 7] = [
     "golden",
     "poems",
     "words",
+    "complete",
+    "complete/similar",
+    "complete/different",
+    "complete/themes",
 ];
 
 /// The pages' colours (`--scheme`).
@@ -85,23 +92,123 @@ pub struct Options {
     pub cache: PathBuf,
     pub poems: PathBuf,
     pub out: PathBuf,
-    pub per_page: usize,
+    /// Entries per static page; `None` picks from [`PER_PAGE`] what fits.
+    pub per_page: Option<usize>,
     pub max_pages: Option<usize>,
-    /// Largest site size; picks the page cap that fits.
+    /// Largest site size (default [`DEFAULT_BUDGET`]).
     pub budget: Option<u64>,
+    /// No size limit but the disk: every page of every ordering.
+    pub all: bool,
     pub txt: bool,
     pub colors: Option<PathBuf>,
     /// Show each ordering from its far end.
     pub reverse: bool,
     pub scheme: Scheme,
+    /// The site's title (default [`templates::SITE_TITLE`]).
+    pub title: Option<String>,
     pub threads: Option<usize>,
     pub progress: bool,
-    /// Only print the projection.
+    /// Only print the plan.
     pub dry_run: bool,
-    /// Write the whole site even above `confirm_above` bytes.
-    pub all: bool,
-    /// Sites larger than this need a cap or `all` (see [`budget::CONFIRM_ABOVE`]).
-    pub confirm_above: u64,
+}
+
+impl Options {
+    /// The size limits these options ask for.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            per_page: self.per_page,
+            max_pages: self.max_pages,
+            budget: (!self.all).then(|| self.budget.unwrap_or(DEFAULT_BUDGET)),
+        }
+    }
+}
+
+/// The site's shape, as planned: what each ordering shows and how big the
+/// site will be.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Shape {
+    /// Entries per static page.
+    pub per_page: usize,
+    /// Static pages per ordering.
+    pub pages: usize,
+    /// Entries of each poem ordering the complete lists hold.
+    pub shown: usize,
+    /// Entries of a full poem ordering (every other poem), and of the
+    /// orderings as computed (fewer with `--top-k`).
+    pub full: usize,
+    pub width: usize,
+    /// Poems with orderings.
+    pub rows: usize,
+    /// Bytes of the site (without text twins), and of its packed lists.
+    pub projected_bytes: u64,
+    pub lists_bytes: u64,
+    /// Files the render writes.
+    pub files: usize,
+    /// Planned before the orderings exist (sizes of static pages estimated).
+    pub estimated: bool,
+    /// Where the complete lists were cut: the smallest budget that holds them whole.
+    pub whole: Option<u64>,
+}
+
+impl Shape {
+    /// The `--top-k` that computes exactly what the site shows: `None` when
+    /// it shows every ordering whole.
+    pub fn top_k(&self) -> Option<usize> {
+        (self.shown < self.full).then_some(self.shown)
+    }
+
+    fn of(site: &Site, plan: &budget::PagePlan) -> Shape {
+        Shape {
+            per_page: site.per_page,
+            pages: plan.cap,
+            shown: site.shown,
+            full: site.rows.full(),
+            width: site.rows.width,
+            rows: site.poem_of_row.len(),
+            projected_bytes: plan.projected_bytes,
+            lists_bytes: plan.lists_bytes,
+            files: plan.files,
+            estimated: site.cache.is_none(),
+            whole: plan.whole,
+        }
+    }
+
+    /// The plan in words, as `build` and `render` print it.
+    pub fn describe(&self, limits: &Limits) -> String {
+        use templates::thousands;
+        let within = match limits.budget {
+            Some(b) => format!("within --budget {}", budget::round_up(b)),
+            None => "no budget (--all)".to_owned(),
+        };
+        let estimated = if self.estimated {
+            ", estimated before computing"
+        } else {
+            ""
+        };
+        let per_entry = self.lists_bytes as f64 / (2 * self.rows * self.shown).max(1) as f64;
+        let (shown, full) = (thousands(self.shown), thousands(self.full));
+        let lists = match self.whole {
+            _ if self.shown >= self.full => format!("complete lists: every ordering whole, all {full} entries"),
+            Some(w) if self.width >= self.full => format!(
+                "complete lists: the first {shown} of {full} entries of each ordering, to fit; --budget {} holds them whole",
+                budget::round_up(w)
+            ),
+            Some(_) if self.shown < self.width => format!(
+                "complete lists: the first {shown} of {full} entries of each ordering, to fit (the cache holds {})",
+                thousands(self.width)
+            ),
+            _ => format!("complete lists: the first {shown} of {full} entries of each ordering, as computed"),
+        };
+        format!(
+            "site plan: {} poems with orderings, {} in {} files ({within}{estimated})\n  {lists} ({} packed, {per_entry:.2} bytes an entry)\n  static pages: {} per ordering of {} poems with their full texts",
+            thousands(self.rows),
+            bytesize::ByteSize(self.projected_bytes),
+            thousands(self.files),
+            bytesize::ByteSize(self.lists_bytes),
+            self.pages,
+            self.per_page,
+        )
+    }
 }
 
 /// What a render did.
@@ -114,11 +221,8 @@ pub struct Summary {
     pub unchanged: usize,
     pub removed: usize,
     pub bytes: u64,
-    pub projected_bytes: u64,
-    /// Files the render will write (HTML pages and text twins).
-    pub projected_pages: usize,
-    /// Pages per ordering after `--max-pages` / `--budget`.
-    pub page_cap: Option<usize>,
+    /// The shape the render chose.
+    pub shape: Shape,
     pub failures: Vec<String>,
     /// Stopped by Ctrl-C before every page was written.
     pub interrupted: bool,
@@ -195,52 +299,62 @@ fn colors(cache: &Cache, file: Option<&Path>) -> Result<HashMap<String, String>>
     Ok(out)
 }
 
+/// Plans the site before any ordering is computed, from the poems, the rows
+/// the cache will have and the colours: what `build` computes follows
+/// ([`Shape::top_k`]). Refuses, naming flags that fit, a site that fits
+/// neither the budget nor the disk; nothing is written.
+pub fn plan(opts: &Options, poems: &[Poem], rows: Rows, colors: &HashMap<String, String>) -> Result<Shape> {
+    check_out(&opts.out)?;
+    let pool = crate::progress::pool(opts.threads)?;
+    let mut site = Site::new(rows, poems, opts.per_page.unwrap_or(PER_PAGE[0]), opts.txt)?;
+    configure(&mut site, opts);
+    let (plan, _) = shape_site(&mut site, colors, &opts.limits(), &pool)?;
+    let shape = Shape::of(&site, &plan);
+    check_space(opts, &shape, &prune::owned_pages(&opts.out)?)?;
+    Ok(shape)
+}
+
 /// Renders the site.
 pub fn render(opts: &Options) -> Result<Summary> {
     let mut summary = Summary::default();
     let t = Instant::now();
+    check_out(&opts.out)?;
     let cache = Cache::open(&opts.cache)?;
     let poems = corpus::load_poems(&opts.poems)?;
     let all_keys: Vec<String> = poems.iter().map(|p| p.key.clone()).collect();
     cache.check_keys(&all_keys)?;
     let colors = colors(&cache, opts.colors.as_deref())?;
-    let mut site = Site::new(&cache, &poems, opts.per_page.max(1), opts.txt)?;
-    site.reverse = opts.reverse;
-    site.scheme = opts.scheme;
+    let mut site = Site::new(
+        Rows::of_cache(&cache),
+        &poems,
+        opts.per_page.unwrap_or(PER_PAGE[0]),
+        opts.txt,
+    )?;
+    site.cache = Some(&cache);
+    configure(&mut site, opts);
     summary.timings.phase_since("load", t);
 
     let t = Instant::now();
     let pool = crate::progress::pool(opts.threads)?;
-    site.render_blocks(&colors, &pool);
-    summary.timings.phase_since("blocks", t);
-
-    let t = Instant::now();
-    let listings = pool.install(|| listings(&site));
+    let (plan, listings) = shape_site(&mut site, &colors, &opts.limits(), &pool)?;
     report_words(&listings);
-    summary.timings.phase_since("listings", t);
-
-    let t = Instant::now();
-    let plan = budget::plan(&site, &listings, opts.max_pages, opts.budget, &pool)?;
-    report_projection(&site, &plan, opts.txt);
+    summary.shape = Shape::of(&site, &plan);
     summary.poems_with_orderings = site.poem_of_row.len();
-    summary.page_cap = (plan.cap < site.full_pages).then_some(plan.cap);
-    summary.projected_bytes = plan.projected_bytes;
-    summary.projected_pages = plan.files;
-    site.pages = plan.cap;
-    summary.timings.phase_since("project", t);
+    summary.timings.phase_since("plan", t);
+    eprintln!("{}", summary.shape.describe(&opts.limits()));
     if opts.dry_run {
         return Ok(summary);
     }
 
     let t = Instant::now();
+    let earlier = prune::owned_pages(&opts.out)?;
+    check_space(opts, &summary.shape, &earlier)?;
     for d in PAGE_DIRS {
         let dir = opts.out.join(d);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let earlier = prune::owned_pages(&opts.out)?;
     let mut planned = site.planned_paths();
     planned.extend(listings.iter().map(|p| p.path.clone()));
-    check_space(opts, &plan, &earlier)?;
     // Recorded before the first write, so a killed render's pages are known.
     prune::record_owned(&opts.out, earlier.union(&planned))?;
     let mut failures = Vec::new();
@@ -276,39 +390,100 @@ pub fn render(opts: &Options) -> Result<Summary> {
     Ok(summary)
 }
 
+/// Refuses a site folder that cannot be made: a file on its path.
+fn check_out(out: &Path) -> Result<()> {
+    for a in out.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        match std::fs::metadata(a) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => anyhow::bail!(
+                "cannot create {}: {} is a file, not a folder",
+                out.display(),
+                a.display()
+            ),
+            Err(_) => continue,
+        }
+    }
+    Ok(())
+}
+
+/// The site-wide settings of the options.
+fn configure(site: &mut Site, opts: &Options) {
+    site.reverse = opts.reverse;
+    site.scheme = opts.scheme;
+    if let Some(t) = &opts.title {
+        site.title = shown(t).into_owned();
+    }
+}
+
+/// Decides the site's shape within `limits` (see [`budget`]) and renders
+/// the blocks and listings for it: the first per-page count whose pages and
+/// complete lists fit, else the complete lists cut to what fits.
+fn shape_site(
+    site: &mut Site,
+    colors: &HashMap<String, String>,
+    limits: &Limits,
+    pool: &rayon::ThreadPool,
+) -> Result<(budget::PagePlan, Vec<Page>)> {
+    let candidates = limits.per_page.map_or(PER_PAGE.to_vec(), |p| vec![p.max(1)]);
+    let mut found = None;
+    let mut listings = Vec::new();
+    for &per_page in &candidates {
+        site.reshape(per_page, site.rows.width);
+        site.render_blocks(colors, pool);
+        listings = pool.install(|| listings_of(site));
+        found = budget::fit(site, &listings, limits, pool);
+        if found.is_some() {
+            break;
+        }
+    }
+    let mut plan = match found {
+        Some(plan) => plan,
+        None => budget::cut(site, &listings, limits, pool)?,
+    };
+    // The index says what the site holds: render it again for the plan,
+    // and plan again for its new size (a few bytes).
+    for _ in 0..3 {
+        site.pages = plan.cap;
+        listings = pool.install(|| listings_of(site));
+        let again = Limits {
+            max_pages: Some(plan.cap),
+            ..*limits
+        };
+        let whole = plan.whole;
+        let next = match budget::fit(site, &listings, &again, pool) {
+            Some(p) if p.cap == plan.cap => return Ok((budget::PagePlan { whole, ..p }, listings)),
+            Some(p) => p,
+            None => budget::cut(site, &listings, &again, pool)?,
+        };
+        plan = budget::PagePlan {
+            whole: next.whole.or(whole),
+            ..next
+        };
+    }
+    site.pages = plan.cap;
+    Ok((plan, listings))
+}
+
 /// The size guard: the projected size against the free space under `out`
-/// and the size above which a cap or `--all` is needed.
-fn check_space(opts: &Options, plan: &budget::PagePlan, earlier: &BTreeSet<String>) -> Result<()> {
-    let available = fs4::available_space(&opts.out)
-        .with_context(|| format!("cannot read the free space of {}", opts.out.display()))?;
+/// (or its nearest existing folder).
+fn check_space(opts: &Options, shape: &Shape, earlier: &BTreeSet<String>) -> Result<()> {
+    let existing = opts.out.ancestors().find(|a| a.exists()).unwrap_or(Path::new("."));
+    let available = fs4::available_space(existing)
+        .with_context(|| format!("cannot read the free space of {}", existing.display()))?;
     let reclaimed = earlier
         .iter()
         .filter_map(|rel| std::fs::symlink_metadata(opts.out.join(rel)).ok())
         .map(|m| m.len())
         .sum();
-    let projected = plan.projected_bytes * if opts.txt { 2 } else { 1 };
+    let projected = shape.projected_bytes * if opts.txt { 2 } else { 1 };
     budget::check_space(
         &budget::SpaceCheck {
             projected,
             reclaimed,
             available,
-            explicit: opts.all || opts.max_pages.is_some() || opts.budget.is_some(),
-            confirm_above: opts.confirm_above,
         },
         &opts.out,
     )
-}
-
-fn report_projection(site: &Site, plan: &budget::PagePlan, txt: bool) {
-    eprintln!(
-        "projected site: {} in {} pages{} ({} per page, {} of {} pages per ordering)",
-        bytesize::ByteSize(plan.projected_bytes),
-        plan.files,
-        if txt { ", HTML and text" } else { "" },
-        site.per_page,
-        plan.cap,
-        site.full_pages
-    );
 }
 
 /// Writes every ordering page (poems' and themes') and the reading-order pages.
@@ -330,14 +505,17 @@ fn write_pages(site: &Site, writer: &PageWriter, pool: &rayon::ThreadPool, bar: 
                         }
                         bar.inc(1);
                     }
+                    site.row(kind, r, idx);
+                    complete::poem_list(site, kind, r, idx, page);
+                    writer.emit(site.list_path(kind, p), page.as_bytes());
                 }
             },
         );
-        let themes = site.cache.manifest.themes.len();
+        let themes = site.rows.themes.len();
         (0..themes).into_par_iter().for_each_init(
             || (Vec::new(), String::new(), String::new()),
             |(idx, page, text), t| {
-                let name = &site.cache.manifest.themes[t];
+                let name = &site.rows.themes[t];
                 for kind in [Kind::Similar, Kind::Different] {
                     for pg in 0..site.theme_pages() {
                         site.theme_page(kind, t, pg, idx, page, text);
@@ -347,6 +525,9 @@ fn write_pages(site: &Site, writer: &PageWriter, pool: &rayon::ThreadPool, bar: 
                         }
                         bar.inc(1);
                     }
+                    site.theme_row(kind, t, idx);
+                    complete::theme_list(site, kind, t, idx, page);
+                    writer.emit(site.theme_list_path(kind, name), page.as_bytes());
                 }
             },
         );
@@ -365,21 +546,28 @@ fn write_pages(site: &Site, writer: &PageWriter, pool: &rayon::ThreadPool, bar: 
 }
 
 /// The pages rendered whole in memory: golden poems, the poem list, the
-/// word index and the entry point that links them. Run inside the pool:
-/// the word pages are rendered in parallel.
-fn listings(site: &Site) -> Vec<Page> {
+/// word index, the complete lists' reader and texts, and the entry point
+/// that links them. Run inside the pool: the word pages are rendered in
+/// parallel.
+fn listings_of(site: &Site) -> Vec<Page> {
     let entries = links::poem_entries(site);
     let words = words::WordIndex::new(site, &entries);
     let mut pages = golden::pages(site);
     pages.extend(catalogue::pages(site, &entries));
     pages.extend(words.pages(site, &entries));
+    pages.extend(complete::pages(site));
     let chrono = format!("chronological/{}.html", site.page_name(0));
     let index = templates::index(
         &templates::IndexData {
+            title: &site.title,
             poems: site.poems.len(),
             included: site.poem_of_row.len(),
+            shown: site.shown,
+            full: site.rows.full(),
+            on_pages: site.pages * site.per_page,
             golden: site.chrono.iter().filter(|&&p| site.golden[p]).count(),
             words: words.words.len(),
+            colors: site.colors,
             first_chronological: &chrono,
             first_catalogue: "poems/000.html",
             first_golden: "golden/000.html",
@@ -395,7 +583,7 @@ fn listings(site: &Site) -> Vec<Page> {
 
 /// Each theme's name, first similar page and first different page.
 fn themes(site: &Site) -> Vec<(String, String, String)> {
-    let names = &site.cache.manifest.themes;
+    let names = &site.rows.themes;
     names
         .iter()
         .map(|n| {

@@ -6,24 +6,66 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use super::templates::{self, Listing};
-use super::text::{file_stems, safe_key, shown, wrap, COLUMNS};
+use super::text::{clean, file_stems, safe_key, shown, title, COLUMNS};
 use super::Scheme;
 use crate::cache::{Cache, Kind};
 use crate::corpus::Poem;
 
+/// What the site is made of that the orderings' cache decides, known
+/// before any ordering is computed: which poems have orderings (in cache row
+/// order), how long the orderings are, and the themes.
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    /// Keys of the poems with orderings, in cache row order.
+    pub keys: Vec<String>,
+    /// Keys left out by `--exclude` (not in the reading order either).
+    pub excluded: Vec<String>,
+    /// Entries of each poem's ordering (a `--top-k` cut, or all the others).
+    pub width: usize,
+    /// Entries of each theme's ordering.
+    pub theme_width: usize,
+    pub themes: Vec<String>,
+    /// What each theme's vector was embedded from.
+    pub theme_texts: Vec<String>,
+}
+
+impl Rows {
+    /// The rows of a finished cache.
+    pub fn of_cache(cache: &Cache) -> Rows {
+        let m = &cache.manifest;
+        Rows {
+            keys: m.keys.clone(),
+            excluded: m.report.excluded.clone(),
+            width: m.params.width,
+            theme_width: m.theme_width,
+            themes: m.themes.clone(),
+            theme_texts: m.theme_texts.clone(),
+        }
+    }
+
+    /// Entries of a full poem ordering: every other poem.
+    pub fn full(&self) -> usize {
+        self.keys.len().saturating_sub(1)
+    }
+}
+
 /// The site: poems, their cache rows, the reading order and the blocks.
 pub(super) struct Site<'a> {
-    pub cache: &'a Cache,
+    /// The orderings; `None` while the site is planned before computing.
+    pub cache: Option<&'a Cache>,
+    pub rows: Rows,
     pub poems: &'a [Poem],
     pub per_page: usize,
+    /// Entries of each poem ordering the site holds (its complete lists):
+    /// the cache's width, or fewer where the plan cut them.
+    pub shown: usize,
     /// Digits of every page number (one width across the site).
     pub digits: usize,
-    /// Pages per ordering (same for every poem); the page cap once planned.
+    /// Static pages per ordering (same for every poem); the page cap once planned.
     pub pages: usize,
-    /// Pages per ordering before any cap.
+    /// Static pages per ordering before any cap.
     pub full_pages: usize,
-    /// Pages per theme ordering before any cap (theme orderings list every
-    /// poem, one more than a poem's).
+    /// Static pages per theme ordering before any cap.
     pub theme_full_pages: usize,
     /// File-name stem of each poem's pages (by corpus index).
     pub stems: Vec<String>,
@@ -41,10 +83,16 @@ pub(super) struct Site<'a> {
     pub chrono_page_of: Vec<Option<usize>>,
     /// Whether each poem is golden (see [`super::golden`]).
     pub golden: Vec<bool>,
+    /// Each poem's colour bar, `#rrggbb` (by corpus index).
+    pub color: Vec<Option<String>>,
+    /// Whether any poem with orderings has a colour bar (the pages then
+    /// carry the legend).
+    pub colors: bool,
     pub txt: bool,
     /// Orderings shown from their far end.
     pub reverse: bool,
     pub scheme: Scheme,
+    pub title: String,
 }
 
 /// A page rendered whole in memory (the index and the listings of words,
@@ -69,57 +117,75 @@ fn listing(kind: Kind) -> Listing {
 
 impl<'a> Site<'a> {
     /// The site's shape: rows, reading order and page numbering; no blocks yet.
-    pub fn new(cache: &'a Cache, poems: &'a [Poem], per_page: usize, txt: bool) -> anyhow::Result<Self> {
-        let excluded: HashSet<&str> = cache.manifest.report.excluded.iter().map(String::as_str).collect();
-        let row_index: HashMap<&str, usize> = cache
-            .manifest
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| (k.as_str(), i))
-            .collect();
+    pub fn new(rows: Rows, poems: &'a [Poem], per_page: usize, txt: bool) -> anyhow::Result<Self> {
+        let row_index: HashMap<&str, usize> = rows.keys.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
         let row_of: Vec<Option<usize>> = poems.iter().map(|p| row_index.get(p.key.as_str()).copied()).collect();
-        let mut poem_of_row = vec![0; cache.manifest.keys.len()];
+        let mut poem_of_row = vec![0; rows.keys.len()];
         for (p, r) in row_of.iter().enumerate() {
             if let Some(r) = r {
                 poem_of_row[*r] = p;
             }
         }
+        let excluded: HashSet<&str> = rows.excluded.iter().map(String::as_str).collect();
         let chrono = super::chronology::reading_order(poems, &excluded);
-        let mut chrono_page_of = vec![None; poems.len()];
-        for (i, &p) in chrono.iter().enumerate() {
-            chrono_page_of[p] = Some(i / per_page);
-        }
-        let full_pages = cache.manifest.params.width.div_ceil(per_page).max(1);
-        let theme_full_pages = cache.manifest.theme_width.div_ceil(per_page).max(1);
-        let chrono_pages = chrono.len().div_ceil(per_page).max(1);
         let keys: Vec<&str> = poems.iter().map(|p| p.key.as_str()).collect();
-        Ok(Site {
-            cache,
+        let stems = file_stems(&keys)?;
+        let mut site = Site {
+            cache: None,
+            shown: rows.width,
+            rows,
             poems,
-            per_page,
-            digits: full_pages
-                .max(chrono_pages)
-                .max(theme_full_pages)
-                .saturating_sub(1)
-                .to_string()
-                .len()
-                .max(3),
-            pages: full_pages,
-            full_pages,
-            theme_full_pages,
+            per_page: 1,
+            digits: 3,
+            pages: 1,
+            full_pages: 1,
+            theme_full_pages: 1,
             blocks: Vec::new(),
             texts: Vec::new(),
             row_of,
             poem_of_row,
+            chrono_page_of: vec![None; poems.len()],
             chrono,
-            chrono_page_of,
             golden: poems.iter().map(|p| super::golden::is_golden(&p.text)).collect(),
+            color: vec![None; poems.len()],
+            colors: false,
             txt,
             reverse: false,
             scheme: Scheme::default(),
-            stems: file_stems(&keys)?,
-        })
+            title: super::templates::SITE_TITLE.to_owned(),
+            stems,
+        };
+        // Page numbers are as wide as a page of one entry would need, so
+        // reshaping never renames a page nor changes a block's size.
+        let most = site.rows.width.max(site.rows.theme_width).max(site.chrono.len());
+        site.digits = most.saturating_sub(1).to_string().len().max(3);
+        site.reshape(per_page, site.rows.width);
+        Ok(site)
+    }
+
+    /// Sets the entries per page and the entries each poem ordering holds;
+    /// page counts, page-number width and reading-order pages follow. Blocks
+    /// link to page numbers, so they are rendered after the last reshape.
+    pub fn reshape(&mut self, per_page: usize, shown: usize) {
+        let per_page = per_page.max(1);
+        self.per_page = per_page;
+        self.shown = shown.min(self.rows.width);
+        for (i, &p) in self.chrono.iter().enumerate() {
+            self.chrono_page_of[p] = Some(i / per_page);
+        }
+        self.full_pages = self.shown.div_ceil(per_page).max(1);
+        self.theme_full_pages = self.theme_shown().div_ceil(per_page).max(1);
+        self.pages = self.full_pages;
+    }
+
+    /// Entries of each theme ordering the site holds: all of them, or as
+    /// many as a poem ordering's when the plan cut those.
+    pub fn theme_shown(&self) -> usize {
+        if self.shown >= self.rows.width {
+            self.rows.theme_width
+        } else {
+            self.rows.theme_width.min(self.shown)
+        }
     }
 
     /// Renders every poem's block (and text twin when `txt`) once.
@@ -133,12 +199,14 @@ impl<'a> Site<'a> {
         });
         self.blocks = blocks;
         self.texts = texts;
+        self.color = self.poems.iter().map(|p| colors.get(&p.key).cloned()).collect();
+        self.colors = self.poem_of_row.iter().any(|&p| self.color[p].is_some());
     }
 
     /// Poem `p`'s block and its text twin (empty unless `txt`).
     fn block(&self, p: usize, color: Option<&String>, chrono_page: usize) -> (String, String) {
         let poem = &self.poems[p];
-        let text = wrap(&poem.text);
+        let text = clean(&poem.text);
         let safe = &self.stems[p];
         let key = shown(&poem.key);
         let has = self.row_of[p].is_some();
@@ -146,6 +214,7 @@ impl<'a> Site<'a> {
         let diff = format!("../{}", self.ordering_path(Kind::Different, p, 0, "html"));
         let chrono = format!("../chronological/{}.html#p-{safe}", self.page_name(chrono_page));
         let html = templates::block(&templates::BlockData {
+            title: &shown(&title(poem)),
             key: &key,
             anchor_id: &format!("p-{safe}"),
             category: poem.category.as_deref().map(shown).as_deref(),
@@ -173,20 +242,32 @@ impl<'a> Site<'a> {
         &self.texts[p]
     }
 
-    /// Row `row` of an ordering into `idx`, from its far end with `--reverse`.
-    pub fn row(&self, kind: Kind, row: usize, idx: &mut Vec<u32>) {
-        self.cache.row(kind, row, idx);
-        if self.reverse {
-            idx.reverse();
-        }
+    /// How this site packs its complete lists.
+    pub fn packing(&self) -> super::complete::Packing {
+        super::complete::Packing::for_rows(self.rows.keys.len())
     }
 
-    /// Row `t` of a theme's ordering into `idx`, from its far end with `--reverse`.
-    pub fn theme_row(&self, kind: Kind, t: usize, idx: &mut Vec<u32>) {
-        self.cache.theme_row(kind, t, idx);
+    fn orderings(&self) -> &Cache {
+        self.cache.expect("orderings are read only once computed")
+    }
+
+    /// Row `row` of an ordering into `idx` (from its far end with
+    /// `--reverse`), cut to the entries the site holds.
+    pub fn row(&self, kind: Kind, row: usize, idx: &mut Vec<u32>) {
+        self.orderings().row(kind, row, idx);
         if self.reverse {
             idx.reverse();
         }
+        idx.truncate(self.shown);
+    }
+
+    /// Row `t` of a theme's ordering into `idx`, as [`Site::row`].
+    pub fn theme_row(&self, kind: Kind, t: usize, idx: &mut Vec<u32>) {
+        self.orderings().theme_row(kind, t, idx);
+        if self.reverse {
+            idx.reverse();
+        }
+        idx.truncate(self.theme_shown());
     }
 
     /// A page number at the site's width.
@@ -196,8 +277,7 @@ impl<'a> Site<'a> {
 
     /// The site-relative path of one page of poem `p`'s ordering.
     pub fn ordering_path(&self, kind: Kind, p: usize, page: usize, ext: &str) -> String {
-        let dir = if kind == Kind::Similar { "similar" } else { "different" };
-        format!("{dir}/{}-{}.{ext}", self.stems[p], self.page_name(page))
+        format!("{}/{}-{}.{ext}", kind_word(kind), self.stems[p], self.page_name(page))
     }
 
     /// The site-relative path of every page this render writes.
@@ -211,15 +291,17 @@ impl<'a> Site<'a> {
                         paths.insert(self.ordering_path(kind, p, pg, ext));
                     }
                 }
+                paths.insert(self.list_path(kind, p));
             }
         }
-        for name in &self.cache.manifest.themes {
+        for name in &self.rows.themes {
             for kind in [Kind::Similar, Kind::Different] {
                 for pg in 0..self.theme_pages() {
                     for ext in exts {
                         paths.insert(self.theme_path(kind, name, pg, ext));
                     }
                 }
+                paths.insert(self.theme_list_path(kind, name));
             }
         }
         for pg in 0..self.chrono_pages() {
@@ -234,8 +316,35 @@ impl<'a> Site<'a> {
     /// The site-relative path of one page of a theme's ordering:
     /// `themes/similar-<name>-<page>` or `themes/different-<name>-<page>`.
     pub fn theme_path(&self, kind: Kind, name: &str, page: usize, ext: &str) -> String {
-        let what = if kind == Kind::Similar { "similar" } else { "different" };
-        format!("themes/{what}-{}-{}.{ext}", safe_key(name), self.page_name(page))
+        format!(
+            "themes/{}-{}-{}.{ext}",
+            kind_word(kind),
+            safe_key(name),
+            self.page_name(page)
+        )
+    }
+
+    /// The packed complete list of poem `p`'s ordering (see [`super::complete`]).
+    pub fn list_path(&self, kind: Kind, p: usize) -> String {
+        format!("complete/{}/{}.js", kind_word(kind), self.stems[p])
+    }
+
+    /// The packed complete list of a theme's ordering.
+    pub fn theme_list_path(&self, kind: Kind, name: &str) -> String {
+        format!("complete/themes/{}-{}.js", kind_word(kind), safe_key(name))
+    }
+
+    /// The reader page's address of poem `p`'s complete list, at entry
+    /// `pos` (1-based) or its start, from a page one folder down.
+    pub fn complete_href(&self, kind: Kind, p: usize, pos: Option<usize>) -> String {
+        let at = pos.map(|n| format!("/{n}")).unwrap_or_default();
+        format!("../complete.html#{}/{}{at}", kind_word(kind), self.stems[p])
+    }
+
+    /// The reader page's address of a theme's complete list, as [`Site::complete_href`].
+    pub fn theme_complete_href(&self, kind: Kind, name: &str, pos: Option<usize>) -> String {
+        let at = pos.map(|n| format!("/{n}")).unwrap_or_default();
+        format!("../complete.html#theme-{}/{}{at}", kind_word(kind), safe_key(name))
     }
 
     /// Pages per theme ordering: the cap, or all of them when uncapped.
@@ -263,18 +372,18 @@ impl<'a> Site<'a> {
         buf: &mut String,
         txt: &mut String,
     ) {
-        let m = &self.cache.manifest;
-        let name = &m.themes[t];
+        let name = &self.rows.themes[t];
         self.theme_row(kind, t, idx);
-        let slice = &idx[self.page_range(page, idx.len())];
+        let range = self.page_range(page, idx.len());
         let pages = self.theme_pages();
         let link = |pg: usize| format!("../{}", self.theme_path(kind, name, pg, "html"));
         let twin = self
             .txt
             .then(|| format!("../{}", self.theme_path(kind, name, page, "txt")));
-        let nav = templates::Nav::paged(page, pages, link, twin);
+        let rest = Some(self.theme_complete_href(kind, name, Some(range.end + 1))).filter(|_| range.end < idx.len());
+        let nav = templates::Nav::paged(page, pages, link, twin).then(rest);
         let listing = listing(kind);
-        let text = m.theme_texts.get(t).map_or(name.as_str(), String::as_str);
+        let text = self.rows.theme_texts.get(t).map_or(name.as_str(), String::as_str);
         buf.clear();
         buf.push_str(&templates::theme_head(
             listing,
@@ -284,11 +393,13 @@ impl<'a> Site<'a> {
             self.reverse,
             self.scheme,
         ));
-        self.ordering_body(listing, page, slice, idx.len(), &nav, buf);
+        let complete = self.theme_complete_href(kind, name, None);
+        let part = self.part(range.clone(), self.rows.keys.len(), idx.len(), &complete);
+        self.ordering_body(listing, &idx[range.clone()], &part, &nav, buf);
         if self.txt {
             txt.clear();
             txt.push_str(&templates::theme_text_head(listing, name, page, pages));
-            for (i, &j) in slice.iter().enumerate() {
+            for (i, &j) in idx[range].iter().enumerate() {
                 if i > 0 {
                     txt.push_str(&templates::text_rule(COLUMNS));
                 }
@@ -297,25 +408,38 @@ impl<'a> Site<'a> {
         }
     }
 
-    /// The divider, the blocks of `slice` (page `page` of an ordering of
-    /// `total` poems) and the page's foot: the part every ordering page shares.
+    /// Where entries `range` stand in an ordering of `total` entries of
+    /// which the site holds `held`.
+    fn part<'h>(
+        &self,
+        range: std::ops::Range<usize>,
+        total: usize,
+        held: usize,
+        complete: &'h str,
+    ) -> templates::Part<'h> {
+        templates::Part {
+            first: range.start + 1.min(range.len()),
+            last: range.end,
+            total,
+            shown: held,
+            complete,
+        }
+    }
+
+    /// The divider, the legend, the blocks of `slice` and the page's foot:
+    /// the part every ordering page shares.
     fn ordering_body(
         &self,
         listing: Listing,
-        page: usize,
         slice: &[u32],
-        total: usize,
+        part: &templates::Part,
         nav: &templates::Nav,
         buf: &mut String,
     ) {
-        let first = page * self.per_page;
-        buf.push_str(&templates::ordering_divider(
-            listing,
-            first + 1.min(slice.len()),
-            first + slice.len(),
-            total,
-            self.reverse,
-        ));
+        buf.push_str(&templates::ordering_divider(listing, part, self.reverse));
+        if self.colors {
+            buf.push_str(&templates::legend());
+        }
         for &j in slice {
             buf.push_str(&self.blocks[self.poem_of_row[j as usize]]);
         }
@@ -352,17 +476,18 @@ impl<'a> Site<'a> {
         let p = self.poem_of_row[row];
         let key = shown(&self.poems[p].key);
         self.row(kind, row, idx);
-        let slice = &idx[self.page_range(page, idx.len())];
+        let range = self.page_range(page, idx.len());
         let link = |pg: usize| format!("../{}", self.ordering_path(kind, p, pg, "html"));
         let text = self
             .txt
             .then(|| format!("../{}", self.ordering_path(kind, p, page, "txt")));
-        let nav = templates::Nav::paged(page, self.pages, link, text);
+        let rest = Some(self.complete_href(kind, p, Some(range.end + 1))).filter(|_| range.end < idx.len());
+        let nav = templates::Nav::paged(page, self.pages, link, text).then(rest);
         let listing = listing(kind);
         buf.clear();
         buf.push_str(&templates::ordering_head(
             listing,
-            &key,
+            &shown(&title(&self.poems[p])),
             &nav,
             self.reverse,
             self.scheme,
@@ -370,12 +495,14 @@ impl<'a> Site<'a> {
         buf.push_str(templates::ANCHOR_OPEN);
         buf.push_str(&self.blocks[p]);
         buf.push_str(templates::ANCHOR_CLOSE);
-        self.ordering_body(listing, page, slice, idx.len(), &nav, buf);
+        let complete = self.complete_href(kind, p, None);
+        let part = self.part(range.clone(), self.rows.full(), idx.len(), &complete);
+        self.ordering_body(listing, &idx[range.clone()], &part, &nav, buf);
         if self.txt {
             txt.clear();
             txt.push_str(&templates::ordering_text_head(listing, &key, page, self.pages));
             txt.push_str(&self.texts[p]);
-            for &j in slice {
+            for &j in &idx[range] {
                 txt.push_str(&templates::text_rule(COLUMNS));
                 txt.push_str(&self.texts[self.poem_of_row[j as usize]]);
             }
@@ -390,6 +517,9 @@ impl<'a> Site<'a> {
         let nav = templates::Nav::paged(page, pages, link, text);
         buf.clear();
         buf.push_str(&templates::chronological_head(&nav, self.scheme));
+        if self.colors {
+            buf.push_str(&templates::legend());
+        }
         txt.clear();
         for &p in self.chrono.iter().skip(page * self.per_page).take(self.per_page) {
             buf.push_str(&self.blocks[p]);
@@ -399,5 +529,13 @@ impl<'a> Site<'a> {
             }
         }
         buf.push_str(&templates::page_foot(&nav));
+    }
+}
+
+/// The word for an ordering in file names and addresses.
+pub fn kind_word(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Similar => "similar",
+        Kind::Different => "different",
     }
 }

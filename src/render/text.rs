@@ -1,6 +1,6 @@
-//! Text shaping for pages: file-name-safe keys and wrapped poem text.
+//! Text shaping for pages: file-name-safe keys, titles and poem text.
 
-/// Text width of poem blocks and text pages.
+/// Width of the rule between poems on text pages.
 pub const COLUMNS: usize = 80;
 
 /// Longest escaped key used whole in a file name; longer ones are cut and
@@ -94,28 +94,24 @@ pub fn shown(s: &str) -> std::borrow::Cow<'_, str> {
         .into()
 }
 
-/// Wraps text at [`COLUMNS`], keeping each line's indentation (tabs expand
-/// to 8 columns) on its continuation lines.
-pub fn wrap(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
+/// A poem's text as pages show it: the poet's own lines, each with its
+/// tabs expanded and control characters dropped, never re-wrapped (pages
+/// wrap long lines softly).
+pub fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 1);
     for line in text.lines() {
-        let expanded = expand_tabs(line);
-        let body = expanded.trim_start();
-        let indent = &expanded[..expanded.len() - body.len()];
-        if body.is_empty() {
-            out.push('\n');
-            continue;
-        }
-        let opts = textwrap::Options::new(COLUMNS.max(indent.len() + 20))
-            .initial_indent(indent)
-            .subsequent_indent(indent)
-            .break_words(true);
-        for l in textwrap::wrap(body.trim_end(), opts) {
-            out.push_str(&l);
-            out.push('\n');
-        }
+        out.push_str(expand_tabs(line).trim_end());
+        out.push('\n');
     }
     out
+}
+
+/// A poem's title: the one the input gives, else its first line.
+pub fn title(poem: &crate::corpus::Poem) -> String {
+    match &poem.title {
+        Some(t) => t.trim().to_owned(),
+        None => super::links::first_line(&poem.text),
+    }
 }
 
 /// Expands tabs and drops control characters, which are not allowed in
@@ -191,18 +187,12 @@ mod tests {
     }
 
     #[test]
-    fn wrapping_keeps_indentation() {
+    fn text_keeps_the_poets_lines() {
         let long = format!("\t{}", "word ".repeat(30));
-        let w = wrap(&long);
-        let lines: Vec<&str> = w.lines().collect();
-        assert!(lines.len() > 1);
-        for l in &lines {
-            assert!(l.starts_with("        word"), "{l:?}");
-            assert!(l.chars().count() <= COLUMNS, "{l:?}");
-        }
-        assert_eq!(wrap("a\n\n  b"), "a\n\n  b\n");
-        assert_eq!(wrap("_\u{8}a_\u{8}b c\u{7}d\r"), "ab cd\n");
-        let unbroken = "x".repeat(200);
-        assert!(wrap(&unbroken).lines().all(|l| l.len() <= COLUMNS));
+        let c = clean(&long);
+        assert_eq!(c.lines().count(), 1, "a long line is not broken: {c:?}");
+        assert!(c.starts_with("        word"));
+        assert_eq!(clean("a\n\n  b"), "a\n\n  b\n");
+        assert_eq!(clean("_\u{8}a_\u{8}b c\u{7}d\r"), "ab cd\n");
     }
 }
