@@ -109,16 +109,22 @@ var DG = (function () {
     return d;
   }
 
+  // Each list's files and heading.
   var KINDS = {
-    similar: ["complete/similar/", "Similar to", "similar"],
-    different: ["complete/different/", "Different from", "similar"],
-    "theme-similar": ["complete/themes/similar-", "Close to the theme", "theme"],
-    "theme-different": ["complete/themes/different-", "Away from the theme", "theme"]
+    similar: ["complete/similar/", "Similar to"],
+    different: ["complete/different/", "Different from"],
+    "theme-similar": ["complete/themes/similar-", "Close to the theme"],
+    "theme-different": ["complete/themes/different-", "Away from the theme"]
   };
 
   // KIND/ID/POSITION from the address; null when it names no list.
   function parse() {
-    var parts = decodeURIComponent(location.hash.slice(1)).split("/");
+    var parts;
+    try {
+      parts = decodeURIComponent(location.hash.slice(1)).split("/");
+    } catch (e) {
+      return null;
+    }
     var kind = KINDS[parts[0]];
     if (!kind || !/^[A-Za-z0-9._~-]+$/.test(parts[1] || "")) return null;
     var pos = parseInt(parts[2] || "1", 10);
@@ -135,6 +141,9 @@ var DG = (function () {
     var at = parse();
     if (!at) return fail("This address names no list. Every poem's pages link to their complete lists.");
     var key = at.kind + "/" + at.id;
+    document.getElementById("list").textContent = "";
+    document.getElementById("more").textContent = "Loading…";
+    view = null;
     load(KINDS[at.kind][0] + at.id + ".js").then(function () {
       var list = lists[key];
       if (!list.entries) list.entries = decode(list.data, list.info.len);

@@ -38,6 +38,10 @@ fn files(out: &Path) -> BTreeSet<String> {
         "golden",
         "poems",
         "words",
+        "complete",
+        "complete/similar",
+        "complete/different",
+        "complete/themes",
     ] {
         let Ok(entries) = std::fs::read_dir(out.join(sub)) else {
             continue;
@@ -158,9 +162,10 @@ fn hostile_keys_get_short_unique_plain_page_names() {
     let o = bin().args(render_args(&cache, &poems, &out, &[])).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let listed = check_manifest(&out, &[]);
-    // Two pages per key, the reading order, the index, and the golden page,
-    // the poem list and the word list.
-    assert_eq!(listed.len(), keys.len() * 2 + 2 + 3, "{listed:?}");
+    // Two pages and two complete lists per key, the reading order, the
+    // index, the golden page, the poem list and the word list, and the
+    // complete lists' reader page, script, packing and texts.
+    assert_eq!(listed.len(), keys.len() * 4 + 2 + 3 + 4, "{listed:?}");
     let mut folded = BTreeSet::new();
     for rel in &listed {
         let name = rel.rsplit('/').next().unwrap();
@@ -310,23 +315,21 @@ fn ctrl_c_stops_a_render_with_status_130_and_the_next_render_finishes() {
 }
 
 #[test]
-fn a_site_above_the_confirmation_size_needs_a_cap_or_all() {
+fn all_lifts_the_budget_and_an_explicit_budget_caps_the_pages() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     precompute(&cache, &["--top-k", "50"]);
     let out = dir.path().join("site");
-    let o = render(&cache, &out, &["--confirm-above", "100KB"]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = stderr(&o);
-    assert!(
-        err.contains("--all") && err.contains("--budget") && err.contains("--max-pages"),
-        "{err}"
-    );
-    assert!(!out.join("index.html").exists(), "nothing is written before the check");
-    let o = render(&cache, &out, &["--confirm-above", "100KB", "--all"]);
+    let o = render(&cache, &out, &["--per-page", "10", "--budget", "20MB"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = render(&cache, &out, &["--confirm-above", "100KB", "--max-pages", "1"]);
+    let capped = stderr(&o);
+    assert!(capped.contains("within --budget 20MB"), "{capped}");
+    assert!(!capped.contains("static pages: 5 per ordering"), "{capped}");
+    let o = render(&cache, &out, &["--per-page", "10", "--all"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("static pages: 5 per ordering of 10") && stderr(&o).contains("no budget (--all)"));
+    let o = render(&cache, &out, &["--all", "--budget", "1GB"]);
+    assert_eq!(o.status.code(), Some(2), "clap refuses --all with --budget");
 }
 
 #[cfg(unix)]

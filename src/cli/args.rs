@@ -517,7 +517,7 @@ pub struct EngineArgs {
     #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
     pub backend: BackendChoice,
     /// Keep only the first K entries of each ordering.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub top_k: Option<usize>,
     /// CPU threads (default: all cores).
     #[arg(long)]

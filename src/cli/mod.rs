@@ -240,7 +240,11 @@ fn build(a: BuildArgs, show: bool) -> Result<Outcome> {
         eprintln!("dry run: nothing computed or written");
         return Ok(Outcome::Done);
     }
-    pre.top_k = shape.top_k();
+    // A walk's prefix is exact, so a cut site computes only what it shows;
+    // the far ends that --reverse shows need whole orderings.
+    if !opts.reverse {
+        pre.top_k = shape.top_k();
+    }
     let run = crate::precompute::run_loaded(&pre, loaded)?;
     let Some(m) = &run.manifest else {
         // A stopped precompute: nothing to render yet.

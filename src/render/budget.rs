@@ -20,8 +20,11 @@ use crate::cache::Kind;
 /// what free static hosts allow.
 pub const DEFAULT_BUDGET: u64 = 1_000_000_000;
 
+/// The plan keeps one part in this many of the budget free.
+const SLACK: u64 = 200;
+
 /// Entries per page tried, in order, when `--per-page` is not given.
-pub const PER_PAGE: [usize; 4] = [100, 50, 20, 10];
+pub const PER_PAGE: [usize; 7] = [100, 50, 20, 10, 5, 2, 1];
 
 /// What the user asked of the site's size.
 #[derive(Debug, Clone, Copy)]
@@ -51,66 +54,100 @@ pub(super) struct PagePlan {
     pub whole: Option<u64>,
 }
 
+fn listing(kind: Kind) -> templates::Listing {
+    match kind {
+        Kind::Similar => templates::Listing::Similar,
+        Kind::Different => templates::Listing::Different,
+    }
+}
+
 /// Bytes of an ordering page other than its blocks (head, divider, legend,
-/// foot): page `page` of poem `p`'s ordering with `pages` static pages per
-/// ordering (their jump links are part of it).
+/// foot, and the text twin's head): page `page` of poem `p`'s ordering,
+/// with `pages` static pages per ordering (their jump links are part of
+/// it), as [`Site::ordering_page`] builds it.
 fn frame_bytes(site: &Site, kind: Kind, p: usize, page: usize, pages: usize) -> u64 {
+    frame_text(site, kind, p, page, pages).len() as u64
+}
+
+/// The text [`frame_bytes`] measures.
+fn frame_text(site: &Site, kind: Kind, p: usize, page: usize, pages: usize) -> String {
+    let range = site.page_range(page, site.shown);
     let link = |pg: usize| format!("../{}", site.ordering_path(kind, p, pg, "html"));
-    let rest = site.complete_href(kind, p, Some(site.per_page + 1));
-    let nav = templates::Nav::paged(page, pages, link, None).then(Some(rest));
+    let twin = site
+        .txt
+        .then(|| format!("../{}", site.ordering_path(kind, p, page, "txt")));
+    let rest = Some(site.complete_href(kind, p, Some(range.end + 1))).filter(|_| range.end < site.shown);
+    let nav = templates::Nav::paged(page, pages, link, twin).then(rest);
     let complete = site.complete_href(kind, p, None);
     let part = templates::Part {
-        first: 1,
-        last: site.per_page.min(site.shown),
+        first: range.start + 1.min(range.len()),
+        last: range.end,
         total: site.rows.full(),
         shown: site.shown,
         complete: &complete,
     };
-    let listing = match kind {
-        Kind::Similar => templates::Listing::Similar,
-        Kind::Different => templates::Listing::Different,
-    };
     let title = super::text::shown(&super::text::title(&site.poems[p])).into_owned();
-    let mut frame = templates::ordering_head(listing, &title, &nav, site.reverse, site.scheme);
+    let mut frame = templates::ordering_head(listing(kind), &title, &nav, site.reverse, site.scheme);
     frame.push_str(templates::ANCHOR_OPEN);
     frame.push_str(templates::ANCHOR_CLOSE);
-    frame.push_str(&templates::ordering_divider(listing, &part, site.reverse));
+    frame.push_str(&templates::ordering_divider(listing(kind), &part, site.reverse));
     if site.colors {
         frame.push_str(&templates::legend());
     }
     frame.push_str(&templates::page_foot(&nav));
-    frame.len() as u64
-}
-
-/// [`frame_bytes`] of the first poem's first page: the estimate for every page.
-fn page_overhead(site: &Site, pages: usize) -> u64 {
-    site.poem_of_row
-        .first()
-        .map_or(0, |&p| frame_bytes(site, Kind::Similar, p, 0, pages))
-}
-
-/// What a later page's frame adds to the first's (a link back).
-fn later_page_extra(site: &Site, pages: usize) -> u64 {
-    match site.poem_of_row.first() {
-        Some(&p) if pages > 1 => {
-            let later = frame_bytes(site, Kind::Similar, p, 1, pages);
-            later.saturating_sub(frame_bytes(site, Kind::Similar, p, 0, pages))
-        }
-        _ => 0,
+    if site.txt {
+        let key = super::text::shown(&site.poems[p].key);
+        frame.push_str(&templates::ordering_text_head(listing(kind), &key, page, pages));
     }
+    frame
+}
+
+/// How each page number's frame differs from the first page's (links back,
+/// nearby pages, entry numbers), measured on the first poem: in bytes, and
+/// in how many more links name the poem's file stem; every poem's frame
+/// differs alike, by its stem's length for each such link.
+fn frame_deltas(site: &Site, pages: usize) -> Vec<(i64, i64)> {
+    let Some(&p) = site.poem_of_row.first() else {
+        return vec![(0, 0); site.full_pages];
+    };
+    let stem = &site.stems[p];
+    let frame = |pg: usize| frame_text(site, Kind::Similar, p, pg, pages);
+    let first = frame(0);
+    let links = |f: &str| f.matches(stem.as_str()).count() as i64;
+    (0..site.full_pages)
+        .map(|pg| {
+            let f = frame(pg);
+            (f.len() as i64 - first.len() as i64, links(&f) - links(&first))
+        })
+        .collect()
+}
+
+/// Bytes of page `pg`'s frame for poem `p`, from its first page's frame and
+/// the first poem's [`frame_deltas`].
+fn frame_at(site: &Site, p: usize, first: u64, delta: (i64, i64)) -> u64 {
+    let longer = site.stems[p].len() as i64 - site.poem_of_row.first().map_or(0, |&q| site.stems[q].len()) as i64;
+    (first as i64 + delta.0 + delta.1 * longer) as u64
 }
 
 /// Bytes of page `p` of every ordering (poems' and themes'), for each `p`
-/// below the full count: exact from the cache, else estimated from the
-/// mean block (the site is planned before its orderings exist).
+/// below the full count, with `pages` static pages per ordering: exact from
+/// the cache, else estimated (the site is planned before its orderings exist).
 fn bytes_per_page_number(site: &Site, pages: usize, pool: &rayon::ThreadPool) -> Vec<u64> {
-    let overhead = page_overhead(site, pages);
-    if site.cache.is_none() {
-        return estimated_per_page_number(site, pages, overhead);
-    }
+    let deltas = frame_deltas(site, pages);
+    let mut acc = if site.cache.is_none() {
+        estimated_per_page_number(site, pages, &deltas)
+    } else {
+        exact_per_page_number(site, pages, &deltas, pool)
+    };
+    add_theme_pages(site, pages, &mut acc);
+    acc
+}
+
+/// [`bytes_per_page_number`]'s poem pages, measured: each poem's own frame
+/// and anchor, and its ordering's entries.
+fn exact_per_page_number(site: &Site, pages: usize, deltas: &[(i64, i64)], pool: &rayon::ThreadPool) -> Vec<u64> {
     let full_pages = site.full_pages;
-    let extra = later_page_extra(site, pages);
-    let mut acc = pool.install(|| {
+    pool.install(|| {
         (0..site.poem_of_row.len())
             .into_par_iter()
             .map_init(Vec::new, |idx, r| {
@@ -118,10 +155,10 @@ fn bytes_per_page_number(site: &Site, pages: usize, pool: &rayon::ThreadPool) ->
                 let p = site.poem_of_row[r];
                 for kind in [Kind::Similar, Kind::Different] {
                     site.row(kind, r, idx);
-                    let frame = frame_bytes(site, kind, p, 0, pages) + site.blocks[p].len() as u64;
+                    let first = frame_bytes(site, kind, p, 0, pages);
                     for (pg, a) in acc.iter_mut().enumerate() {
-                        let later = if pg > 0 { extra } else { 0 };
-                        *a += frame + later + site.blocks_len(&idx[site.page_range(pg, idx.len())]);
+                        let entries = site.entries_len(&idx[site.page_range(pg, idx.len())]);
+                        *a += frame_at(site, p, first, deltas[pg]) + site.entry_len(p) + entries;
                     }
                 }
                 acc
@@ -133,85 +170,83 @@ fn bytes_per_page_number(site: &Site, pages: usize, pool: &rayon::ThreadPool) ->
                     a
                 },
             )
-    });
-    add_theme_pages(site, overhead + extra, &mut acc);
-    acc
+    })
 }
 
 /// Bytes of the theme pages, added to the same page numbers (a theme's
-/// pages beyond the poems' count go with the last, written only uncapped).
-fn add_theme_pages(site: &Site, overhead: u64, per_page_number: &mut [u64]) {
+/// pages beyond the poems' count go with the last, written only uncapped):
+/// rendered whole from the cache, else their frames and the mean entry.
+fn add_theme_pages(site: &Site, pages: usize, per_page_number: &mut [u64]) {
     let Some(last) = per_page_number.len().checked_sub(1) else {
         return;
     };
-    let mut idx = Vec::new();
+    let (mut idx, mut page, mut text) = (Vec::new(), String::new(), String::new());
+    let mean = mean_entry(site);
+    let mut with = |pg: usize, bytes: u64| per_page_number[pg.min(last)] += bytes;
     for t in 0..site.rows.themes.len() {
         for kind in [Kind::Similar, Kind::Different] {
-            site.theme_row(kind, t, &mut idx);
             for pg in 0..site.theme_full_pages {
-                per_page_number[pg.min(last)] += overhead + site.blocks_len(&idx[site.page_range(pg, idx.len())]);
+                if site.cache.is_some() {
+                    site.theme_page_as(kind, t, pg, pages, &mut idx, &mut page, &mut text);
+                    with(pg, (page.len() + if site.txt { text.len() } else { 0 }) as u64);
+                } else {
+                    site.theme_page_as(kind, t, pg, pages, &mut Vec::new(), &mut page, &mut text);
+                    let entries = site.page_range(pg, site.theme_shown()).len() as f64;
+                    with(pg, (page.len() + text.len()) as u64 + (entries * mean).ceil() as u64);
+                }
             }
         }
     }
+}
+
+/// The mean bytes an entry adds to a page (block and text twin), with
+/// [`ESTIMATE_MARGIN`].
+fn mean_entry(site: &Site) -> f64 {
+    let rows = site.poem_of_row.len();
+    let total: u64 = site.poem_of_row.iter().map(|&p| site.entry_len(p)).sum();
+    total as f64 / rows.max(1) as f64 * ESTIMATE_MARGIN
 }
 
 /// Margin on the estimated entries: a poem's neighbours can be longer
 /// than the mean poem, and what `build` computes must fit when measured.
 const ESTIMATE_MARGIN: f64 = 1.05;
 
-/// [`bytes_per_page_number`] before the orderings exist: each page's frame
-/// and anchor as they will be, every entry as the mean block of the poems
-/// with orderings (plus [`ESTIMATE_MARGIN`]).
-fn estimated_per_page_number(site: &Site, pages: usize, overhead: u64) -> Vec<u64> {
+/// [`bytes_per_page_number`]'s poem pages before the orderings exist: each
+/// page's frame and anchor as they will be, every entry as the mean entry.
+fn estimated_per_page_number(site: &Site, pages: usize, deltas: &[(i64, i64)]) -> Vec<u64> {
     let rows = site.poem_of_row.len() as f64;
-    let blocks: f64 = site.poem_of_row.iter().map(|&p| site.blocks[p].len() as f64).sum();
-    let mean = if rows > 0.0 {
-        blocks / rows * ESTIMATE_MARGIN
-    } else {
-        0.0
-    };
-    let frames: u64 = site
+    let mean = mean_entry(site);
+    let firsts: Vec<(usize, u64)> = site
         .poem_of_row
         .iter()
-        .map(|&p| {
-            let anchor = 2 * site.blocks[p].len() as u64;
-            anchor
-                + [Kind::Similar, Kind::Different]
-                    .map(|k| frame_bytes(site, k, p, 0, pages))
-                    .iter()
-                    .sum::<u64>()
+        .flat_map(|&p| {
+            [Kind::Similar, Kind::Different].map(|k| (p, frame_bytes(site, k, p, 0, pages) + site.entry_len(p)))
         })
-        .sum();
-    let extra = later_page_extra(site, pages);
-    let themes = site.rows.themes.len() as f64;
+        .collect();
     (0..site.full_pages)
         .map(|pg| {
             let entries = site.page_range(pg, site.shown).len() as f64;
-            let later = if pg > 0 { 2.0 * rows * extra as f64 } else { 0.0 };
-            let poems = frames as f64 + later + 2.0 * rows * entries * mean;
-            let theme_entries = site.page_range(pg, site.theme_shown()).len() as f64;
-            (poems + 2.0 * themes * (overhead as f64 + theme_entries * mean)).ceil() as u64
+            let frames: u64 = firsts
+                .iter()
+                .map(|&(p, first)| frame_at(site, p, first, deltas[pg]))
+                .sum();
+            frames + (2.0 * rows * entries * mean).ceil() as u64
         })
         .collect()
 }
 
 /// Bytes the site needs whatever its static page count: the reading
-/// order (rendered to measure it), the listings and the complete lists.
+/// order (rendered to measure it, text twins included), the listings and
+/// the complete lists.
 fn fixed_bytes(site: &Site, listings: &[Page]) -> u64 {
     let (mut page, mut text) = (String::new(), String::new());
     let chrono: u64 = (0..site.chrono_pages())
         .map(|pg| {
             site.chrono_page(pg, &mut page, &mut text);
-            page.len() as u64
+            (page.len() + if site.txt { text.len() } else { 0 }) as u64
         })
         .sum();
-    chrono
-        + listings
-            .iter()
-            .filter(|p| !p.path.ends_with(".txt"))
-            .map(|p| p.body.len() as u64)
-            .sum::<u64>()
-        + super::complete::lists_bytes(site)
+    chrono + listings.iter().map(|p| p.body.len() as u64).sum::<u64>() + super::complete::lists_bytes(site)
 }
 
 /// The most static pages per ordering within `room` bytes.
@@ -250,10 +285,24 @@ fn plan_with(site: &Site, listings: &[Page], fixed: u64, per_page_number: &[u64]
 pub(super) fn fit(site: &Site, listings: &[Page], limits: &Limits, pool: &rayon::ThreadPool) -> Option<PagePlan> {
     let most = limits.max_pages.unwrap_or(site.full_pages).clamp(1, site.full_pages);
     let fixed = fixed_bytes(site, listings);
-    let per_page_number = bytes_per_page_number(site, most, pool);
-    let room = limits.budget.unwrap_or(u64::MAX).checked_sub(fixed)?;
-    let cap = pages_within(room, &per_page_number[..most]);
-    (cap > 0).then(|| plan_with(site, listings, fixed, &per_page_number, cap))
+    let budget = limits.budget.unwrap_or(u64::MAX);
+    // Later pages' frames are taken from the first poem's, which can miss a
+    // few bytes a page: a little slack keeps the site within its budget.
+    let room = (budget - budget / SLACK).checked_sub(fixed)?;
+    // `cap` pages fit when their bytes, with the jump links of `cap` pages,
+    // do; fewer pages have fewer links, so the caps that fit are 1..=best.
+    let sizes = |cap: usize| bytes_per_page_number(site, cap, pool);
+    let fits = |cap: usize| pages_within(room, &sizes(cap)[..cap]) == cap;
+    let (mut lo, mut hi) = if fits(most) { (most, most) } else { (0, most - 1) };
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    (lo > 0).then(|| plan_with(site, listings, fixed, &sizes(lo), lo))
 }
 
 /// Cuts the complete lists to the most entries that fit with one static
@@ -280,9 +329,9 @@ pub(super) fn cut(site: &mut Site, listings: &[Page], limits: &Limits, pool: &ra
         let need = smallest_site(site, listings, least, pool);
         site.reshape(per_page, width);
         bail!(
-            "a site of {} poems cannot fit in --budget {}: a static page and a complete list of {least} per ordering already take {}; these fit: --budget {}",
+            "a site of {} poems cannot fit in --budget {}: a static page and a complete list of {least} per ordering already take {}; --budget {} fits",
             site.poem_of_row.len(),
-            round_up(budget),
+            exact(budget),
             bytesize::ByteSize(need),
             round_up(need),
         );
@@ -305,26 +354,36 @@ pub(super) fn cut(site: &mut Site, listings: &[Page], limits: &Limits, pool: &ra
     })
 }
 
-/// Bytes of the smallest site of this per-page count with lists of
+/// The smallest budget for a site of this per-page count with lists of
 /// `shown` entries: one static page per ordering.
 fn smallest_site(site: &mut Site, listings: &[Page], shown: usize, pool: &rayon::ThreadPool) -> u64 {
     site.reshape(site.per_page, shown);
     let fixed = fixed_bytes(site, listings);
-    fixed + bytes_per_page_number(site, 1, pool).first().copied().unwrap_or(0)
+    let bytes = fixed + bytes_per_page_number(site, 1, pool).first().copied().unwrap_or(0);
+    // The budget that holds it, slack included.
+    (u128::from(bytes) * u128::from(SLACK)).div_ceil(u128::from(SLACK - 1)) as u64
 }
 
 /// A size rounded up to two significant digits, as a flag value (`1.3GB`).
 pub fn round_up(bytes: u64) -> String {
-    let (unit, name) = [(1_000_000_000u64, "GB"), (1_000_000, "MB"), (1_000, "kB")]
+    let (unit, name) = [(1_000_000_000u128, "GB"), (1_000_000, "MB"), (1_000, "kB")]
         .into_iter()
-        .find(|&(u, _)| bytes >= u)
+        .find(|&(u, _)| u128::from(bytes) >= u)
         .unwrap_or((1, "B"));
-    let tenths = (bytes * 10).div_ceil(unit);
+    let tenths = (u128::from(bytes) * 10).div_ceil(unit);
     if tenths >= 100 || unit == 1 || tenths.is_multiple_of(10) {
         format!("{}{name}", tenths.div_ceil(10))
     } else {
         format!("{}.{}{name}", tenths / 10, tenths % 10)
     }
+}
+
+/// A size exactly, as a flag value: `1GB`, `58106870B`.
+pub fn exact(bytes: u64) -> String {
+    [(1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "kB")]
+        .into_iter()
+        .find(|&(u, _)| bytes >= u && bytes.is_multiple_of(u))
+        .map_or(format!("{bytes}B"), |(u, name)| format!("{}{name}", bytes / u))
 }
 
 /// What the size guard needs to know about a render.
@@ -382,6 +441,10 @@ mod tests {
         assert_eq!(round_up(12_000_000_001), "13GB");
         assert_eq!(round_up(999), "999B");
         assert_eq!(round_up(7_000_000), "7MB");
+        assert_eq!(round_up(u64::MAX), "18446744074GB");
+        assert_eq!(exact(1_000_000_000), "1GB");
+        assert_eq!(exact(58_106_870), "58106870B");
+        assert_eq!(exact(0), "0B");
         assert_eq!(round_up(10_000), "10kB");
         assert_eq!(round_up(10_001), "11kB");
     }

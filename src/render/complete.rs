@@ -9,7 +9,8 @@
 //! digits (printable ASCII without `"` and `\`, so a list is a plain string
 //! literal). Each site takes the `k` with the fewest characters per entry
 //! whose numbers stay below 2^53, exact in a JavaScript number: 2 characters
-//! an entry up to 8,649 poems, 2.33 up to 39,304, 2.5 up to 93,000.
+//! an entry up to 8,649 poems, 2.33 up to 39,185, 2.5 up to 83,407, 2.67
+//! up to 177,536.
 
 use std::fmt::Write;
 
@@ -27,7 +28,7 @@ pub const CHUNK: usize = 64;
 const RADIX: u64 = 93;
 
 /// How a site packs its lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Packing {
     /// Every entry is below this.
     pub rows: u64,
@@ -118,8 +119,11 @@ fn list_file(call: &str, packing: &Packing, entries: &[u32], out: &mut String) {
     out.clear();
     out.push_str(call);
     packing.encode(entries, out);
-    out.push_str("\");\n");
+    out.push_str(LIST_END);
 }
+
+/// What closes a list file after its packed entries.
+const LIST_END: &str = "\");\n";
 
 /// The start of poem `p`'s list file, up to the packed entries.
 fn poem_call(site: &Site, kind: Kind, p: usize, row: usize) -> String {
@@ -161,7 +165,7 @@ pub(super) fn theme_list(site: &Site, kind: Kind, t: usize, idx: &[u32], out: &m
 /// Bytes of every list file, exactly as [`poem_list`] and [`theme_list`] write them.
 pub(super) fn lists_bytes(site: &Site) -> u64 {
     let packing = site.packing();
-    let tail = 3;
+    let tail = LIST_END.len();
     let mut total = 0u64;
     for kind in [Kind::Similar, Kind::Different] {
         for (row, &p) in site.poem_of_row.iter().enumerate() {
@@ -256,8 +260,31 @@ mod tests {
         );
         let p = Packing::for_rows(15_195);
         assert_eq!((p.k, p.m), (3, 7), "2.33 characters an entry for fortunes");
-        assert_eq!(Packing::for_rows(100_000).m * 2, Packing::for_rows(100_000).k * 5);
-        for rows in [1, 2, 93, 94, 8_649, 8_650, 15_195, 39_304, 70_000, 1 << 20] {
+        let p = Packing::for_rows(39_186);
+        assert_eq!((p.k, p.m), (2, 5), "past 39,185 poems three entries need 8 characters");
+        assert_eq!(
+            Packing::for_rows(100_000),
+            Packing {
+                rows: 100_000,
+                k: 3,
+                m: 8
+            }
+        );
+        for rows in [
+            1,
+            2,
+            93,
+            94,
+            8_649,
+            8_650,
+            15_195,
+            39_185,
+            39_186,
+            83_407,
+            83_408,
+            100_000,
+            1 << 20,
+        ] {
             let p = Packing::for_rows(rows);
             assert!((p.rows as u128).pow(p.k as u32) <= 1 << 53);
             let entries: Vec<u32> = (0..1000u32).map(|i| (i * 7919) % rows.max(1) as u32).collect();

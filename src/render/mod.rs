@@ -148,6 +148,8 @@ pub struct Shape {
     pub estimated: bool,
     /// Where the complete lists were cut: the smallest budget that holds them whole.
     pub whole: Option<u64>,
+    /// How the lists are packed.
+    pub packing: Packing,
 }
 
 impl Shape {
@@ -170,6 +172,7 @@ impl Shape {
             files: plan.files,
             estimated: site.cache.is_none(),
             whole: plan.whole,
+            packing: site.packing(),
         }
     }
 
@@ -177,7 +180,7 @@ impl Shape {
     pub fn describe(&self, limits: &Limits) -> String {
         use templates::thousands;
         let within = match limits.budget {
-            Some(b) => format!("within --budget {}", budget::round_up(b)),
+            Some(b) => format!("within --budget {}", budget::exact(b)),
             None => "no budget (--all)".to_owned(),
         };
         let estimated = if self.estimated {
@@ -185,10 +188,10 @@ impl Shape {
         } else {
             ""
         };
-        let per_entry = self.lists_bytes as f64 / (2 * self.rows * self.shown).max(1) as f64;
+        let per_entry = self.packing.m as f64 / self.packing.k as f64;
         let (shown, full) = (thousands(self.shown), thousands(self.full));
         let lists = match self.whole {
-            _ if self.shown >= self.full => format!("complete lists: every ordering whole, all {full} entries"),
+            _ if self.shown >= self.full => format!("complete lists: every ordering whole, {}", count(self.full, "entry")),
             Some(w) if self.width >= self.full => format!(
                 "complete lists: the first {shown} of {full} entries of each ordering, to fit; --budget {} holds them whole",
                 budget::round_up(w)
@@ -197,17 +200,26 @@ impl Shape {
                 "complete lists: the first {shown} of {full} entries of each ordering, to fit (the cache holds {})",
                 thousands(self.width)
             ),
-            _ => format!("complete lists: the first {shown} of {full} entries of each ordering, as computed"),
+            _ => format!("complete lists: the first {shown} of {full} entries of each ordering, all that the cache holds"),
         };
         format!(
-            "site plan: {} poems with orderings, {} in {} files ({within}{estimated})\n  {lists} ({} packed, {per_entry:.2} bytes an entry)\n  static pages: {} per ordering of {} poems with their full texts",
-            thousands(self.rows),
+            "site plan: {} with orderings, {} in {} files ({within}{estimated})\n  {lists} ({} in list files, {per_entry:.2} bytes an entry)\n  static pages: {} per ordering of {} with their full texts",
+            count(self.rows, "poem"),
             bytesize::ByteSize(self.projected_bytes),
             thousands(self.files),
             bytesize::ByteSize(self.lists_bytes),
             self.pages,
-            self.per_page,
+            count(self.per_page.min(self.shown).max(1), "poem"),
         )
+    }
+}
+
+/// `n` things, with thousands separators: "1 poem", "7,800 poems", "2 entries".
+fn count(n: usize, one: &str) -> String {
+    match (n, one.strip_suffix('y')) {
+        (1, _) => format!("1 {one}"),
+        (_, Some(stem)) => format!("{} {stem}ies", thousands(n)),
+        _ => format!("{} {one}s", thousands(n)),
     }
 }
 
@@ -307,7 +319,7 @@ pub fn plan(opts: &Options, poems: &[Poem], rows: Rows, colors: &HashMap<String,
     check_out(&opts.out)?;
     let pool = crate::progress::pool(opts.threads)?;
     let mut site = Site::new(rows, poems, opts.per_page.unwrap_or(PER_PAGE[0]), opts.txt)?;
-    configure(&mut site, opts);
+    configure(&mut site, opts)?;
     let (plan, _) = shape_site(&mut site, colors, &opts.limits(), &pool)?;
     let shape = Shape::of(&site, &plan);
     check_space(opts, &shape, &prune::owned_pages(&opts.out)?)?;
@@ -331,7 +343,7 @@ pub fn render(opts: &Options) -> Result<Summary> {
         opts.txt,
     )?;
     site.cache = Some(&cache);
-    configure(&mut site, opts);
+    configure(&mut site, opts)?;
     summary.timings.phase_since("load", t);
 
     let t = Instant::now();
@@ -406,13 +418,22 @@ fn check_out(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The site-wide settings of the options.
-fn configure(site: &mut Site, opts: &Options) {
+/// The site-wide settings of the options. `--reverse` needs whole
+/// orderings: the far end of a `--top-k` prefix is not the ordering's.
+fn configure(site: &mut Site, opts: &Options) -> Result<()> {
+    if opts.reverse && site.rows.width < site.rows.full() {
+        anyhow::bail!(
+            "--reverse shows each ordering from its far end, but the orderings hold only their first {} of {} entries (--top-k); compute them whole, without --top-k",
+            thousands(site.rows.width),
+            thousands(site.rows.full())
+        );
+    }
     site.reverse = opts.reverse;
     site.scheme = opts.scheme;
     if let Some(t) = &opts.title {
         site.title = shown(t).into_owned();
     }
+    Ok(())
 }
 
 /// Decides the site's shape within `limits` (see [`budget`]) and renders
@@ -475,10 +496,9 @@ fn check_space(opts: &Options, shape: &Shape, earlier: &BTreeSet<String>) -> Res
         .filter_map(|rel| std::fs::symlink_metadata(opts.out.join(rel)).ok())
         .map(|m| m.len())
         .sum();
-    let projected = shape.projected_bytes * if opts.txt { 2 } else { 1 };
     budget::check_space(
         &budget::SpaceCheck {
-            projected,
+            projected: shape.projected_bytes,
             reclaimed,
             available,
         },

@@ -18,14 +18,14 @@ pub const OWNED: &str = ".pages.owned";
 /// letters, digits and `-._~`, so no page can start with it.
 pub const TEMP_PREFIX: &str = ".dg+tmp.";
 
-/// Whether `rel` can be a page path: `index.html`, or one plain file name
-/// under a page folder. Anything else in a record is ignored, so an edited
-/// record can never make the renderer touch other files.
+/// Whether `rel` can be a page path: `index.html`, `complete.html`, or one
+/// plain file name in a page folder. Anything else in a record is ignored,
+/// so an edited record can never make the renderer touch other files.
 fn is_page_path(rel: &str) -> bool {
-    if rel == "index.html" {
+    if rel == "index.html" || rel == "complete.html" {
         return true;
     }
-    let Some((dir, name)) = rel.split_once('/') else {
+    let Some((dir, name)) = rel.rsplit_once('/') else {
         return false;
     };
     super::PAGE_DIRS.contains(&dir)
@@ -127,7 +127,11 @@ mod tests {
         assert!(is_page_path("index.html"));
         assert!(is_page_path("similar/a-000.html"));
         assert!(is_page_path("chronological/.tmp-x-000.html"));
+        assert!(is_page_path("complete.html") && is_page_path("complete/similar/a.js"));
         for bad in [
+            "complete/similar/a/b.js",
+            "complete/similar/../../x",
+            "complete/../x",
             "../x",
             "similar/../x",
             "notes.txt",

@@ -372,15 +372,41 @@ impl<'a> Site<'a> {
         buf: &mut String,
         txt: &mut String,
     ) {
+        self.theme_page_as(kind, t, page, self.theme_pages(), idx, buf, txt);
+    }
+
+    /// [`Site::theme_page`] with `pages` static pages per ordering; before
+    /// the orderings exist, the page without its entries (to measure it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn theme_page_as(
+        &self,
+        kind: Kind,
+        t: usize,
+        page: usize,
+        pages: usize,
+        idx: &mut Vec<u32>,
+        buf: &mut String,
+        txt: &mut String,
+    ) {
         let name = &self.rows.themes[t];
-        self.theme_row(kind, t, idx);
-        let range = self.page_range(page, idx.len());
-        let pages = self.theme_pages();
+        let len = match self.cache {
+            Some(_) => {
+                self.theme_row(kind, t, idx);
+                idx.len()
+            }
+            None => {
+                idx.clear();
+                self.theme_shown()
+            }
+        };
+        let range = self.page_range(page, len);
+        let entries = idx.get(range.clone()).unwrap_or_default();
+        let pages = pages.min(self.theme_full_pages);
         let link = |pg: usize| format!("../{}", self.theme_path(kind, name, pg, "html"));
         let twin = self
             .txt
             .then(|| format!("../{}", self.theme_path(kind, name, page, "txt")));
-        let rest = Some(self.theme_complete_href(kind, name, Some(range.end + 1))).filter(|_| range.end < idx.len());
+        let rest = Some(self.theme_complete_href(kind, name, Some(range.end + 1))).filter(|_| range.end < len);
         let nav = templates::Nav::paged(page, pages, link, twin).then(rest);
         let listing = listing(kind);
         let text = self.rows.theme_texts.get(t).map_or(name.as_str(), String::as_str);
@@ -394,12 +420,12 @@ impl<'a> Site<'a> {
             self.scheme,
         ));
         let complete = self.theme_complete_href(kind, name, None);
-        let part = self.part(range.clone(), self.rows.keys.len(), idx.len(), &complete);
-        self.ordering_body(listing, &idx[range.clone()], &part, &nav, buf);
+        let part = self.part(range, self.rows.keys.len(), len, &complete);
+        self.ordering_body(listing, entries, &part, &nav, buf);
+        txt.clear();
         if self.txt {
-            txt.clear();
             txt.push_str(&templates::theme_text_head(listing, name, page, pages));
-            for (i, &j) in idx[range].iter().enumerate() {
+            for (i, &j) in entries.iter().enumerate() {
                 if i > 0 {
                     txt.push_str(&templates::text_rule(COLUMNS));
                 }
@@ -451,11 +477,16 @@ impl<'a> Site<'a> {
         self.chrono.len().div_ceil(self.per_page).max(1)
     }
 
-    /// Bytes of the blocks of the poems at these cache rows.
-    pub fn blocks_len(&self, rows: &[u32]) -> u64 {
-        rows.iter()
-            .map(|&j| self.blocks[self.poem_of_row[j as usize]].len() as u64)
-            .sum()
+    /// Bytes poem `p` adds to an ordering page: its block, and with `--txt`
+    /// its text twin and the rule before it.
+    pub fn entry_len(&self, p: usize) -> u64 {
+        let twin = if self.txt { self.texts[p].len() + COLUMNS + 1 } else { 0 };
+        (self.blocks[p].len() + twin) as u64
+    }
+
+    /// Bytes the poems at these cache rows add to an ordering page.
+    pub fn entries_len(&self, rows: &[u32]) -> u64 {
+        rows.iter().map(|&j| self.entry_len(self.poem_of_row[j as usize])).sum()
     }
 
     /// The entries of `page` within an ordering of `len` entries.
