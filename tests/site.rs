@@ -322,20 +322,27 @@ fn caps_budgets_and_incremental_writes() {
     let err = stderr(&o);
     assert!(err.contains("cannot fit in --budget 10kB"), "{err}");
     assert!(!tiny.exists(), "a refused render leaves no folder behind");
-    let fits = err
-        .rsplit("--budget ")
+    let fits = named_budget(&err);
+    let o = render(&cache, &tiny, &["--budget", fits]);
+    assert!(o.status.success(), "--budget {fits}: {}", stderr(&o));
+    assert_within(&tiny, fits);
+}
+
+/// The `--budget` a refusal names as one that fits.
+fn named_budget(err: &str) -> &str {
+    err.rsplit("--budget ")
         .next()
         .unwrap()
         .split_whitespace()
         .next()
-        .unwrap();
-    let o = render(&cache, &tiny, &["--budget", fits]);
-    assert!(o.status.success(), "--budget {fits}: {}", stderr(&o));
-    let size = site_bytes(&tiny);
-    assert!(
-        size <= fits.parse::<bytesize::ByteSize>().unwrap().as_u64(),
-        "{size} bytes"
-    );
+        .unwrap()
+}
+
+/// Asserts that a site's files take no more than `budget`.
+fn assert_within(site: &Path, budget: &str) {
+    let size = site_bytes(site);
+    let most = budget.parse::<bytesize::ByteSize>().unwrap().as_u64();
+    assert!(size <= most, "{size} bytes over --budget {budget}");
 }
 
 /// Bytes of a site's files, without the tool's own records (`.pages.*`).
@@ -525,7 +532,7 @@ fn a_real_browser_renders_a_page() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let themes = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/themes.jsonl");
-    precompute(&cache, &["--top-k", "120", "--themes", themes.to_str().unwrap()]);
+    precompute(&cache, &["--themes", themes.to_str().unwrap()]);
     let out = dir.path().join("site");
     let o = render(&cache, &out, &["--per-page", "20"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -1020,20 +1027,10 @@ fn build_plans_the_site_before_computing() {
         !cache.exists() && !out.exists(),
         "a refused build leaves nothing behind"
     );
-    let fits = err
-        .rsplit("--budget ")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
+    let fits = named_budget(&err);
     let o = build(&["--budget", fits]);
     assert!(o.status.success(), "--budget {fits}: {}", stderr(&o));
-    let size = site_bytes(&out);
-    assert!(
-        size <= fits.parse::<bytesize::ByteSize>().unwrap().as_u64(),
-        "{size} bytes"
-    );
+    assert_within(&out, fits);
 }
 
 /// A site whose complete lists are cut to fit its budget computes only the
@@ -1059,15 +1056,7 @@ fn a_cut_site_computes_only_what_it_shows() {
     };
     // The smallest site, then a budget a little above it: the lists are cut.
     let err = stderr(&build(&["--dry-run", "--budget", "1kB"]));
-    let least: bytesize::ByteSize = err
-        .rsplit("--budget ")
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let least: bytesize::ByteSize = named_budget(&err).parse().unwrap();
     let budget = format!("{}B", least.as_u64() + least.as_u64() / 20);
     let o = build(&["--budget", &budget]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -1095,11 +1084,7 @@ fn a_cut_site_computes_only_what_it_shows() {
         diversity_gpu::render::thousands(shown)
     );
     assert!(page.contains(&said), "{said}");
-    let size = site_bytes(&out);
-    assert!(
-        size <= budget.parse::<bytesize::ByteSize>().unwrap().as_u64(),
-        "{size} bytes over {budget}"
-    );
+    assert_within(&out, &budget);
 }
 
 /// Titles from the input head their poems (the first line otherwise), the
