@@ -7,7 +7,9 @@
 //! thread, whatever the number of pages.
 //!
 //! - [`site`]: the site model (rows, reading order, page names, blocks).
-//! - [`budget`]: the size projection and the page cap.
+//! - [`budget`]: the plan: the site's shape and size within `--budget`,
+//!   made before anything is written (for `build`, before computing).
+//! - [`complete`]: every ordering whole, packed for `complete.html`.
 //! - [`writer`]: atomic, change-only page writes and the page manifest.
 //! - [`prune`]: removing pages an earlier render made and this one does not.
 //! - [`chronology`]: the reading order, by date.
@@ -20,7 +22,8 @@
 //! `themes/different-<name>-<page>.html`, with page numbers zero-padded to the same
 //! width across the site and keys mapped by [`file_stems`]; the listings are
 //! `golden/<page>.html`, `poems/<page>.html`, `words/<page>.html` (every
-//! word) and `words/<word>-<page>.html`, numbered with at least 3 digits.
+//! word) and `words/<word>-<page>.html`, numbered with at least 3 digits;
+//! the complete lists are `complete.html` and `complete/` (see [`complete`]).
 
 #[path = "../../templates/pages.rs"]
 mod templates;
