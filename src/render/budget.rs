@@ -20,7 +20,8 @@ use crate::cache::Kind;
 /// what free static hosts allow.
 pub const DEFAULT_BUDGET: u64 = 1_000_000_000;
 
-/// The plan keeps one part in this many of the budget free.
+/// The plan keeps one part in this many of the budget free, for the
+/// tool's records beside the pages.
 const SLACK: u64 = 200;
 
 /// Entries per page tried, in order, when `--per-page` is not given.
@@ -103,24 +104,29 @@ fn frame_text(site: &Site, kind: Kind, p: usize, page: usize, pages: usize) -> S
 }
 
 /// How each page number's frame differs from the first page's (links back,
-/// nearby pages, entry numbers), measured on the first poem: in bytes, and
-/// in how many more links name the poem's file stem; every poem's frame
-/// differs alike, by its stem's length for each such link.
-fn frame_deltas(site: &Site, pages: usize) -> Vec<(i64, i64)> {
+/// nearby pages, entry numbers), for each kind (links name its folder),
+/// measured on the first poem: in bytes, and in how many more links name
+/// the poem's file stem; every poem's frame differs alike, by its stem's
+/// length for each such link.
+fn frame_deltas(site: &Site, pages: usize) -> [Vec<(i64, i64)>; 2] {
     let Some(&p) = site.poem_of_row.first() else {
-        return vec![(0, 0); site.full_pages];
+        return [vec![(0, 0); site.full_pages], vec![(0, 0); site.full_pages]];
     };
     let stem = &site.stems[p];
-    let frame = |pg: usize| frame_text(site, Kind::Similar, p, pg, pages);
-    let first = frame(0);
     let links = |f: &str| f.matches(stem.as_str()).count() as i64;
-    (0..site.full_pages)
-        .map(|pg| {
-            let f = frame(pg);
-            (f.len() as i64 - first.len() as i64, links(&f) - links(&first))
-        })
-        .collect()
+    KINDS.map(|kind| {
+        let first = frame_text(site, kind, p, 0, pages);
+        (0..site.full_pages)
+            .map(|pg| {
+                let f = frame_text(site, kind, p, pg, pages);
+                (f.len() as i64 - first.len() as i64, links(&f) - links(&first))
+            })
+            .collect()
+    })
 }
+
+/// The two orderings every poem has, in [`frame_deltas`]' order.
+const KINDS: [Kind; 2] = [Kind::Similar, Kind::Different];
 
 /// Bytes of page `pg`'s frame for poem `p`, from its first page's frame and
 /// the first poem's [`frame_deltas`].
@@ -145,7 +151,12 @@ fn bytes_per_page_number(site: &Site, pages: usize, pool: &rayon::ThreadPool) ->
 
 /// [`bytes_per_page_number`]'s poem pages, measured: each poem's own frame
 /// and anchor, and its ordering's entries.
-fn exact_per_page_number(site: &Site, pages: usize, deltas: &[(i64, i64)], pool: &rayon::ThreadPool) -> Vec<u64> {
+fn exact_per_page_number(
+    site: &Site,
+    pages: usize,
+    deltas: &[Vec<(i64, i64)>; 2],
+    pool: &rayon::ThreadPool,
+) -> Vec<u64> {
     let full_pages = site.full_pages;
     pool.install(|| {
         (0..site.poem_of_row.len())
@@ -153,7 +164,7 @@ fn exact_per_page_number(site: &Site, pages: usize, deltas: &[(i64, i64)], pool:
             .map_init(Vec::new, |idx, r| {
                 let mut acc = vec![0u64; full_pages];
                 let p = site.poem_of_row[r];
-                for kind in [Kind::Similar, Kind::Different] {
+                for (kind, deltas) in KINDS.into_iter().zip(deltas) {
                     site.row(kind, r, idx);
                     let first = frame_bytes(site, kind, p, 0, pages);
                     for (pg, a) in acc.iter_mut().enumerate() {
@@ -213,22 +224,20 @@ const ESTIMATE_MARGIN: f64 = 1.05;
 
 /// [`bytes_per_page_number`]'s poem pages before the orderings exist: each
 /// page's frame and anchor as they will be, every entry as the mean entry.
-fn estimated_per_page_number(site: &Site, pages: usize, deltas: &[(i64, i64)]) -> Vec<u64> {
+fn estimated_per_page_number(site: &Site, pages: usize, deltas: &[Vec<(i64, i64)>; 2]) -> Vec<u64> {
     let rows = site.poem_of_row.len() as f64;
     let mean = mean_entry(site);
-    let firsts: Vec<(usize, u64)> = site
+    let firsts: Vec<(usize, usize, u64)> = site
         .poem_of_row
         .iter()
-        .flat_map(|&p| {
-            [Kind::Similar, Kind::Different].map(|k| (p, frame_bytes(site, k, p, 0, pages) + site.entry_len(p)))
-        })
+        .flat_map(|&p| [0, 1].map(|k| (k, p, frame_bytes(site, KINDS[k], p, 0, pages) + site.entry_len(p))))
         .collect();
     (0..site.full_pages)
         .map(|pg| {
             let entries = site.page_range(pg, site.shown).len() as f64;
             let frames: u64 = firsts
                 .iter()
-                .map(|&(p, first)| frame_at(site, p, first, deltas[pg]))
+                .map(|&(k, p, first)| frame_at(site, p, first, deltas[k][pg]))
                 .sum();
             frames + (2.0 * rows * entries * mean).ceil() as u64
         })
@@ -286,8 +295,8 @@ pub(super) fn fit(site: &Site, listings: &[Page], limits: &Limits, pool: &rayon:
     let most = limits.max_pages.unwrap_or(site.full_pages).clamp(1, site.full_pages);
     let fixed = fixed_bytes(site, listings);
     let budget = limits.budget.unwrap_or(u64::MAX);
-    // Later pages' frames are taken from the first poem's, which can miss a
-    // few bytes a page: a little slack keeps the site within its budget.
+    // The pages are measured to the byte; the slack leaves room for the
+    // tool's own records (`.pages.b3`, `.pages.owned`), which a host counts.
     let room = (budget - budget / SLACK).checked_sub(fixed)?;
     // `cap` pages fit when their bytes, with the jump links of `cap` pages,
     // do; fewer pages have fewer links, so the caps that fit are 1..=best.
