@@ -987,6 +987,24 @@ fn complete_lists_show_every_ordering_whole_in_a_real_browser() {
     assert_eq!(got, serde_json::json!(["123. ", want[122]]));
 }
 
+/// Runs `build` on the CPU backend into `cache` and `out`, of `poems` (the
+/// bundled corpus without).
+fn build_site(poems: Option<&Path>, cache: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "build",
+        "--cache",
+        cache.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    if let Some(p) = poems {
+        args.extend(["--poems", p.to_str().unwrap()]);
+    }
+    args.extend(["--backend", "cpu"]);
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 /// `build` plans the site before computing: `--dry-run` computes and writes
 /// nothing; a site that cannot fit is refused before any computing, naming
 /// a budget that fits, and that budget does fit.
@@ -994,18 +1012,7 @@ fn complete_lists_show_every_ordering_whole_in_a_real_browser() {
 fn build_plans_the_site_before_computing() {
     let dir = tempfile::tempdir().unwrap();
     let (cache, out) = (dir.path().join("cache"), dir.path().join("site"));
-    let build = |extra: &[&str]| {
-        let mut args = vec![
-            "build",
-            "--cache",
-            cache.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(&["--backend", "cpu"]);
-        args.extend_from_slice(extra);
-        run(&args)
-    };
+    let build = |extra: &[&str]| build_site(None, &cache, &out, extra);
     let o = build(&["--dry-run"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
@@ -1043,16 +1050,9 @@ fn a_cut_site_computes_only_what_it_shows() {
     ok(&["bench", "corpus", "--poems", "1500", "--out", poems.to_str().unwrap()]);
     let (cache, out) = (dir.path().join("cache"), dir.path().join("site"));
     let build = |extra: &[&str]| {
-        let mut args = vec![
-            "build",
-            "--poems",
-            poems.to_str().unwrap(),
-            "--cache",
-            cache.to_str().unwrap(),
-        ];
-        args.extend_from_slice(&["--out", out.to_str().unwrap(), "--backend", "cpu", "--per-page", "1"]);
+        let mut args = vec!["--per-page", "1"];
         args.extend_from_slice(extra);
-        run(&args)
+        build_site(Some(&poems), &cache, &out, &args)
     };
     // The smallest site, then a budget a little above it: the lists are cut.
     let err = stderr(&build(&["--dry-run", "--budget", "1kB"]));
@@ -1102,21 +1102,13 @@ fn titles_lines_and_jump_links() {
     let text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
     std::fs::write(&poems, text.join("\n")).unwrap();
     let (cache, out) = (dir.path().join("cache"), dir.path().join("site"));
-    ok(&[
-        "build",
-        "--poems",
-        poems.to_str().unwrap(),
-        "--cache",
-        cache.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--backend",
-        "cpu",
-        "--title",
-        "Night Verses",
-        "--per-page",
-        "1",
-    ]);
+    let o = build_site(
+        Some(&poems),
+        &cache,
+        &out,
+        &["--title", "Night Verses", "--per-page", "1"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
     let page = std::fs::read_to_string(out.join("similar/a-000.html")).unwrap();
     assert!(page.contains("<h1>Similar to The Sea at Night</h1>"), "{page}");
     assert!(page.contains("<p class=\"t\">The Sea at Night</p><div class=\"meta\"><span class=\"key\">a</span>"));
