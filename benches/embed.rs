@@ -39,6 +39,8 @@ fn run(srv: &server::Server, n: usize, batch: usize, concurrency: usize, tag: &s
         token: None,
         progress: false,
         flush_every: Duration::from_secs(2),
+        local: None,
+        split_long: false,
     })
     .unwrap();
     assert!(s.failures.is_empty() && s.stopped.is_none());

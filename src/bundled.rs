@@ -11,21 +11,33 @@ const THEMES: &[u8] = include_bytes!("../assets/themes.jsonl");
 const PALETTE: &[u8] = include_bytes!("../assets/palette.jsonl");
 
 /// The default palette, built into the binary, as a file the loaders can
-/// read: written once into the user's cache folder (`$XDG_CACHE_HOME` or
-/// `~/.cache`, not a shared temp folder that others could plant links in),
-/// named by its content hash, so every run finds the same bytes.
+/// read (see [`placed`]).
 pub fn default_palette() -> Result<PathBuf> {
+    placed("palette", PALETTE)
+}
+
+/// The bundled themes as a file (see [`placed`]): the themes a poems folder
+/// gets when its model runs in process and can embed them.
+pub fn default_themes() -> Result<PathBuf> {
+    placed("themes", THEMES)
+}
+
+/// `bytes` as a file written once into the user's cache folder
+/// (`$XDG_CACHE_HOME` or `~/.cache`, not a shared temp folder that others
+/// could plant links in), named by its content hash, so every run finds the
+/// same bytes.
+fn placed(name: &str, bytes: &[u8]) -> Result<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .context("neither XDG_CACHE_HOME nor HOME is set: cannot place the default palette")?;
+        .with_context(|| format!("neither XDG_CACHE_HOME nor HOME is set: cannot place the default {name}"))?;
     let dir = base.join("diversity-gpu");
-    let hash = blake3::hash(PALETTE).to_hex();
-    let path = dir.join(format!("palette-{}.jsonl", &hash[..16]));
-    if std::fs::read(&path).ok().as_deref() != Some(PALETTE) {
+    let hash = blake3::hash(bytes).to_hex();
+    let path = dir.join(format!("{name}-{}.jsonl", &hash[..16]));
+    if std::fs::read(&path).ok().as_deref() != Some(bytes) {
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        crate::fs::write_atomic(&path, PALETTE)
-            .with_context(|| format!("cannot write the default palette to {}", path.display()))?;
+        crate::fs::write_atomic(&path, bytes)
+            .with_context(|| format!("cannot write the default {name} to {}", path.display()))?;
     }
     Ok(path)
 }

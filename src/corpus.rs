@@ -4,7 +4,8 @@
 //! Two layouts are read:
 //! - the original system's `poems.json` / `embeddings.json` (one JSON document
 //!   each, unknown fields tolerated);
-//! - JSON Lines (`.jsonl` / `.ndjson`): `{"id", "text", "embedding"?}` per line.
+//! - JSON Lines (`.jsonl` / `.ndjson`): `{"id", "text", "embedding"?}` per line;
+//! - a folder of `.txt` / `.md` files, one poem each (see [`folder`]).
 //!
 //! Every poem has one stable key: `category/id` when it has a category, else
 //! `id`. Embeddings are matched to poems by key (falling back to `poem_index`
@@ -18,6 +19,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::dates::{self, DateReading, ParsedDate};
+
+mod folder;
 
 /// A hard error in the input: it names the file, the poem and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,17 @@ pub enum CorpusError {
     },
     #[error("{path}: poem {key:?} has an unusable embedding ({reason}) and --strict is set")]
     Strict { path: PathBuf, key: String, reason: Reason },
+    #[error(
+        "{path} has no embeddings: `diversity-gpu build --poems {path}` makes them in process (or with a server: --url), \
+         `diversity-gpu embed --poems {path} --out embeddings.json` makes them for --embeddings, or give --embeddings FILE"
+    )]
+    NoEmbeddings { path: PathBuf },
+    #[error("{path}: none of its {entries} entries matches a poem of {poems}: it holds the embeddings of other poems")]
+    NoMatch {
+        path: PathBuf,
+        poems: PathBuf,
+        entries: usize,
+    },
     #[error("no usable embedding is left in {path} ({poems} poems, {unusable} unusable, {excluded} excluded)")]
     NothingUsable {
         path: PathBuf,
@@ -204,7 +218,7 @@ fn expect_object(path: &Path, bytes: &[u8], field: &str) -> Result<(), CorpusErr
 }
 
 /// An id may be written as a string or a number.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Id {
     Str(String),
@@ -225,7 +239,7 @@ struct PoemsFile {
     poems: Vec<RawPoem>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, Default)]
 struct RawPoem {
     id: Option<Id>,
     category: Option<String>,
@@ -449,7 +463,8 @@ pub fn load(poems_path: &Path, embeddings_path: Option<&Path>, opts: &LoadOption
         .map(|r| r.and_then(|v| check_vector(v, dimension)))
         .collect();
     let source = embeddings_path.unwrap_or(poems_path);
-    let vectors = select(source, &idx, vectors, opts, &mut report)?;
+    let vectors = select(source, &idx, vectors, opts, &mut report)
+        .map_err(|e| explain_nothing(e, poems_path, embeddings_path, &report))?;
     Ok(Corpus {
         poems: idx.poems,
         vectors,
@@ -457,6 +472,53 @@ pub fn load(poems_path: &Path, embeddings_path: Option<&Path>, opts: &LoadOption
         model: matched.model,
         report,
     })
+}
+
+/// Says why nothing is usable when no poem has a vector at all: the poems
+/// carry none, or the embeddings file is another corpus's.
+fn explain_nothing(e: CorpusError, poems: &Path, embeddings: Option<&Path>, report: &Report) -> CorpusError {
+    let CorpusError::NothingUsable { .. } = e else { return e };
+    let all_missing = report.unusable.iter().all(|p| matches!(p.reason, Reason::Missing));
+    // Poems all excluded are not poems without vectors.
+    if !report.excluded.is_empty() || !all_missing {
+        return e;
+    }
+    match embeddings {
+        None => CorpusError::NoEmbeddings { path: poems.to_owned() },
+        Some(path) if !report.orphans.is_empty() => CorpusError::NoMatch {
+            path: path.to_owned(),
+            poems: poems.to_owned(),
+            entries: report.orphans.len(),
+        },
+        Some(_) => e,
+    }
+}
+
+/// Whether the poems carry their own vectors (a JSON Lines corpus with
+/// `embedding` fields); a folder or `poems.json` never does.
+pub fn carries_vectors(poems: &Path) -> Result<bool, CorpusError> {
+    if poems.is_dir() || !is_jsonl(poems) {
+        return Ok(false);
+    }
+    #[derive(Deserialize)]
+    struct Line {
+        embedding: Option<Box<RawValue>>,
+    }
+    let lines: Vec<Line> = read_lines(poems, &read(poems)?)?;
+    Ok(lines
+        .iter()
+        .any(|l| l.embedding.as_ref().is_some_and(|e| e.get().trim() != "null")))
+}
+
+/// Whether two model names are one model: `all-MiniLM-L6-v2` is
+/// `sentence-transformers/all-MiniLM-L6-v2` (case aside).
+pub fn same_model(a: &str, b: &str) -> bool {
+    let short = |s: &str| {
+        s.strip_prefix("sentence-transformers/")
+            .unwrap_or(s)
+            .to_ascii_lowercase()
+    };
+    short(a) == short(b)
 }
 
 /// Applies `--exclude` and `--strict`, fills the report, and refuses a
@@ -542,6 +604,9 @@ fn check_vector(v: Vec<f64>, dimension: usize) -> Result<Vec<f64>, Reason> {
 
 /// Reads the poems file; the flag says whether vectors may be inline (JSONL).
 fn read_poems(path: &Path) -> Result<(Vec<RawPoem>, bool), CorpusError> {
+    if path.is_dir() {
+        return Ok((folder::read(path)?, false));
+    }
     let bytes = read(path)?;
     if is_jsonl(path) {
         return Ok((read_lines(path, &bytes)?, true));

@@ -59,9 +59,12 @@ pub fn load(path: &Path, embeddings: Option<&Path>, corpus: &Corpus, center: boo
 /// The palette to use when none is named: the default one when the corpus
 /// was embedded by its model, else none (said in the log).
 pub fn load_default(corpus: &Corpus, center: bool) -> Result<Option<Palette>> {
-    if corpus.model != DEFAULT_MODEL {
-        log::info!(
-            "no semantic colours: the default palette is embedded with {DEFAULT_MODEL}, the poems with {:?}; pass --palette",
+    if !corpus::same_model(&corpus.model, DEFAULT_MODEL) {
+        log::warn!(
+            "no semantic colours: the default palette's vectors are {DEFAULT_MODEL}'s, the poems' {:?}'s. \
+             Embed the poems in process (`build` without --embeddings and --url), which embeds the palette too, \
+             or pass --palette-embeddings made by that model (`diversity-gpu embed --poems PALETTE --url … --model …`, \
+             where PALETTE has the palette's colour names: `--palette` takes any such file)",
             corpus.model
         );
         return Ok(None);

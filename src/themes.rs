@@ -54,7 +54,7 @@ pub fn load_labelled(
             corpus.model
         );
     }
-    if !["unknown", &corpus.model].contains(&small.model.as_str()) && corpus.model != "unknown" {
+    if small.model != "unknown" && corpus.model != "unknown" && !corpus::same_model(&small.model, &corpus.model) {
         bail!(
             "{source}: the {what} were embedded by {:?}, the poems by {:?}; embed the {what} with the poems' model",
             small.model,

@@ -61,8 +61,9 @@ pub enum Command {
     /// Write the static site from a cache (no GPU needed).
     Render(RenderArgs),
     /// Precompute (auto backend), then render: the whole job in one command.
-    Build(BuildArgs),
-    /// Embed the poems through an Ollama or OpenAI-compatible server.
+    Build(Box<BuildArgs>),
+    /// Embed the poems in process (a sentence-transformers model), or
+    /// through an Ollama or OpenAI-compatible server with --url.
     Embed(EmbedArgs),
     /// Measure throughput, side by side in one run.
     Bench {
@@ -83,23 +84,60 @@ const EMBED_URLS: &str = "URL forms (--url is a base URL; /embeddings or /api/em
   TEI                --api openai --url http://localhost:8080/v1
   any endpoint as is --api openai --url http://host/some/path/embeddings";
 
+/// Which model embeds the poems: in process (the default), or a server's.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Model: a Hugging Face hub name run in process [default: sentence-transformers/all-MiniLM-L6-v2], or the server's model name with --url (e.g. all-minilm).
+    #[arg(long, requires = "poems")]
+    pub model: Option<String>,
+    /// The model's files in the sentence-transformers layout (config.json, tokenizer.json, model.safetensors, 1_Pooling/config.json): no network at all.
+    #[arg(long, conflicts_with = "url", requires = "poems")]
+    pub model_dir: Option<PathBuf>,
+    /// In process: embed texts longer than the model's window in pieces and average them, instead of truncating them as sentence-transformers does.
+    #[arg(long, conflicts_with = "url", requires = "poems")]
+    pub split_long: bool,
+    /// Embed through a server instead: e.g. http://localhost:11434 (Ollama) or http://localhost:8080/v1 (OpenAI-compatible); see `embed --help`.
+    #[arg(long, requires = "model")]
+    pub url: Option<String>,
+    /// The server's protocol (with --url).
+    #[arg(long, value_enum, default_value_t = crate::embed::Api::Ollama)]
+    pub api: crate::embed::Api,
+    /// Bearer token (for OpenAI-compatible servers, OPENAI_API_KEY is read too).
+    #[arg(long, env = "DIVERSITY_EMBED_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+impl ModelArgs {
+    /// The model to run in process, loaded (`None` with --url).
+    pub fn local(&self, progress: bool) -> anyhow::Result<Option<std::sync::Arc<crate::embed::LocalModel>>> {
+        if self.url.is_some() {
+            return Ok(None);
+        }
+        crate::embed::load_model(self.model.as_deref(), self.model_dir.as_deref(), progress)
+            .map(|m| Some(std::sync::Arc::new(m)))
+    }
+
+    /// The server's token; falls back to `OPENAI_API_KEY` for the OpenAI API.
+    fn token(&self) -> Option<String> {
+        self.token.clone().or_else(|| {
+            (self.api == crate::embed::Api::Openai)
+                .then(|| std::env::var("OPENAI_API_KEY").ok())
+                .flatten()
+        })
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 #[command(after_help = EMBED_URLS)]
 pub struct EmbedArgs {
-    /// poems.json (original layout) or .jsonl.
+    /// poems.json (original layout), .jsonl, or a folder of .txt/.md files.
     #[arg(long)]
     pub poems: PathBuf,
     /// Output embeddings.json (original layout); its journal is <out>.journal.jsonl.
     #[arg(long)]
     pub out: PathBuf,
-    /// Base URL: e.g. http://localhost:11434 (Ollama) or http://localhost:8080/v1 (OpenAI-compatible); see below.
-    #[arg(long)]
-    pub url: String,
-    #[arg(long, value_enum, default_value_t = crate::embed::Api::Ollama)]
-    pub api: crate::embed::Api,
-    /// Model name, e.g. all-minilm or nomic-embed-text.
-    #[arg(long)]
-    pub model: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Texts per request.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub batch_size: u16,
@@ -127,9 +165,6 @@ pub struct EmbedArgs {
     /// Stop at the first text that cannot be embedded.
     #[arg(long)]
     pub fail_fast: bool,
-    /// Bearer token (for OpenAI-compatible servers, OPENAI_API_KEY is read too).
-    #[arg(long, env = "DIVERSITY_EMBED_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
     /// Seconds between checkpoints of the output file.
     #[arg(long, default_value = "5", value_parser = crate::embed::flags::flush_every)]
     pub flush_every: std::time::Duration,
@@ -139,19 +174,29 @@ pub struct EmbedArgs {
 }
 
 impl EmbedArgs {
-    /// `embed`'s options; the token falls back to `OPENAI_API_KEY` for the OpenAI API.
-    pub fn options(self, progress: bool) -> crate::embed::Options {
-        let token = self.token.or_else(|| {
-            (self.api == crate::embed::Api::Openai)
-                .then(|| std::env::var("OPENAI_API_KEY").ok())
-                .flatten()
-        });
+    /// `embed`'s options, with the model run in process unless --url.
+    pub fn options(self, progress: bool) -> anyhow::Result<crate::embed::Options> {
+        let local = self.model.local(progress)?;
+        Ok(self.options_with(local, progress))
+    }
+
+    /// `embed`'s options with the model already loaded (`None`: a server).
+    pub fn options_with(
+        self,
+        local: Option<std::sync::Arc<crate::embed::LocalModel>>,
+        progress: bool,
+    ) -> crate::embed::Options {
+        let token = self.model.token();
         crate::embed::Options {
             poems: self.poems,
             out: self.out,
-            url: self.url,
-            api: self.api,
-            model: self.model,
+            model: local
+                .as_ref()
+                .map_or_else(|| self.model.model.clone().unwrap_or_default(), |m| m.name.clone()),
+            url: self.model.url.unwrap_or_default(),
+            api: self.model.api,
+            local,
+            split_long: self.model.split_long,
             batch_size: self.batch_size.into(),
             concurrency: self.concurrency.into(),
             prefix: self.prefix,
@@ -169,6 +214,27 @@ impl EmbedArgs {
             flush_every: self.flush_every,
         }
     }
+
+    /// Options for embedding `poems` into `out` with defaults for the rest:
+    /// the run `build` makes when the poems have no vectors.
+    pub fn for_build(poems: PathBuf, out: PathBuf, model: ModelArgs) -> anyhow::Result<EmbedArgs> {
+        let flag = |name: &str, p: PathBuf| {
+            let mut f = std::ffi::OsString::from(format!("--{name}="));
+            f.push(p);
+            f
+        };
+        let argv = ["embed".into(), flag("poems", poems), flag("out", out)];
+        let mut a = <EmbedArgsParser as clap::Parser>::try_parse_from(argv)?.args;
+        a.model = model;
+        Ok(a)
+    }
+}
+
+/// Parses `embed`'s flags alone, for their defaults.
+#[derive(Parser)]
+struct EmbedArgsParser {
+    #[command(flatten)]
+    args: EmbedArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -410,12 +476,17 @@ pub struct RenderArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
-    /// poems.json or a .jsonl corpus (default: the bundled corpus, built into the binary).
+    /// A folder of .txt/.md poems, poems.json or a .jsonl corpus (default: the bundled corpus, built into the binary).
     #[arg(long)]
     pub poems: Option<PathBuf>,
-    /// embeddings.json or .jsonl; omit when the poems file carries vectors.
+    /// embeddings.json or .jsonl; omit when the poems carry vectors, or to embed them (in process unless --url) into <cache>/embeddings.json.
     #[arg(long, requires = "poems")]
     pub embeddings: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// No themes: by default, poems embedded in process get the bundled themes, embedded by the same model.
+    #[arg(long, conflicts_with = "themes")]
+    pub no_themes: bool,
     /// Cache directory.
     #[arg(long, default_value = "cache")]
     pub cache: PathBuf,

@@ -5,7 +5,7 @@
 mod args;
 mod report;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -43,6 +43,7 @@ impl From<Outcome> for ExitCode {
 /// Runs the CLI; errors are printed with their causes. A reader that stops
 /// early (`| head`) is not an error.
 pub fn run(cli: Cli) -> Outcome {
+    crate::embed::one_thread_per_batch();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .format_timestamp(None)
         .init();
@@ -110,11 +111,11 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             }
             return rendered(&s, &a.out);
         }
-        Command::Build(a) => return build(a, show),
+        Command::Build(a) => return build(*a, show),
         Command::Bench { what } => bench(what)?,
         Command::Embed(a) => {
             let out = a.out.clone();
-            let s = crate::embed::run(&a.options(show))?;
+            let s = crate::embed::run(&a.options(show)?)?;
             return Ok(match crate::embed::report::print(&s, &out) {
                 0 => Outcome::Done,
                 2 => Outcome::PartlyFailed,
@@ -219,13 +220,20 @@ fn build(a: BuildArgs, show: bool) -> Result<Outcome> {
         Some(_) => None,
         None => Some(crate::bundled::Bundled::extract()?),
     };
-    let (poems, embeddings) = match (&bundled, a.poems) {
+    let (poems, embeddings) = match (&bundled, &a.poems) {
         (Some(b), _) => (b.poems(), Some(b.embeddings())),
-        (None, p) => (p.expect("poems given"), a.embeddings),
+        (None, p) => (p.clone().expect("poems given"), a.embeddings.clone()),
     };
     let mut pre = a.engine.options(poems.clone(), embeddings, a.cache.clone(), show);
-    if let (None, Some(b)) = (&pre.extras.themes, &bundled) {
+    if let (None, Some(b), false) = (&pre.extras.themes, &bundled, a.no_themes) {
         pre.extras.themes = Some(b.themes());
+    }
+    let mut partly = false;
+    if pre.embeddings.is_none() && !crate::corpus::carries_vectors(&poems)? {
+        match embed_for_build(&a, &mut pre, show)? {
+            Ok(p) => partly = p,
+            Err(o) => return Ok(o),
+        }
     }
     let opts = render_options(a.cache.clone(), poems, a.out.clone(), a.engine.threads, &a.site, show);
     let loaded = crate::precompute::load(&pre)?;
@@ -260,7 +268,101 @@ fn build(a: BuildArgs, show: bool) -> Result<Outcome> {
     if matches!(outcome, Outcome::Done) {
         eprintln!("open {}", a.out.join("index.html").display());
     }
-    Ok(outcome)
+    // Poems whose embedding failed are missing from the site: say so.
+    Ok(match outcome {
+        Outcome::Done if partly => Outcome::PartlyFailed,
+        o => o,
+    })
+}
+
+/// Embeds poems that have no vectors into `<cache>/embeddings.json`, in
+/// process unless --url; with the model in process, the palette and the
+/// themes are embedded by it too, so their vectors match the poems'.
+/// `Ok(true)` when some poems failed; `Err` with the outcome of a run that
+/// stopped.
+fn embed_for_build(a: &BuildArgs, pre: &mut crate::precompute::Options, show: bool) -> Result<Result<bool, Outcome>> {
+    let local = a
+        .model
+        .local(show)
+        .map_err(|e| no_model_help(e, &pre.poems, a.model.model_dir.is_some()))?;
+    std::fs::create_dir_all(&a.cache).with_context(|| format!("cannot create {}", a.cache.display()))?;
+    let embed = |poems: &Path, name: &str, say: bool| embed_into(a, local.clone(), poems, name, say, show);
+    let partly = match embed(&pre.poems.clone(), "embeddings.json", true)? {
+        Ok((e, partly)) => {
+            pre.embeddings = Some(e);
+            partly
+        }
+        Err(o) => return Ok(Err(o)),
+    };
+    if local.is_none() {
+        return Ok(Ok(partly));
+    }
+    if pre.extras.themes.is_none() && !a.no_themes {
+        pre.extras.themes = Some(crate::bundled::default_themes()?);
+    }
+    if let (Some(t), None) = (pre.extras.themes.clone(), &pre.extras.theme_embeddings) {
+        match embed(&t, "themes-embeddings.json", false)? {
+            Ok((e, _)) => pre.extras.theme_embeddings = Some(e),
+            Err(o) => return Ok(Err(o)),
+        }
+    }
+    if !pre.extras.no_palette && pre.extras.palette_embeddings.is_none() {
+        let palette = pre
+            .extras
+            .palette
+            .clone()
+            .map_or_else(crate::palette::default_path, Ok)?;
+        match embed(&palette, "palette-embeddings.json", false)? {
+            Ok((e, _)) => pre.extras.palette_embeddings = Some(e),
+            Err(o) => return Ok(Err(o)),
+        }
+        pre.extras.palette = Some(palette);
+    }
+    Ok(Ok(partly))
+}
+
+/// One `embed` run of `poems` into `<cache>/<name>`: the file and whether
+/// some texts failed, or the outcome of a run that stopped. The summary is
+/// printed when `say`, or when anything went wrong.
+fn embed_into(
+    a: &BuildArgs,
+    local: Option<std::sync::Arc<crate::embed::LocalModel>>,
+    poems: &Path,
+    name: &str,
+    say: bool,
+    show: bool,
+) -> Result<Result<(PathBuf, bool), Outcome>> {
+    let out = a.cache.join(name);
+    let o = args::EmbedArgs::for_build(poems.to_owned(), out.clone(), a.model.clone())?.options_with(local, show);
+    let s = crate::embed::run(&o)?;
+    if !say && s.stopped.is_none() && s.failures.is_empty() {
+        return Ok(Ok((out, false)));
+    }
+    Ok(match crate::embed::report::print(&s, &out) {
+        0 => Ok((out, false)),
+        2 => Ok((out, true)),
+        130 => Err(Outcome::Interrupted),
+        _ => Err(Outcome::Failed),
+    })
+}
+
+/// The error when no model can be loaded for poems without vectors: the
+/// three ways to give them vectors.
+fn no_model_help(e: anyhow::Error, poems: &std::path::Path, had_dir: bool) -> anyhow::Error {
+    let p = poems.display();
+    let first = match had_dir {
+        true => "in process (no server), with a model folder that holds the files named above",
+        false => "in process (no server): let build download the model once (about 90 MB, needs the network), or give its files",
+    };
+    anyhow::anyhow!(
+        "{e:#}\n\nthe poems in {p} have no embeddings; give them vectors in one of three ways:\n  \
+         1. {first}:\n       \
+         diversity-gpu build --poems {p} --model-dir DIR\n  \
+         2. through a server (Ollama, or any OpenAI-compatible one):\n       \
+         diversity-gpu build --poems {p} --url http://localhost:11434 --model all-minilm\n  \
+         3. vectors made elsewhere:\n       \
+         diversity-gpu build --poems {p} --embeddings embeddings.json"
+    )
 }
 
 /// The rows the cache will have, from the loaded inputs.

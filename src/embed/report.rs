@@ -13,16 +13,20 @@ pub fn print(s: &Summary, out: &Path) -> u8 {
         return 1;
     }
     let pending = s.poems - s.embedded - s.journaled - s.failures.len();
+    let work = match s.truncated {
+        Some(_) => format!("{} texts embedded in process", s.texts_embedded),
+        None => format!(
+            "{} requests ({} texts sent, {} retries)",
+            s.requests, s.texts_sent, s.retries
+        ),
+    };
     eprintln!(
-        "{} poems: {} embedded, {} from the journal, {} failed, {} not done; {} requests ({} texts sent, {} retries) in {:.1} s, {:.1} texts/s embedded; model {}, dimension {}{}",
+        "{} poems: {} embedded, {} from the journal, {} failed, {} not done; {work} in {:.1} s, {:.1} texts/s embedded; model {}, dimension {}{}",
         s.poems,
         s.embedded,
         s.journaled,
         s.failures.len(),
         pending,
-        s.requests,
-        s.texts_sent,
-        s.retries,
         s.seconds,
         s.texts_embedded as f64 / s.seconds.max(1e-9),
         s.model,
@@ -40,11 +44,18 @@ pub fn print(s: &Summary, out: &Path) -> u8 {
     for (phase, secs) in &s.timings {
         eprintln!("  {phase:<22} {secs:>9.3} s");
     }
-    eprintln!("wrote {}", out.display());
-    let resume = format!(
-        "finished embeddings are saved in {}; run the same command to resume",
-        out.display()
-    );
+    if s.wrote {
+        eprintln!("wrote {}", out.display());
+    } else {
+        eprintln!("nothing was embedded: {} not written", out.display());
+    }
+    let resume = match s.wrote {
+        true => format!(
+            "finished embeddings are saved in {}; run the same command to resume",
+            out.display()
+        ),
+        false => "nothing was saved; run the same command again once it can work".to_owned(),
+    };
     match &s.stopped {
         Some(Stop::Interrupted) => {
             eprintln!("interrupted; {resume}");
@@ -65,6 +76,21 @@ pub fn print(s: &Summary, out: &Path) -> u8 {
 }
 
 fn print_splits(s: &Summary) {
+    if let Some(t) = s.truncated {
+        let w = s.window.unwrap_or(0);
+        if s.split_poems > 0 {
+            eprintln!(
+                "{} poems longer than {} characters were split ({} texts in all, --split-long)",
+                s.split_poems, s.max_chars, s.pieces
+            );
+        }
+        if t > 0 {
+            eprintln!(
+                "{t} texts were longer than the model's window of {w} tokens and were truncated to it, as sentence-transformers does (--split-long embeds them in pieces instead)"
+            );
+        }
+        return;
+    }
     let window = match s.window {
         Some(w) => format!("the model's window of {w} tokens"),
         None => "the window of a small model (the server does not tell its window)".into(),

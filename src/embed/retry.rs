@@ -47,6 +47,8 @@ pub struct Sender {
     last_success: Mutex<Instant>,
     last_error: Mutex<Option<String>>,
     gave_up: AtomicBool,
+    /// Whether the user was told that the server does not answer.
+    warned_down: AtomicBool,
     /// Set on a configuration failure, on `--fail-fast`, or by the run.
     pub stop: AtomicBool,
 }
@@ -66,6 +68,7 @@ impl Sender {
             last_success: Mutex::new(Instant::now()),
             last_error: Mutex::new(None),
             gave_up: AtomicBool::new(false),
+            warned_down: AtomicBool::new(false),
             stop: AtomicBool::new(false),
         }
     }
@@ -139,6 +142,7 @@ impl Sender {
             match self.attempt(texts) {
                 Err(Failure::Transient { what, wait }) => {
                     *self.last_error.lock().unwrap() = Some(what.clone());
+                    self.warn_down(&what);
                     if tries >= self.policy.retries || self.should_stop() {
                         return Err(Failure::Transient { what, wait });
                     }
@@ -156,6 +160,21 @@ impl Sender {
                 }
                 other => return other,
             }
+        }
+    }
+
+    /// Says at once, and once, that the server did not answer before
+    /// anything succeeded: the retries that follow take a while.
+    fn warn_down(&self, what: &str) {
+        if self.served.lock().unwrap().is_some() || self.dim.load(Ordering::SeqCst) != 0 {
+            return;
+        }
+        if !self.warned_down.swap(true, Ordering::SeqCst) {
+            log::warn!(
+                "{}: {what}; retrying for up to {:.0} s (--give-up-after). Is the server running there?",
+                self.client.shown_endpoint(),
+                self.policy.give_up_after.as_secs_f64()
+            );
         }
     }
 

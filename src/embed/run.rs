@@ -12,6 +12,7 @@ use anyhow::Result;
 use super::client::{Api, Client};
 use super::failure::Failure;
 use super::journal::{text_hash, Journal};
+use super::local::LocalModel;
 use super::output::{self, PoemOutcome};
 use super::pieces::{combine, split_text};
 use super::retry::{Item, Policy, Report, Sender};
@@ -47,6 +48,12 @@ pub struct Options {
     pub progress: bool,
     /// How often the output file is rewritten during a run.
     pub flush_every: Duration,
+    /// A model run in process instead of a server (`url`, `api`, `token`
+    /// and the request settings are then unused).
+    pub local: Option<Arc<LocalModel>>,
+    /// In process: split texts longer than the model's window and average
+    /// the pieces, instead of truncating them as sentence-transformers does.
+    pub split_long: bool,
 }
 
 /// Why a run ended before every piece was tried.
@@ -88,6 +95,10 @@ pub struct Summary {
     pub pieces: usize,
     /// Pieces longer than the model's window is likely to hold.
     pub maybe_truncated: usize,
+    /// In process: texts cut at the model's window (known exactly).
+    pub truncated: Option<usize>,
+    /// Whether the output file was written.
+    pub wrote: bool,
     pub stopped: Option<Stop>,
     /// Seconds per phase.
     pub timings: Vec<(&'static str, f64)>,
@@ -105,36 +116,75 @@ impl Summary {
 }
 
 /// One text sent to the server: a poem, or a piece of a long one.
-struct Piece {
-    poem: usize,
+pub(super) struct Piece {
+    pub(super) poem: usize,
     /// With the prefix.
-    text: String,
+    pub(super) text: String,
     /// Characters without the prefix.
-    chars: usize,
+    pub(super) chars: usize,
 }
 
 /// A piece's outcome: not yet known, its vector, or why it failed.
-type Outcome = Option<Result<Vec<f32>, Failure>>;
+pub(super) type Outcome = Option<Result<Vec<f32>, Failure>>;
 
 /// Everything a run works on.
-struct Work<'a> {
-    o: &'a Options,
-    poems: Vec<Poem>,
-    pieces: Vec<Piece>,
+pub(super) struct Work<'a> {
+    pub(super) o: &'a Options,
+    pub(super) poems: Vec<Poem>,
+    pub(super) pieces: Vec<Piece>,
     keys: Vec<String>,
     /// The pieces of each key (identical texts are sent once).
     twins: HashMap<String, Vec<usize>>,
-    results: Vec<Outcome>,
-    journal: Journal,
-    model: String,
-    window: Option<usize>,
-    max_chars: usize,
+    pub(super) results: Vec<Outcome>,
+    pub(super) journal: Journal,
+    /// The model recorded with the vectors.
+    pub(super) model: String,
+    /// The model the journal keys by: the name, and for a model run in
+    /// process the hash of its weights.
+    key_model: String,
+    pub(super) window: Option<usize>,
+    pub(super) max_chars: usize,
 }
 
 /// Runs `embed` end to end; everything finished is saved however it ends.
 pub fn run(o: &Options) -> Result<Summary> {
-    let start = Instant::now();
     let poems = corpus::load_poems(&o.poems)?;
+    match &o.local {
+        Some(m) => super::in_process::run(o, poems, m),
+        None => run_server(o, poems),
+    }
+}
+
+impl<'a> Work<'a> {
+    /// The work of `poems` split at `max_chars`, with the journal's vectors.
+    pub(super) fn new(
+        o: &'a Options,
+        poems: Vec<Poem>,
+        model: &str,
+        key_model: &str,
+        window: Option<usize>,
+        max_chars: usize,
+    ) -> Self {
+        let mut w = Work {
+            pieces: split(&poems, max_chars, &o.prefix),
+            poems,
+            keys: Vec::new(),
+            twins: HashMap::new(),
+            results: Vec::new(),
+            journal: Journal::open(&o.out),
+            model: model.to_owned(),
+            key_model: key_model.to_owned(),
+            window,
+            max_chars,
+            o,
+        };
+        w.look_up();
+        w
+    }
+}
+
+fn run_server(o: &Options, poems: Vec<Poem>) -> Result<Summary> {
+    let start = Instant::now();
     let client = Client::new(
         &o.url,
         o.api,
@@ -148,19 +198,7 @@ pub fn run(o: &Options) -> Result<Summary> {
     let max_chars = o
         .max_chars
         .unwrap_or_else(|| window.map_or(DEFAULT_MAX_CHARS, window_chars));
-    let mut w = Work {
-        pieces: split(&poems, max_chars, &o.prefix),
-        poems,
-        keys: Vec::new(),
-        twins: HashMap::new(),
-        results: Vec::new(),
-        journal: Journal::open(&o.out),
-        model: o.model.clone(),
-        window,
-        max_chars,
-        o,
-    };
-    w.look_up();
+    let mut w = Work::new(o, poems, &o.model, &o.model, window, max_chars);
     let t_prepare = start.elapsed().as_secs_f64();
     let sender = Arc::new(Sender::new(client, o.policy, 0));
     let mut stopped = w.journal_dimension().err().map(Stop::Config);
@@ -190,8 +228,13 @@ pub fn run(o: &Options) -> Result<Summary> {
     }
     let t_send = start.elapsed().as_secs_f64() - t_prepare - t_probe;
     let outcomes = w.outcomes();
-    output::write(&o.out, &w.poems, &outcomes, &w.metadata(&sender))?;
+    // A run that stopped before any answer leaves no empty file behind.
+    let wrote = stopped.is_none() || outcomes.iter().any(|x| !matches!(x, PoemOutcome::Pending)) || o.out.exists();
+    if wrote {
+        output::write(&o.out, &w.poems, &outcomes, &w.metadata(&sender))?;
+    }
     let mut s = w.summary(&sender, &outcomes, stopped);
+    s.wrote = wrote;
     s.seconds = start.elapsed().as_secs_f64();
     s.timings = vec![
         ("window, journal", t_prepare),
@@ -204,7 +247,7 @@ pub fn run(o: &Options) -> Result<Summary> {
 
 /// Characters that fit a window of `tokens`, leaving room for the two
 /// special tokens most encoders add.
-fn window_chars(tokens: usize) -> usize {
+pub(super) fn window_chars(tokens: usize) -> usize {
     (tokens.saturating_sub(2) * CHARS_PER_TOKEN).max(16)
 }
 
@@ -230,7 +273,7 @@ impl Work<'_> {
         self.keys = self
             .pieces
             .iter()
-            .map(|p| text_hash(&self.model, prefix, &p.text[prefix.len()..]))
+            .map(|p| text_hash(&self.key_model, prefix, &p.text[prefix.len()..]))
             .collect();
         self.twins.clear();
         for (i, k) in self.keys.iter().enumerate() {
@@ -245,7 +288,7 @@ impl Work<'_> {
     }
 
     /// The pieces still to send, one per distinct text.
-    fn todo(&self) -> Vec<usize> {
+    pub(super) fn todo(&self) -> Vec<usize> {
         let mut seen = std::collections::HashSet::new();
         (0..self.pieces.len())
             .filter(|&i| self.results[i].is_none() && seen.insert(&self.keys[i]))
@@ -254,7 +297,7 @@ impl Work<'_> {
 
     /// The dimension of the journaled vectors; an error when they disagree
     /// with each other or with the server.
-    fn journal_dimension(&self) -> Result<Option<usize>, String> {
+    pub(super) fn journal_dimension(&self) -> Result<Option<usize>, String> {
         let mut dims = self.results.iter().flatten().flatten().map(Vec::len);
         let Some(first) = dims.next() else { return Ok(None) };
         match dims.find(|&d| d != first) {
@@ -263,7 +306,7 @@ impl Work<'_> {
         }
     }
 
-    fn dimension_message(&self, journaled: usize, server: usize) -> String {
+    pub(super) fn dimension_message(&self, journaled: usize, server: usize) -> String {
         format!(
             "{} holds {journaled}-dimensional vectors for model {:?}, but {server}-dimensional ones came too: \
              the server changed its model under the same name. Delete {} (this tool's own file; the next run \
@@ -276,7 +319,7 @@ impl Work<'_> {
 
     /// Poems whose every piece was in the journal before this run sent
     /// anything (under the model name now in use).
-    fn journaled_poems(&self) -> Vec<bool> {
+    pub(super) fn journaled_poems(&self) -> Vec<bool> {
         let mut done = vec![true; self.poems.len()];
         for (p, k) in self.pieces.iter().zip(&self.keys) {
             done[p.poem] &= self.journal.had(k);
@@ -285,7 +328,7 @@ impl Work<'_> {
     }
 
     /// Records one piece's outcome (and its twins'), journaling vectors.
-    fn record(&mut self, i: usize, r: Result<Vec<f32>, Failure>) -> Result<()> {
+    pub(super) fn record(&mut self, i: usize, r: Result<Vec<f32>, Failure>) -> Result<()> {
         if let Ok(v) = &r {
             self.journal.append(&self.keys[i], v)?;
         }
@@ -346,7 +389,8 @@ impl Work<'_> {
             served,
             served
         );
-        self.model = served;
+        self.model = served.clone();
+        self.key_model = served;
         self.look_up();
     }
 }
@@ -449,7 +493,7 @@ fn spawn_workers(sender: &Arc<Sender>, batches: VecDeque<Vec<Item>>, n: usize) -
 impl Work<'_> {
     /// Each poem's outcome: its pieces combined, its first failure, or
     /// not done yet.
-    fn outcomes(&self) -> Vec<PoemOutcome> {
+    pub(super) fn outcomes(&self) -> Vec<PoemOutcome> {
         let mut parts: Vec<Vec<(usize, &Outcome)>> = vec![Vec::new(); self.poems.len()];
         for (p, r) in self.pieces.iter().zip(&self.results) {
             parts[p.poem].push((p.chars.max(1), r));
@@ -470,27 +514,47 @@ impl Work<'_> {
     }
 
     fn metadata(&self, sender: &Sender) -> output::RunInfo {
+        let api = format!("{:?}", self.o.api).to_lowercase();
+        self.run_info(sender.client.shown_endpoint(), api, sender.tokens())
+    }
+
+    /// What the output file records about the run.
+    pub(super) fn run_info(&self, endpoint: String, api: String, tokens: Option<u64>) -> output::RunInfo {
         output::RunInfo {
             model: self.model.clone(),
             requested_model: (self.model != self.o.model).then(|| self.o.model.clone()),
-            dimension: self
-                .results
-                .iter()
-                .flatten()
-                .flatten()
-                .map(Vec::len)
-                .next()
-                .unwrap_or(0),
-            endpoint: sender.client.shown_endpoint(),
-            api: format!("{:?}", self.o.api).to_lowercase(),
+            dimension: self.dimension(),
+            endpoint,
+            api,
             prefix: self.o.prefix.clone(),
             max_chars: self.max_chars,
             window: self.window,
-            tokens: sender.tokens(),
+            tokens,
         }
     }
 
+    fn dimension(&self) -> usize {
+        self.results
+            .iter()
+            .flatten()
+            .flatten()
+            .map(Vec::len)
+            .next()
+            .unwrap_or(0)
+    }
+
     fn summary(&self, sender: &Sender, outcomes: &[PoemOutcome], stopped: Option<Stop>) -> Summary {
+        Summary {
+            requests: sender.requests.load(Ordering::Relaxed),
+            retries: sender.retries.load(Ordering::Relaxed),
+            texts_sent: sender.texts_sent.load(Ordering::Relaxed),
+            tokens: sender.tokens(),
+            ..self.outcome_summary(outcomes, stopped)
+        }
+    }
+
+    /// The summary's counts that need no server.
+    pub(super) fn outcome_summary(&self, outcomes: &[PoemOutcome], stopped: Option<Stop>) -> Summary {
         let journaled = self.journaled_poems();
         let safe = self.window.map_or(DEFAULT_MAX_CHARS, window_chars);
         let mut pieces_per_poem = vec![0usize; self.poems.len()];
@@ -510,13 +574,9 @@ impl Work<'_> {
                     _ => None,
                 })
                 .collect(),
-            requests: sender.requests.load(Ordering::Relaxed),
-            retries: sender.retries.load(Ordering::Relaxed),
-            texts_sent: sender.texts_sent.load(Ordering::Relaxed),
             texts_embedded: self.journal.appended(),
-            dimension: self.metadata(sender).dimension,
+            dimension: self.dimension(),
             model: self.model.clone(),
-            tokens: sender.tokens(),
             window: self.window,
             max_chars: self.max_chars,
             split_poems: pieces_per_poem.iter().filter(|&&n| n > 1).count(),

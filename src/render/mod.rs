@@ -59,6 +59,7 @@ use site::{Page, Site};
 pub use templates::{jump_pages, thousands};
 pub use text::{clean, file_stems, safe_key, shown, COLUMNS, MAX_STEM};
 use writer::PageWriter;
+pub use writer::PAGE_MANIFEST;
 
 /// The folders pages go into, under the site folder.
 const PAGE_DIRS: [&str; 11] = [
