@@ -283,3 +283,41 @@ fn an_interrupted_in_process_embed_resumes_from_its_journal() {
     let done: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(done["metadata"]["completed"], 442);
 }
+
+#[test]
+fn split_long_embeds_long_poems_in_pieces_and_says_so() {
+    let Some(model_dir) = model::dir() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let poems = d.path().join("poems");
+    let long: String = (0..60)
+        .map(|i| format!("line {i} of a very long poem about the sea and the wind\n"))
+        .collect();
+    write(&poems, "long.txt", format!("A Long One\n{long}").as_bytes());
+    write(&poems, "short.txt", b"Short\nthe sea at night\n");
+    let run = |extra: &[&str], out: &str| {
+        let o = bin()
+            .args(["embed", "--model-dir"])
+            .arg(&model_dir)
+            .arg("--poems")
+            .arg(&poems)
+            .arg("--out")
+            .arg(d.path().join(out))
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(d.path().join(out)).unwrap()).unwrap();
+        (stderr(&o), meta["metadata"].clone())
+    };
+    let (err, meta) = run(&[], "truncated.json");
+    assert!(
+        err.contains("1 texts were longer than the model's window of 256 tokens and were truncated"),
+        "{err}"
+    );
+    assert!(meta["max_chars"].is_null(), "nothing split: {meta}");
+    let (err, meta) = run(&["--split-long"], "split.json");
+    assert!(err.contains("1 poems longer than 762 characters were split"), "{err}");
+    assert!(!err.contains("truncated to it"), "{err}");
+    assert_eq!(meta["max_chars"], 762, "{meta}");
+    assert_eq!(meta["api"], "local");
+}
