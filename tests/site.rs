@@ -290,15 +290,7 @@ fn caps_budgets_and_incremental_writes() {
         ],
     );
     let err = stderr(&o);
-    let written: usize = err
-        .split(" written")
-        .next()
-        .unwrap()
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let written = common::number_before(&err, " written");
     assert!(written > 0 && written < 1760, "{err}");
     // A budget picks the largest cap that fits, and the site fits it.
     let budget_site = dir.path().join("budget");

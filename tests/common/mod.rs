@@ -18,6 +18,14 @@ pub fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("the binary runs")
 }
 
+/// The number written just before `marker` in `text` ("40 from the journal").
+pub fn number_before(text: &str, marker: &str) -> usize {
+    let before = text.split(marker).next().expect("split yields one part");
+    let word = before.rsplit(' ').next().unwrap_or_default();
+    word.parse()
+        .unwrap_or_else(|_| panic!("no number before {marker:?} in:\n{text}"))
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
