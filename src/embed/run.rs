@@ -139,8 +139,8 @@ pub(super) struct Work<'a> {
     pub(super) journal: Journal,
     /// The model recorded with the vectors.
     pub(super) model: String,
-    /// The model the journal keys by: the name, and for a model run in
-    /// process the hash of its weights.
+    /// The model the journal keys by: the served name, or for a model run
+    /// in process the fingerprint of its weights, tokenizer and window.
     key_model: String,
     pub(super) window: Option<usize>,
     pub(super) max_chars: usize,
