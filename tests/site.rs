@@ -1133,3 +1133,122 @@ fn titles_lines_and_jump_links() {
     ];
     assert_eq!(nav, shown);
 }
+
+/// Renders (with text twins) a corpus of 24 poems with 4-d vectors, of
+/// which poems 0 and 1 get `shared` as their first line and poem 2 the
+/// category `category`, with one theme of each name; returns the site.
+fn site_with_names(dir: &Path, shared: &str, category: &str, themes: &[&str]) -> PathBuf {
+    let vector = |i: usize| [1.0 + i as f64, (i % 3) as f64, (i % 5) as f64, (i % 7) as f64];
+    let poems: Vec<String> = (0..24)
+        .map(|i| {
+            let text = if i < 2 {
+                format!("{shared}\npoem {i}")
+            } else {
+                format!("poem {i}")
+            };
+            let category = if i == 2 { category } else { "plain" };
+            serde_json::json!({"id": i.to_string(), "category": category, "text": text, "embedding": vector(i)})
+                .to_string()
+        })
+        .collect();
+    let themes: Vec<String> = themes
+        .iter()
+        .enumerate()
+        .map(|(t, n)| {
+            serde_json::json!({"id": n, "text": format!("{n} text"), "embedding": vector(t + 30)}).to_string()
+        })
+        .collect();
+    let (p, t) = (dir.join("poems.jsonl"), dir.join("themes.jsonl"));
+    std::fs::write(&p, poems.join("\n")).unwrap();
+    std::fs::write(&t, themes.join("\n")).unwrap();
+    let (cache, out) = (dir.join("cache"), dir.join("site"));
+    let (p, t, c, o) = (
+        p.to_str().unwrap(),
+        t.to_str().unwrap(),
+        cache.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    ok(&[
+        "precompute",
+        "--poems",
+        p,
+        "--themes",
+        t,
+        "--out",
+        c,
+        "--backend",
+        "cpu",
+    ]);
+    let r = run(&["render", "--cache", c, "--poems", p, "--out", o, "--txt"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    out
+}
+
+/// The first similar page of each theme, as the index links them.
+fn theme_links(out: &Path) -> Vec<String> {
+    let index = parse(&std::fs::read_to_string(out.join("index.html")).unwrap()).hrefs;
+    index.into_iter().filter(|h| h.starts_with("themes/similar-")).collect()
+}
+
+#[test]
+fn a_long_cjk_line_in_two_poems_gets_a_word_page_that_links_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    // One unpunctuated "word" of 200 characters, 600 bytes.
+    let line: String = (0..200).map(|i| char::from_u32(0x4E00 + i).unwrap()).collect();
+    let out = site_with_names(dir.path(), &line, "plain", &["sea"]);
+    let cjk = std::fs::read_dir(out.join("words"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.starts_with("_E4_B8_80_E4_B8_81"));
+    assert!(cjk.is_some(), "the shared line has no word page");
+    assert!(check_pages_and_links(&pages(&out, "html")) > 100);
+}
+
+#[test]
+fn a_60_character_cjk_theme_name_gets_pages_that_links_reach() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = site_with_names(dir.path(), "shared line", "plain", &["長".repeat(60).as_str(), "sea"]);
+    assert_eq!(theme_links(&out).len(), 2);
+    assert!(check_pages_and_links(&pages(&out, "html")) > 100);
+}
+
+#[test]
+fn themes_that_differ_only_in_case_get_names_that_differ_ignoring_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = site_with_names(dir.path(), "shared line", "plain", &["Grief", "grief"]);
+    let folded: HashSet<String> = theme_links(&out).iter().map(|h| h.to_lowercase()).collect();
+    assert_eq!(folded.len(), 2, "{:?}", theme_links(&out));
+    assert!(check_pages_and_links(&pages(&out, "html")) > 100);
+}
+
+#[test]
+fn nul_and_bidi_overrides_in_names_never_reach_a_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = site_with_names(
+        dir.path(),
+        "shared line",
+        "odd\u{0}\u{202E}cat",
+        &["evil\u{0}\u{202E}name"],
+    );
+    // Not in a page, a text twin, a list file or a file name.
+    for f in walk(&out) {
+        let body = std::fs::read_to_string(&f).unwrap();
+        assert!(
+            !body.contains(['\u{0}', '\u{202E}']),
+            "{}: a raw NUL or U+202E",
+            f.display()
+        );
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(!name.contains(['\u{0}', '\u{202E}']), "{name}");
+    }
+    let index = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        index.contains("evil&lt;U+0000&gt;&lt;U+202E&gt;name"),
+        "the name is shown escaped"
+    );
+    let list = std::fs::read_to_string(out.join("poems/000.html")).unwrap();
+    assert!(
+        list.contains("odd&lt;U+0000&gt;&lt;U+202E&gt;cat"),
+        "the category is shown escaped"
+    );
+}

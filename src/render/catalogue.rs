@@ -36,7 +36,7 @@ pub(super) fn pages(site: &Site, entries: &[Option<String>]) -> Vec<Page> {
                     if open.is_some() {
                         s.push_str(templates::LINKS_CLOSE);
                     }
-                    s.push_str(&templates::category_heading(category(p)));
+                    s.push_str(&templates::category_heading(&super::text::shown(category(p))));
                     s.push_str(templates::LINKS_OPEN);
                     open = Some(category(p));
                 }

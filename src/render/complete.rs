@@ -16,7 +16,7 @@ use std::fmt::Write;
 
 use super::site::{kind_word, Page, Site};
 use super::templates;
-use super::text::{clean, safe_key, shown, title};
+use super::text::{clean, shown, title};
 use crate::cache::Kind;
 
 /// The reader script.
@@ -143,7 +143,7 @@ fn theme_call(site: &Site, kind: Kind, t: usize) -> String {
     format!(
         "DG.list(\"theme-{}\",\"{}\",{{\"row\":-1,\"len\":{},\"total\":{},\"name\":{},\"text\":{}}},\"",
         kind_word(kind),
-        safe_key(name),
+        site.theme_stems[t],
         site.theme_shown(),
         site.rows.keys.len(),
         json(&shown(name)),

@@ -20,7 +20,8 @@
 //! File names: `similar/<key>-<page>.html`, `different/<key>-<page>.html`,
 //! `chronological/<page>.html`, `themes/similar-<name>-<page>.html` and
 //! `themes/different-<name>-<page>.html`, with page numbers zero-padded to the same
-//! width across the site and keys mapped by [`file_stems`]; the listings are
+//! width across the site and keys, theme names and words mapped by
+//! [`file_stems`]; the listings are
 //! `golden/<page>.html`, `poems/<page>.html`, `words/<page>.html` (every
 //! word) and `words/<word>-<page>.html`, numbered with at least 3 digits;
 //! the complete lists are `complete.html` and `complete/` (see [`complete`]).
@@ -455,7 +456,7 @@ fn shape_site(
     for &per_page in &candidates {
         site.reshape(per_page, site.rows.width);
         site.render_blocks(colors, pool);
-        listings = pool.install(|| listings_of(site));
+        listings = pool.install(|| listings_of(site))?;
         found = budget::fit(site, &listings, limits, pool);
         if found.is_some() {
             break;
@@ -469,7 +470,7 @@ fn shape_site(
     // and plan again for its new size (a few bytes).
     for _ in 0..3 {
         site.pages = plan.cap;
-        listings = pool.install(|| listings_of(site));
+        listings = pool.install(|| listings_of(site))?;
         let again = Limits {
             max_pages: Some(plan.cap),
             ..*limits
@@ -539,19 +540,18 @@ fn write_pages(site: &Site, writer: &PageWriter, pool: &rayon::ThreadPool, bar: 
         (0..themes).into_par_iter().for_each_init(
             || (Vec::new(), String::new(), String::new()),
             |(idx, page, text), t| {
-                let name = &site.rows.themes[t];
                 for kind in [Kind::Similar, Kind::Different] {
                     for pg in 0..site.theme_pages() {
                         site.theme_page(kind, t, pg, idx, page, text);
-                        writer.emit(site.theme_path(kind, name, pg, "html"), page.as_bytes());
+                        writer.emit(site.theme_path(kind, t, pg, "html"), page.as_bytes());
                         if site.txt {
-                            writer.emit(site.theme_path(kind, name, pg, "txt"), text.as_bytes());
+                            writer.emit(site.theme_path(kind, t, pg, "txt"), text.as_bytes());
                         }
                         bar.inc(1);
                     }
                     site.theme_row(kind, t, idx);
                     complete::theme_list(site, kind, t, idx, page);
-                    writer.emit(site.theme_list_path(kind, name), page.as_bytes());
+                    writer.emit(site.theme_list_path(kind, t), page.as_bytes());
                 }
             },
         );
@@ -573,9 +573,9 @@ fn write_pages(site: &Site, writer: &PageWriter, pool: &rayon::ThreadPool, bar: 
 /// word index, the complete lists' reader and texts, and the entry point
 /// that links them. Run inside the pool: the word pages are rendered in
 /// parallel.
-fn listings_of(site: &Site) -> Vec<Page> {
+fn listings_of(site: &Site) -> Result<Vec<Page>> {
     let entries = links::poem_entries(site);
-    let words = words::WordIndex::new(site, &entries);
+    let words = words::WordIndex::new(site, &entries)?;
     let mut pages = golden::pages(site);
     pages.extend(catalogue::pages(site, &entries));
     pages.extend(words.pages(site, &entries));
@@ -602,19 +602,20 @@ fn listings_of(site: &Site) -> Vec<Page> {
         site.scheme,
     );
     pages.push(Page::new("index.html".into(), index));
-    pages
+    Ok(pages)
 }
 
-/// Each theme's name, first similar page and first different page.
+/// Each theme's name as shown, first similar page and first different page.
 fn themes(site: &Site) -> Vec<(String, String, String)> {
     let names = &site.rows.themes;
     names
         .iter()
-        .map(|n| {
+        .enumerate()
+        .map(|(t, n)| {
             (
-                n.clone(),
-                site.theme_path(Kind::Similar, n, 0, "html"),
-                site.theme_path(Kind::Different, n, 0, "html"),
+                shown(n).into_owned(),
+                site.theme_path(Kind::Similar, t, 0, "html"),
+                site.theme_path(Kind::Different, t, 0, "html"),
             )
         })
         .collect()

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 
 use super::templates::{self, Listing};
-use super::text::{clean, file_stems, safe_key, shown, title, COLUMNS};
+use super::text::{clean, file_stems, shown, title, COLUMNS};
 use super::Scheme;
 use crate::cache::{Cache, Kind};
 use crate::corpus::Poem;
@@ -69,6 +69,8 @@ pub(super) struct Site<'a> {
     pub theme_full_pages: usize,
     /// File-name stem of each poem's pages (by corpus index).
     pub stems: Vec<String>,
+    /// File-name stem of each theme's pages (by theme index).
+    pub theme_stems: Vec<String>,
     /// Pre-rendered block per poem (by corpus index).
     pub blocks: Vec<String>,
     /// Text twin of each block (empty unless `txt`).
@@ -129,7 +131,9 @@ impl<'a> Site<'a> {
         let excluded: HashSet<&str> = rows.excluded.iter().map(String::as_str).collect();
         let chrono = super::chronology::reading_order(poems, &excluded);
         let keys: Vec<&str> = poems.iter().map(|p| p.key.as_str()).collect();
-        let stems = file_stems(&keys)?;
+        let stems = file_stems("poems", &keys)?;
+        let names: Vec<&str> = rows.themes.iter().map(String::as_str).collect();
+        let theme_stems = file_stems("themes", &names)?;
         let mut site = Site {
             cache: None,
             shown: rows.width,
@@ -154,6 +158,7 @@ impl<'a> Site<'a> {
             scheme: Scheme::default(),
             title: super::templates::SITE_TITLE.to_owned(),
             stems,
+            theme_stems,
         };
         // Page numbers are as wide as a page of one entry would need, so
         // reshaping never renames a page nor changes a block's size.
@@ -230,7 +235,7 @@ impl<'a> Site<'a> {
         .into_string();
         // The text twin only when text pages are asked for.
         let twin = if self.txt {
-            templates::text_block(&key, poem.date.as_deref(), &text)
+            templates::text_block(&key, poem.date.as_deref().map(shown).as_deref(), &text)
         } else {
             String::new()
         };
@@ -294,14 +299,14 @@ impl<'a> Site<'a> {
                 paths.insert(self.list_path(kind, p));
             }
         }
-        for name in &self.rows.themes {
+        for t in 0..self.rows.themes.len() {
             for kind in [Kind::Similar, Kind::Different] {
                 for pg in 0..self.theme_pages() {
                     for ext in exts {
-                        paths.insert(self.theme_path(kind, name, pg, ext));
+                        paths.insert(self.theme_path(kind, t, pg, ext));
                     }
                 }
-                paths.insert(self.theme_list_path(kind, name));
+                paths.insert(self.theme_list_path(kind, t));
             }
         }
         for pg in 0..self.chrono_pages() {
@@ -313,13 +318,13 @@ impl<'a> Site<'a> {
         paths
     }
 
-    /// The site-relative path of one page of a theme's ordering:
-    /// `themes/similar-<name>-<page>` or `themes/different-<name>-<page>`.
-    pub fn theme_path(&self, kind: Kind, name: &str, page: usize, ext: &str) -> String {
+    /// The site-relative path of one page of theme `t`'s ordering:
+    /// `themes/similar-<stem>-<page>` or `themes/different-<stem>-<page>`.
+    pub fn theme_path(&self, kind: Kind, t: usize, page: usize, ext: &str) -> String {
         format!(
             "themes/{}-{}-{}.{ext}",
             kind_word(kind),
-            safe_key(name),
+            self.theme_stems[t],
             self.page_name(page)
         )
     }
@@ -329,9 +334,9 @@ impl<'a> Site<'a> {
         format!("complete/{}/{}.js", kind_word(kind), self.stems[p])
     }
 
-    /// The packed complete list of a theme's ordering.
-    pub fn theme_list_path(&self, kind: Kind, name: &str) -> String {
-        format!("complete/themes/{}-{}.js", kind_word(kind), safe_key(name))
+    /// The packed complete list of theme `t`'s ordering.
+    pub fn theme_list_path(&self, kind: Kind, t: usize) -> String {
+        format!("complete/themes/{}-{}.js", kind_word(kind), self.theme_stems[t])
     }
 
     /// The reader page's address of poem `p`'s complete list, at entry
@@ -341,10 +346,10 @@ impl<'a> Site<'a> {
         format!("../complete.html#{}/{}{at}", kind_word(kind), self.stems[p])
     }
 
-    /// The reader page's address of a theme's complete list, as [`Site::complete_href`].
-    pub fn theme_complete_href(&self, kind: Kind, name: &str, pos: Option<usize>) -> String {
+    /// The reader page's address of theme `t`'s complete list, as [`Site::complete_href`].
+    pub fn theme_complete_href(&self, kind: Kind, t: usize, pos: Option<usize>) -> String {
         let at = pos.map(|n| format!("/{n}")).unwrap_or_default();
-        format!("../complete.html#theme-{}/{}{at}", kind_word(kind), safe_key(name))
+        format!("../complete.html#theme-{}/{}{at}", kind_word(kind), self.theme_stems[t])
     }
 
     /// Pages per theme ordering: the cap, or all of them when uncapped.
@@ -402,29 +407,29 @@ impl<'a> Site<'a> {
         let range = self.page_range(page, len);
         let entries = idx.get(range.clone()).unwrap_or_default();
         let pages = pages.min(self.theme_full_pages);
-        let link = |pg: usize| format!("../{}", self.theme_path(kind, name, pg, "html"));
+        let link = |pg: usize| format!("../{}", self.theme_path(kind, t, pg, "html"));
         let twin = self
             .txt
-            .then(|| format!("../{}", self.theme_path(kind, name, page, "txt")));
-        let rest = Some(self.theme_complete_href(kind, name, Some(range.end + 1))).filter(|_| range.end < len);
+            .then(|| format!("../{}", self.theme_path(kind, t, page, "txt")));
+        let rest = Some(self.theme_complete_href(kind, t, Some(range.end + 1))).filter(|_| range.end < len);
         let nav = templates::Nav::paged(page, pages, link, twin).then(rest);
         let listing = listing(kind);
         let text = self.rows.theme_texts.get(t).map_or(name.as_str(), String::as_str);
         buf.clear();
         buf.push_str(&templates::theme_head(
             listing,
-            name,
-            text,
+            &shown(name),
+            &shown(text),
             &nav,
             self.reverse,
             self.scheme,
         ));
-        let complete = self.theme_complete_href(kind, name, None);
+        let complete = self.theme_complete_href(kind, t, None);
         let part = self.part(range, self.rows.keys.len(), len, &complete);
         self.ordering_body(listing, entries, &part, &nav, buf);
         txt.clear();
         if self.txt {
-            txt.push_str(&templates::theme_text_head(listing, name, page, pages));
+            txt.push_str(&templates::theme_text_head(listing, &shown(name), page, pages));
             for (i, &j) in entries.iter().enumerate() {
                 if i > 0 {
                     txt.push_str(&templates::text_rule(COLUMNS));

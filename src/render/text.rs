@@ -10,7 +10,8 @@ pub const MAX_STEM: usize = 80;
 /// Maps a key to a file-name-safe string: ASCII letters, digits, `-` and `.`
 /// stay; every other byte becomes `_XX` (upper-case hex). The mapping is
 /// injective, so distinct keys never share a file (`songs-poems/0001` →
-/// `songs-poems_2F0001`), and control or bidi characters never reach a name.
+/// `songs-poems_2F0001`), and path separators, control or bidi characters
+/// never reach a name. A name is never `.` or `..`: a page adds a suffix.
 pub fn safe_key(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for b in key.bytes() {
@@ -36,11 +37,13 @@ pub fn hashed_stem(key: &str, safe: &str) -> String {
     format!("{}~{}", &safe[..cut], &hash[..16])
 }
 
-/// The file-name stem of every key: [`safe_key`] when it is at most
-/// [`MAX_STEM`] bytes and no other key's stem equals it ignoring ASCII case
-/// (`A` and `a` share a file on macOS and Windows); otherwise
-/// [`hashed_stem`]. Fails if two stems still collide.
-pub fn file_stems(keys: &[&str]) -> anyhow::Result<Vec<String>> {
+/// The one naming rule for pages: the file-name stem of every label of a
+/// set (poem keys, theme names or words), [`safe_key`] when it is at most
+/// [`MAX_STEM`] bytes and no other label's stem equals it ignoring ASCII
+/// case (`A` and `a` share a file on macOS and Windows); otherwise
+/// [`hashed_stem`]. A stem depends only on its label and the set, never on
+/// order. `what` names the labels ("poems") if two stems still collide.
+pub fn file_stems(what: &str, keys: &[&str]) -> anyhow::Result<Vec<String>> {
     use std::collections::HashMap;
     let safe: Vec<String> = keys.iter().map(|k| safe_key(k)).collect();
     let mut folded: HashMap<String, usize> = HashMap::new();
@@ -62,7 +65,7 @@ pub fn file_stems(keys: &[&str]) -> anyhow::Result<Vec<String>> {
     for (i, s) in stems.iter().enumerate() {
         if let Some(j) = seen.insert(s.to_ascii_lowercase(), i) {
             anyhow::bail!(
-                "poems {:?} and {:?} would share the page file name {s:?}; rename one of them",
+                "{what} {:?} and {:?} would share the page file name {s:?}; rename one of them",
                 keys[j],
                 keys[i]
             );
@@ -161,7 +164,7 @@ mod tests {
         let long = "長".repeat(60);
         let plain = "x".repeat(300);
         let keys = ["A", "a", "b", long.as_str(), plain.as_str(), "\u{202E}evil\0"];
-        let stems = file_stems(&keys).unwrap();
+        let stems = file_stems("poems", &keys).unwrap();
         assert_eq!(stems[2], "b");
         assert_ne!(stems[0].to_ascii_lowercase(), stems[1].to_ascii_lowercase());
         assert!(stems[0].starts_with("A~") && stems[1].starts_with("a~"), "{stems:?}");
@@ -176,8 +179,14 @@ mod tests {
         assert_eq!(stems[3].split('~').next().unwrap().len() % 3, 0, "cut inside an escape");
         // Distinct long keys with one prefix still get distinct names.
         let other = format!("{plain}y");
-        let two = file_stems(&[plain.as_str(), other.as_str()]).unwrap();
+        let two = file_stems("poems", &[plain.as_str(), other.as_str()]).unwrap();
         assert_ne!(two[0], two[1]);
+        // A label's stem does not depend on where it stands in the set.
+        let mut reversed = keys;
+        reversed.reverse();
+        let mut back = file_stems("themes", &reversed).unwrap();
+        back.reverse();
+        assert_eq!(back, stems);
     }
 
     #[test]

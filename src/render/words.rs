@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::links::link_pages;
 use super::site::{Page, Site};
 use super::templates;
-use super::text::safe_key;
+use super::text::{file_stems, shown};
 
 /// Shortest word with a page, in letters.
 pub const MIN_LETTERS: usize = 3;
@@ -46,9 +46,10 @@ const STOP_WORDS: &[&str] = &[
 ];
 
 /// Every indexed word with the poems that use it (corpus indices, in
-/// collection order), alphabetically.
+/// collection order), alphabetically, and each word's file-name stem.
 pub(super) struct WordIndex {
     pub words: Vec<(String, Vec<usize>)>,
+    stems: Vec<String>,
 }
 
 /// The distinct words of a text, lower-cased.
@@ -61,7 +62,7 @@ fn words_of(text: &str) -> HashSet<String> {
 
 impl WordIndex {
     /// Indexes the poems the site shows (those with an entry).
-    pub fn new(site: &Site, entries: &[Option<String>]) -> Self {
+    pub fn new(site: &Site, entries: &[Option<String>]) -> anyhow::Result<Self> {
         let stop: HashSet<&str> = STOP_WORDS.iter().copied().collect();
         let mut poems_of: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         let mut shown = 0;
@@ -74,7 +75,7 @@ impl WordIndex {
             }
         }
         let most = (shown / 10).max(2);
-        let words = poems_of
+        let words: Vec<(String, Vec<usize>)> = poems_of
             .into_iter()
             .filter(|(_, ps)| (2..=most).contains(&ps.len()))
             .map(|(w, mut ps)| {
@@ -82,29 +83,35 @@ impl WordIndex {
                 (w, ps)
             })
             .collect();
-        WordIndex { words }
+        let labels: Vec<&str> = words.iter().map(|(w, _)| w.as_str()).collect();
+        let stems = file_stems("words", &labels)?;
+        Ok(WordIndex { words, stems })
     }
 
-    /// The site-relative first page of a word.
-    fn href(word: &str) -> String {
-        format!("words/{}-000.html", safe_key(word))
+    /// The first page of word `i`, relative to the word pages' folder.
+    fn first_page(&self, i: usize) -> String {
+        format!("{}-000.html", self.stems[i])
     }
 
     /// The cloud: the [`CLOUD_WORDS`] words in the most poems, sized 1–5
     /// by the logarithm of that count, in alphabetical order.
     pub fn cloud(&self) -> Vec<(String, String, u8)> {
-        let mut by_count: Vec<&(String, Vec<usize>)> = self.words.iter().collect();
-        by_count.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+        let mut by_count: Vec<(usize, &(String, Vec<usize>))> = self.words.iter().enumerate().collect();
+        by_count.sort_by(|(_, a), (_, b)| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
         by_count.truncate(CLOUD_WORDS);
-        let (lo, hi) = by_count
-            .iter()
-            .fold((usize::MAX, 0), |(lo, hi), w| (lo.min(w.1.len()), hi.max(w.1.len())));
+        let (lo, hi) = by_count.iter().fold((usize::MAX, 0), |(lo, hi), (_, w)| {
+            (lo.min(w.1.len()), hi.max(w.1.len()))
+        });
         let span = ((hi as f64) / (lo.max(1) as f64)).ln().max(f64::MIN_POSITIVE);
         let mut cloud: Vec<(String, String, u8)> = by_count
             .into_iter()
-            .map(|(w, ps)| {
+            .map(|(i, (w, ps))| {
                 let size = 1 + (4.0 * ((ps.len() as f64) / (lo as f64)).ln() / span).round() as u8;
-                (w.clone(), Self::href(w), size.min(5))
+                (
+                    shown(w).into_owned(),
+                    format!("words/{}", self.first_page(i)),
+                    size.min(5),
+                )
             })
             .collect();
         cloud.sort();
@@ -120,12 +127,9 @@ impl WordIndex {
             |n| templates::word_list_head(n, scheme),
             |r| {
                 let mut s = templates::LINKS_OPEN.to_owned();
-                for (w, ps) in &self.words[r] {
-                    s.push_str(&templates::word_entry(
-                        &format!("{}-000.html", safe_key(w)),
-                        w,
-                        ps.len(),
-                    ));
+                for i in r {
+                    let (w, ps) = &self.words[i];
+                    s.push_str(&templates::word_entry(&self.first_page(i), &shown(w), ps.len()));
                 }
                 s.push_str(templates::LINKS_CLOSE);
                 s
@@ -134,11 +138,12 @@ impl WordIndex {
         let word_pages: Vec<Vec<Page>> = self
             .words
             .par_iter()
-            .map(|(w, ps)| {
+            .zip(&self.stems)
+            .map(|((w, ps), stem)| {
                 link_pages(
-                    &format!("words/{}-", safe_key(w)),
+                    &format!("words/{stem}-"),
                     ps.len(),
-                    |n| templates::word_head(w, ps.len(), n, scheme),
+                    |n| templates::word_head(&shown(w), ps.len(), n, scheme),
                     |r| {
                         let mut s = templates::LINKS_OPEN.to_owned();
                         ps[r]
