@@ -43,6 +43,18 @@ pub enum CorpusError {
         first: usize,
         second: usize,
     },
+    #[error(
+        "{path}: duplicate poem_index {value} (poems {first_key:?} and {second_key:?}, entries {first} and {second}); \
+         embeddings without an id are matched by poem_index, so each value must be unique"
+    )]
+    DuplicatePoemIndex {
+        path: PathBuf,
+        value: u64,
+        first_key: String,
+        second_key: String,
+        first: usize,
+        second: usize,
+    },
     #[error("{path}: poem {key:?} has an unusable embedding ({reason}) and --strict is set")]
     Strict { path: PathBuf, key: String, reason: Reason },
     #[error(
@@ -333,7 +345,17 @@ fn index_poems(path: &Path) -> Result<Indexed, CorpusError> {
             });
         }
         if let Some(pi) = p.poem_index {
-            out.by_poem_index.insert(pi, i);
+            // One value for two poems would give one poem's vector to the other.
+            if let Some(first) = out.by_poem_index.insert(pi, i) {
+                return Err(CorpusError::DuplicatePoemIndex {
+                    path: path.to_owned(),
+                    value: pi,
+                    first_key: out.poems[first].key.clone(),
+                    second_key: key,
+                    first: first + 1,
+                    second: i + 1,
+                });
+            }
         }
         if inline {
             out.inline.push((p.embedding, p.error));
@@ -827,6 +849,24 @@ mod tests {
             msg.contains("duplicate key \"a/1\"") && msg.contains("poems.json"),
             "{msg}"
         );
+        // Two poems sharing a poem_index: an embedding matched by it would
+        // go to one of them by chance.
+        let body = poems_json(&[("a", "1"), ("a", "2")]).replace("\"poem_index\": 2", "\"poem_index\": 1");
+        let p = write(dir.path(), "poems.json", &body);
+        let e = write(
+            dir.path(),
+            "embeddings.json",
+            r#"{"embeddings": [{"poem_index": 1, "embedding": [1, 2]}]}"#,
+        );
+        for msg in [
+            load(&p, Some(&e), &LoadOptions::default()).unwrap_err().to_string(),
+            load_poems(&p).unwrap_err().to_string(),
+        ] {
+            assert!(
+                msg.contains("poems.json: duplicate poem_index 1 (poems \"a/1\" and \"a/2\", entries 1 and 2)"),
+                "{msg}"
+            );
+        }
         let msg = load(&dir.path().join("nope.json"), None, &LoadOptions::default())
             .unwrap_err()
             .to_string();

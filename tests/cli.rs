@@ -212,6 +212,26 @@ fn bad_input_gets_a_clear_error() {
     let o = pre(&dup, &[]);
     assert!(stderr(&o).contains("duplicate key \"x\""), "{}", stderr(&o));
 
+    // Embeddings matched by a poem_index two poems share: refused, not guessed.
+    let shared = d.join("shared.json");
+    std::fs::write(
+        &shared,
+        r#"{"poems": [{"poem_index": 7, "id": "a", "content": "one"}, {"poem_index": 7, "id": "b", "content": "two"}]}"#,
+    )
+    .unwrap();
+    let vectors = d.join("vectors.json");
+    std::fs::write(&vectors, r#"{"embeddings": [{"poem_index": 7, "embedding": [1, 0]}]}"#).unwrap();
+    let o = pre(
+        &shared,
+        &["--embeddings", vectors.to_str().unwrap(), "--backend", "cpu"],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("shared.json: duplicate poem_index 7 (poems \"a\" and \"b\", entries 1 and 2)"),
+        "{}",
+        stderr(&o)
+    );
+
     let strict = d.join("strict.jsonl");
     std::fs::write(
         &strict,
