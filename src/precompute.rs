@@ -97,6 +97,21 @@ pub fn load(opts: &Options) -> Result<Loaded> {
 
     let t = Instant::now();
     let prepared = quantize::prepare(&corpus, opts.center);
+    // Refused here, before any backend: an empty set has nothing to order
+    // (the GPU backend divides by its size).
+    if opts.center && prepared.vectors.n == 0 {
+        let which = match prepared.dropped.len() {
+            1 => "the only usable vector is its own mean".to_owned(),
+            n => format!(
+                "all {} usable vectors are identical, so each equals their mean",
+                crate::render::thousands(n)
+            ),
+        };
+        bail!(
+            "no usable vector is left after --center: {which}, and --center subtracts the mean from every vector, \
+             leaving no direction to compare; run without --center"
+        );
+    }
     let mut report = corpus.report.clone();
     for p in &prepared.dropped {
         if opts.strict {

@@ -275,6 +275,39 @@ fn centering_changes_the_orderings_and_stays_exact() {
 }
 
 #[test]
+fn centring_that_leaves_no_vector_is_refused_on_every_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.jsonl");
+    std::fs::write(&one, "{\"id\": \"a\", \"embedding\": [1, 2]}\n").unwrap();
+    let same = dir.path().join("same.jsonl");
+    let line = |id: &str| format!("{{\"id\": \"{id}\", \"embedding\": [1, 2, 3]}}\n");
+    std::fs::write(&same, [line("a"), line("b"), line("c")].concat()).unwrap();
+    for (poems, why) in [
+        (&one, "the only usable vector is its own mean"),
+        (&same, "all 3 usable vectors are identical"),
+    ] {
+        for backend in ["cpu", "gpu"] {
+            let out = dir.path().join(format!("cache-{backend}"));
+            let (p, c) = (poems.to_str().unwrap(), out.to_str().unwrap());
+            let o = run(&["precompute", "--poems", p, "--out", c, "--center", "--backend", backend]);
+            let err = stderr(&o);
+            if backend == "gpu" && err.contains("no suitable GPU adapter") && !in_ci() {
+                eprintln!("SKIPPED: no GPU adapter, --center on the GPU backend not run");
+                continue;
+            }
+            assert!(!o.status.success(), "{backend}: exit 0 with no vector:\n{err}");
+            assert!(
+                err.contains("no usable vector is left after --center") && err.contains(why),
+                "{backend}: {err}"
+            );
+            assert!(err.contains("run without --center"), "{err}");
+            assert!(!err.contains("panicked"), "{err}");
+            assert!(!out.join("manifest.json").exists(), "{backend}: a cache was written");
+        }
+    }
+}
+
+#[test]
 fn adapters_lists_what_wgpu_sees() {
     let o = ok(&["adapters"]);
     let out = String::from_utf8_lossy(&o.stdout);
