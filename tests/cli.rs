@@ -167,7 +167,7 @@ fn changed_inputs_make_the_cache_stale() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("stale") && err.contains("1 poems added (literature/9999)") && err.contains("1 poems removed"),
+        err.contains("stale") && err.contains("1 poem added (literature/9999)") && err.contains("1 poem removed"),
         "{err}"
     );
     assert!(
