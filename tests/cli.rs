@@ -612,3 +612,17 @@ fn counts_agree_with_their_nouns() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_headless_machine_gets_no_wayland_noise() {
+    let o = bin()
+        .args(["adapters"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("NODEVICE_SELECT")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    // Mesa's device-selection layer made libwayland print this as `error:`.
+    assert!(!stderr(&o).contains("XDG_RUNTIME_DIR"), "{}", stderr(&o));
+}
