@@ -355,7 +355,7 @@ fn verify_checks_every_row_and_counts_starts() {
     let err = stderr(&o);
     assert!(!o.status.success());
     assert!(
-        err.contains("1 rows are not valid orderings; 3 of 440 sampled starts differ"),
+        err.contains("1 row is not a valid ordering; 3 of 440 sampled starts differ"),
         "{err}"
     );
     assert!(err.contains("twice"), "{err}");

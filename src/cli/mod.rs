@@ -188,8 +188,12 @@ fn verify(cache: &Path, sample: usize, seed: u64, max_memory: Option<u64>) -> Re
     }
     if !v.invalid.is_empty() || !v.mismatches.is_empty() || !v.extras_mismatches.is_empty() {
         bail!(
-            "{} not valid orderings; {} of {} differ from the CPU reference; {} differ (of {} and {})",
-            count(v.invalid.len(), "row is", "rows are"),
+            "{}; {} of {} differ from the CPU reference; {} differ (of {} and {})",
+            count(
+                v.invalid.len(),
+                "row is not a valid ordering",
+                "rows are not valid orderings"
+            ),
             thousands(v.mismatches.len()),
             count(v.checked, "sampled start", "sampled starts"),
             count(
