@@ -626,3 +626,43 @@ fn a_headless_machine_gets_no_wayland_noise() {
     // Mesa's device-selection layer made libwayland print this as `error:`.
     assert!(!stderr(&o).contains("XDG_RUNTIME_DIR"), "{}", stderr(&o));
 }
+
+#[test]
+fn help_lists_build_first_and_groups_flags_under_headings() {
+    let top = String::from_utf8(ok(&["--help"]).stdout).unwrap();
+    let first = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(first.trim_start().starts_with("build "), "{top}");
+    let help = String::from_utf8(ok(&["build", "--help"]).stdout).unwrap();
+    let headings: Vec<&str> = help
+        .lines()
+        .filter(|l| l.ends_with(':') && !l.starts_with(' '))
+        .collect();
+    assert_eq!(
+        headings,
+        [
+            "Options:",
+            "Input:",
+            "Embedding:",
+            "Embedding server:",
+            "Output:",
+            "Site:",
+            "Performance:",
+            "GPU:"
+        ],
+        "{help}"
+    );
+    // The GPU's internals come after the flags a poet needs.
+    let at = |s: &str| help.find(s).unwrap_or_else(|| panic!("{s} missing:\n{help}"));
+    assert!(
+        at("--per-page") < at("--no-subgroups") && at("GPU:") < at("--no-subgroups"),
+        "{help}"
+    );
+    assert!(
+        help.contains("diversity-gpu embed"),
+        "--embeddings names the embed command:\n{help}"
+    );
+}
