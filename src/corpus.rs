@@ -614,7 +614,9 @@ pub fn load(poems_path: &Path, embeddings_path: Option<&Path>, opts: &LoadOption
 /// Says why nothing is usable when the poems carry no vector at all (an
 /// embeddings file that matches no poem is caught before, in [`load`]).
 fn explain_nothing(e: CorpusError, poems: &Path, embeddings: Option<&Path>, report: &Report) -> CorpusError {
-    let CorpusError::NothingUsable { poems: n, excluded, .. } = e else { return e };
+    let CorpusError::NothingUsable { poems: n, excluded, .. } = e else {
+        return e;
+    };
     let all_missing = report.unusable.iter().all(|p| matches!(p.reason, Reason::Missing));
     // Poems all excluded are not poems without vectors.
     if excluded == n || !all_missing {
