@@ -321,10 +321,18 @@ pub fn key_changes(old: &[String], new: &[String]) -> Vec<String> {
     let removed: Vec<&String> = old.iter().filter(|k| !n.contains(k)).collect();
     let mut out = Vec::new();
     if !added.is_empty() {
-        out.push(format!("{} poems added ({})", added.len(), list(added)));
+        out.push(format!(
+            "{} added ({})",
+            crate::plural::count(added.len(), "poem", "poems"),
+            list(added)
+        ));
     }
     if !removed.is_empty() {
-        out.push(format!("{} poems removed ({})", removed.len(), list(removed)));
+        out.push(format!(
+            "{} removed ({})",
+            crate::plural::count(removed.len(), "poem", "poems"),
+            list(removed)
+        ));
     }
     out
 }

@@ -25,8 +25,10 @@ mod folder;
 /// A hard error in the input: it names the file, the poem and the problem.
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    // The OS error is in the message, so it is not also a `source`: a
+    // chain printed with `{:#}` would say it twice.
+    #[error("cannot read {path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{path}: malformed JSON at line {line}, column {column}: {message}")]
     Json {
         path: PathBuf,
@@ -62,13 +64,21 @@ pub enum CorpusError {
          `diversity-gpu embed --poems {path} --out embeddings.json` makes them for --embeddings, or give --embeddings FILE"
     )]
     NoEmbeddings { path: PathBuf },
-    #[error("{path}: none of its {entries} entries matches a poem of {poems}: it holds the embeddings of other poems")]
+    #[error(
+        "{path}: none of its {} matches a poem of {poems}: it holds the embeddings of other poems (its first key is {first_entry:?}, the poems' first is {first_poem:?})",
+        crate::plural::count(*entries, "key", "keys")
+    )]
     NoMatch {
         path: PathBuf,
         poems: PathBuf,
         entries: usize,
+        first_entry: String,
+        first_poem: String,
     },
-    #[error("no usable embedding is left in {path} ({poems} poems, {unusable} unusable, {excluded} excluded)")]
+    #[error(
+        "no usable embedding is left in {path} ({} in all: {unusable} unusable, {excluded} excluded)",
+        crate::plural::count(*poems, "poem", "poems")
+    )]
     NothingUsable {
         path: PathBuf,
         poems: usize,
@@ -175,6 +185,68 @@ pub struct Report {
     pub unknown_excludes: Vec<String>,
 }
 
+/// Keys named in one line of the report; the rest are counted.
+const SHOWN_KEYS: usize = 5;
+
+/// Reasons with a line of their own; rarer ones share one more line.
+const SHOWN_REASONS: usize = 4;
+
+/// `"a", "b", "c", "d", "e" … and 3,895 more`: the first keys, then a count.
+fn some_keys(keys: &[&str]) -> String {
+    let shown: Vec<String> = keys.iter().take(SHOWN_KEYS).map(|k| format!("{k:?}")).collect();
+    match keys.len().saturating_sub(SHOWN_KEYS) {
+        0 => shown.join(", "),
+        more => format!("{} … and {} more", shown.join(", "), crate::render::thousands(more)),
+    }
+}
+
+impl Report {
+    /// What was left out, for the log: a line per reason and one for the
+    /// entries that match no poem, each naming its first few keys, so a
+    /// half-matching file gives two lines, not thousands.
+    pub fn summary(&self, source: &Path, poems: &Path) -> Vec<String> {
+        use crate::plural::count;
+        let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+        for p in &self.unusable {
+            let reason = p.reason.to_string();
+            match groups.iter().position(|(r, _)| *r == reason) {
+                Some(i) => groups[i].1.push(&p.key),
+                None => groups.push((reason, vec![&p.key])),
+            }
+        }
+        if groups.len() > SHOWN_REASONS + 1 {
+            let rest: Vec<&str> = groups.drain(SHOWN_REASONS..).flat_map(|(_, keys)| keys).collect();
+            groups.push(("other reasons".to_owned(), rest));
+        }
+        let mut lines: Vec<String> = groups
+            .iter()
+            .map(|(reason, keys)| {
+                let n = count(keys.len(), "poem", "poems");
+                format!("{}: {n} left out ({reason}): {}", source.display(), some_keys(keys))
+            })
+            .collect();
+        if !self.orphans.is_empty() {
+            let keys: Vec<&str> = self.orphans.iter().map(String::as_str).collect();
+            lines.push(format!(
+                "{}: {} no poem in {}: {}",
+                source.display(),
+                count(keys.len(), "embedding matches", "embeddings match"),
+                poems.display(),
+                some_keys(&keys)
+            ));
+        }
+        if !self.unknown_excludes.is_empty() {
+            let keys: Vec<&str> = self.unknown_excludes.iter().map(String::as_str).collect();
+            lines.push(format!(
+                "{} no poem: {}",
+                count(keys.len(), "excluded key matches", "excluded keys match"),
+                some_keys(&keys)
+            ));
+        }
+        lines
+    }
+}
+
 /// The whole input: poems in canonical (input) order, and each poem's vector
 /// or the reason it has none.
 #[derive(Debug)]
@@ -204,9 +276,9 @@ pub fn is_jsonl(path: &Path) -> bool {
 /// Reads a file whole, without the UTF-8 byte order mark some editors
 /// put first.
 fn read(path: &Path) -> Result<Vec<u8>, CorpusError> {
-    let mut bytes = std::fs::read(path).map_err(|source| CorpusError::Io {
+    let mut bytes = std::fs::read(path).map_err(|error| CorpusError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     if bytes.starts_with(b"\xEF\xBB\xBF") {
         bytes.drain(..3);
@@ -215,34 +287,85 @@ fn read(path: &Path) -> Result<Vec<u8>, CorpusError> {
 }
 
 /// The original layout's files are one JSON object; say so plainly when the
-/// top level is something else (an array, a string, …).
+/// top level is something else (an array, a string, …), with the shapes
+/// that are read.
 fn expect_object(path: &Path, bytes: &[u8], field: &str) -> Result<(), CorpusError> {
-    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+    let found = match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | None => return Ok(()),
+        Some(b'[') => "an array".to_owned(),
+        Some(b) => format!("{:?}", *b as char),
+    };
+    Err(CorpusError::Invalid {
+        path: path.to_owned(),
+        message: format!(
+            "the top level is {found}, but a .json file must be one object {{\"{field}\": [{{...}}, ...]}}; \
+             wrap the list as {{\"{field}\": [...]}}, or write one object per line (no enclosing [ ]) in a .jsonl file"
+        ),
+    })
+}
+
+/// JSON Lines hold one object per line; a line that is an array or a bare
+/// value would otherwise be read field by field and fail obscurely.
+fn expect_object_line(path: &Path, lineno: usize, line: &[u8]) -> Result<(), CorpusError> {
+    match line.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') | None => Ok(()),
         Some(b) => Err(CorpusError::Invalid {
             path: path.to_owned(),
             message: format!(
-                "the top level must be an object {{\"{field}\": [...]}}, but it starts with {:?} (use a .jsonl name for JSON Lines)",
+                "line {lineno} starts with {:?}, but each line of a .jsonl file must be one object such as {{\"id\": \"rain\", \"text\": \"...\"}}",
                 *b as char
             ),
         }),
     }
 }
 
-/// An id may be written as a string or a number.
+/// An id may be written as a string or a number; anything else is kept
+/// to be named in the error.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum Id {
     Str(String),
     Num(serde_json::Number),
+    Other(serde_json::Value),
 }
 
 impl Id {
-    fn into_string(self) -> String {
-        match self {
-            Id::Str(s) => s,
-            Id::Num(n) => n.to_string(),
+    /// The id as text, or why it is not one (`what` names the entry).
+    fn into_string(self, path: &Path, what: impl FnOnce() -> String) -> Result<String, CorpusError> {
+        let other = match self {
+            Id::Str(s) => return Ok(s),
+            Id::Num(n) => return Ok(n.to_string()),
+            Id::Other(v) => v,
+        };
+        let kind = match other {
+            serde_json::Value::Bool(_) => "a boolean",
+            serde_json::Value::Array(_) => "an array",
+            serde_json::Value::Object(_) => "an object",
+            _ => "not a string or a number",
+        };
+        let mut shown = other.to_string();
+        if shown.chars().count() > 60 {
+            shown = shown.chars().take(60).chain(['…']).collect();
         }
+        Err(CorpusError::Invalid {
+            path: path.to_owned(),
+            message: format!(
+                "{}: its \"id\" is {shown} ({kind}); an id must be a string or a number",
+                what()
+            ),
+        })
+    }
+}
+
+/// A poem's id, or an error naming the poem when it has none or a bad one.
+fn poem_id(path: &Path, i: usize, id: Option<Id>) -> Result<String, CorpusError> {
+    let what = || format!("poem #{} (0-based entry {i})", i + 1);
+    match id {
+        Some(id) => id.into_string(path, what),
+        None => Err(CorpusError::Invalid {
+            path: path.to_owned(),
+            message: format!("{} has no \"id\"", what()),
+        }),
     }
 }
 
@@ -331,10 +454,7 @@ fn index_poems(path: &Path) -> Result<Indexed, CorpusError> {
         inline: Vec::new(),
     };
     for (i, p) in raw.into_iter().enumerate() {
-        let id = p.id.map(Id::into_string).ok_or_else(|| CorpusError::Invalid {
-            path: path.to_owned(),
-            message: format!("poem #{} (0-based entry {i}) has no \"id\"", i + 1),
-        })?;
+        let id = poem_id(path, i, p.id)?;
         let key = make_key(p.category.as_deref(), &id);
         if let Some(first) = out.index_of.insert(key.clone(), i) {
             return Err(CorpusError::DuplicateKey {
@@ -412,6 +532,8 @@ struct Matched {
     vectors: Vec<Result<Vec<f64>, Reason>>,
     dimension: Option<usize>,
     model: String,
+    /// Entries that matched a poem.
+    matched: usize,
 }
 
 /// Matches an embeddings file's entries to the poems; entries that match
@@ -421,13 +543,15 @@ fn match_embeddings(path: &Path, idx: &Indexed, report: &mut Report) -> Result<M
         vectors: vec![Err(Reason::Missing); idx.poems.len()],
         dimension: None,
         model: String::from("unknown"),
+        matched: 0,
     };
     let entries = read_embeddings(path, &mut m.dimension, &mut m.model)?;
     let mut seen: HashMap<usize, usize> = HashMap::new();
     for (i, e) in entries.into_iter().enumerate() {
         let (slot, label) = match (e.id, e.poem_index) {
             (Some(id), _) => {
-                let key = make_key(e.category.as_deref(), &id.into_string());
+                let id = id.into_string(path, || format!("embedding entry #{}", i + 1))?;
+                let key = make_key(e.category.as_deref(), &id);
                 (idx.index_of.get(&key).copied(), key)
             }
             (None, Some(pi)) => (idx.by_poem_index.get(&pi).copied(), format!("#{pi}")),
@@ -446,6 +570,7 @@ fn match_embeddings(path: &Path, idx: &Indexed, report: &mut Report) -> Result<M
             });
         }
         m.vectors[slot] = entry_vector(e.embedding, e.error);
+        m.matched += 1;
     }
     Ok(m)
 }
@@ -475,8 +600,20 @@ pub fn load(poems_path: &Path, embeddings_path: Option<&Path>, opts: &LoadOption
                 .collect(),
             dimension: None,
             model: String::from("unknown"),
+            matched: 0,
         },
     };
+    if let Some(path) = embeddings_path.filter(|_| matched.matched == 0 && !report.orphans.is_empty()) {
+        // Another corpus's file: say so before exclusions or --strict
+        // turn it into a vaguer complaint.
+        return Err(CorpusError::NoMatch {
+            path: path.to_owned(),
+            poems: poems_path.to_owned(),
+            entries: report.orphans.len(),
+            first_entry: report.orphans[0].clone(),
+            first_poem: idx.poems.first().map(|p| p.key.clone()).unwrap_or_default(),
+        });
+    }
     // The dimension is the declared one, else the most common length.
     let dimension = matched.dimension.unwrap_or_else(|| common_length(&matched.vectors));
     let vectors: Vec<Result<Vec<f64>, Reason>> = matched
@@ -496,22 +633,19 @@ pub fn load(poems_path: &Path, embeddings_path: Option<&Path>, opts: &LoadOption
     })
 }
 
-/// Says why nothing is usable when no poem has a vector at all: the poems
-/// carry none, or the embeddings file is another corpus's.
+/// Says why nothing is usable when the poems carry no vector at all (an
+/// embeddings file that matches no poem is caught before, in [`load`]).
 fn explain_nothing(e: CorpusError, poems: &Path, embeddings: Option<&Path>, report: &Report) -> CorpusError {
-    let CorpusError::NothingUsable { .. } = e else { return e };
+    let CorpusError::NothingUsable { poems: n, excluded, .. } = e else {
+        return e;
+    };
     let all_missing = report.unusable.iter().all(|p| matches!(p.reason, Reason::Missing));
     // Poems all excluded are not poems without vectors.
-    if !report.excluded.is_empty() || !all_missing {
+    if excluded == n || !all_missing {
         return e;
     }
     match embeddings {
         None => CorpusError::NoEmbeddings { path: poems.to_owned() },
-        Some(path) if !report.orphans.is_empty() => CorpusError::NoMatch {
-            path: path.to_owned(),
-            poems: poems.to_owned(),
-            entries: report.orphans.len(),
-        },
         Some(_) => e,
     }
 }
@@ -644,6 +778,7 @@ fn read_lines<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Resu
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
+        expect_object_line(path, lineno + 1, line)?;
         let item = serde_json::from_slice(line).map_err(|e| CorpusError::Json {
             path: path.to_owned(),
             line: lineno + 1,
@@ -835,7 +970,7 @@ mod tests {
         let (_d, p, e) = setup("  [1, 2]");
         let msg = load(&p, Some(&e), &LoadOptions::default()).unwrap_err().to_string();
         assert!(
-            msg.contains("embeddings.json: the top level must be an object"),
+            msg.contains("embeddings.json: the top level is an array, but a .json file must be one object"),
             "{msg}"
         );
     }

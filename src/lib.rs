@@ -9,7 +9,7 @@
 //! [`palette`] are small corpora read beside the poems, whose orderings and
 //! colours the same engine computes into the same cache ([`extras`]).
 //! [`embed`] produces the
-//! embeddings that [`corpus`] reads. [`fs`], [`progress`], [`bundled`] and [`timings`]
+//! embeddings that [`corpus`] reads. [`fs`], [`progress`], [`bundled`], [`plural`] and [`timings`]
 //! are helpers every stage may use; [`cli`] drives the stages.
 
 pub mod bench;
@@ -28,6 +28,7 @@ pub mod gpu;
 pub mod interrupt;
 pub mod matrix;
 pub mod palette;
+pub mod plural;
 pub mod precompute;
 pub mod progress;
 pub mod quantize;

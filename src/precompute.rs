@@ -222,19 +222,9 @@ fn load_corpus(opts: &Options) -> Result<corpus::Corpus> {
             exclude,
         },
     )?;
-    for p in &corpus.report.unusable {
-        log::warn!(
-            "{}: poem {:?} left out: {}",
-            opts.embeddings.as_ref().unwrap_or(&opts.poems).display(),
-            p.key,
-            p.reason
-        );
-    }
-    for o in &corpus.report.orphans {
-        log::warn!("embedding {o:?} matches no poem in {}", opts.poems.display());
-    }
-    for k in &corpus.report.unknown_excludes {
-        log::warn!("excluded key {k:?} matches no poem");
+    let source = opts.embeddings.as_ref().unwrap_or(&opts.poems);
+    for line in corpus.report.summary(source, &opts.poems) {
+        log::warn!("{line}");
     }
     Ok(corpus)
 }

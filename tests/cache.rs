@@ -294,7 +294,7 @@ fn a_poem_added_without_an_embedding_is_recorded_not_looped_over() {
     let render = || run(&["render", "--cache", c, "--poems", p, "--out", site.to_str().unwrap()]);
     let o = render();
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("is stale: 1 poems added"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is stale: 1 poem added"), "{}", stderr(&o));
     let e = corpus("embeddings.json");
     let o = ok(&[
         "precompute",
@@ -308,7 +308,7 @@ fn a_poem_added_without_an_embedding_is_recorded_not_looped_over() {
         "cpu",
     ]);
     assert!(
-        stderr(&o).contains("recording the poem list (1 poems added"),
+        stderr(&o).contains("recording the poem list (1 poem added"),
         "{}",
         stderr(&o)
     );
@@ -355,7 +355,7 @@ fn verify_checks_every_row_and_counts_starts() {
     let err = stderr(&o);
     assert!(!o.status.success());
     assert!(
-        err.contains("1 rows are not valid orderings; 3 of 440 sampled starts differ"),
+        err.contains("1 row is not a valid ordering; 3 of 440 sampled starts differ"),
         "{err}"
     );
     assert!(err.contains("twice"), "{err}");

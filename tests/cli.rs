@@ -167,7 +167,7 @@ fn changed_inputs_make_the_cache_stale() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("stale") && err.contains("1 poems added (literature/9999)") && err.contains("1 poems removed"),
+        err.contains("stale") && err.contains("1 poem added (literature/9999)") && err.contains("1 poem removed"),
         "{err}"
     );
     assert!(
@@ -247,7 +247,7 @@ fn bad_input_gets_a_clear_error() {
     let o = pre(&strict, &["--backend", "cpu"]);
     assert!(o.status.success());
     assert!(
-        stderr(&o).contains("poem \"y\" left out: all-zero vector"),
+        stderr(&o).contains("1 poem left out (all-zero vector): \"y\""),
         "{}",
         stderr(&o)
     );
@@ -493,5 +493,229 @@ fn extreme_numbers_are_kept_dates_are_parsed_and_strict_stops_every_drop() {
             && stderr(&o).contains("--strict"),
         "{}",
         stderr(&o)
+    );
+}
+
+/// Writes `body` to `name` in `dir` and returns its path as a string.
+fn write(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn an_embeddings_file_of_another_corpus_is_named_as_such_even_with_exclusions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let other = write(
+        d,
+        "other.jsonl",
+        "{\"id\": \"s1\", \"embedding\": [1, 0]}\n{\"id\": \"s2\", \"embedding\": [0, 1]}\n{\"id\": \"s3\", \"embedding\": [1, 1]}\n",
+    );
+    let exclude = write(d, "exclude.txt", "literature/0001\n");
+    let poems = corpus("poems.json");
+    let out = d.join("cache");
+    for extra in [&["--exclude", exclude.as_str()][..], &["--strict"]] {
+        let mut args = vec!["precompute", "--poems", poems.to_str().unwrap(), "--embeddings", &other];
+        args.extend(["--out", out.to_str().unwrap()]);
+        let o = run(&[&args[..], extra].concat());
+        let err = stderr(&o);
+        assert!(!o.status.success(), "{err}");
+        assert!(
+            err.contains("none of its 3 keys matches a poem") && err.contains("its first key is \"s1\""),
+            "{extra:?}: {err}"
+        );
+        assert!(!err.contains("no usable embedding"), "{extra:?}: {err}");
+    }
+}
+
+#[test]
+fn a_half_matching_embeddings_file_is_summed_up_in_one_line_per_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(corpus("embeddings.json")).unwrap()).unwrap();
+    let entries = file["embeddings"].as_array_mut().unwrap();
+    let mut i = 0;
+    entries.retain(|_| {
+        i += 1;
+        i % 2 == 0
+    });
+    let half = dir.path().join("half.json");
+    std::fs::write(&half, serde_json::to_vec(&file).unwrap()).unwrap();
+    let p = corpus("poems.json");
+    let out = dir.path().join("cache");
+    let o = ok(&[
+        "precompute",
+        "--poems",
+        p.to_str().unwrap(),
+        "--embeddings",
+        half.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--top-k",
+        "5",
+        "--backend",
+        "cpu",
+    ]);
+    let err = stderr(&o);
+    let left_out: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("[WARN") && l.contains("left out"))
+        .collect();
+    assert_eq!(left_out.len(), 1, "one line for the 222 poems without a vector:\n{err}");
+    assert!(
+        left_out[0].contains("222 poems left out (no embedding): \"literature/0001\"")
+            && left_out[0].ends_with("… and 217 more"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_file_names_the_os_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (p, e) = (corpus("poems.json"), corpus("embeddings.json"));
+    let (p, e) = (p.to_str().unwrap(), e.to_str().unwrap());
+    let missing = d.join("missing.json");
+    let missing = missing.to_str().unwrap();
+    let out = d.join("cache");
+    let out = out.to_str().unwrap();
+    for args in [
+        vec!["precompute", "--poems", missing, "--out", out],
+        vec!["precompute", "--poems", p, "--embeddings", missing, "--out", out],
+        vec![
+            "precompute",
+            "--poems",
+            p,
+            "--embeddings",
+            e,
+            "--exclude",
+            missing,
+            "--out",
+            out,
+        ],
+        vec![
+            "precompute",
+            "--poems",
+            p,
+            "--embeddings",
+            e,
+            "--themes",
+            missing,
+            "--out",
+            out,
+        ],
+    ] {
+        let err = stderr(&run(&args));
+        assert_eq!(err.matches("(os error 2)").count(), 1, "{args:?}:\n{err}");
+        assert!(err.contains("missing.json: No such file or directory"), "{err}");
+    }
+}
+
+#[test]
+fn a_poems_file_of_another_shape_is_told_the_shapes_that_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("cache");
+    let pre = |poems: &str| stderr(&run(&["precompute", "--poems", poems, "--out", out.to_str().unwrap()]));
+    let array = "[{\"id\": \"a\", \"text\": \"one\"}, {\"id\": \"b\", \"text\": \"two\"}]\n";
+    let err = pre(&write(d, "array.json", array));
+    assert!(
+        err.contains("the top level is an array") && err.contains("wrap the list as {\"poems\": [...]}"),
+        "{err}"
+    );
+    // The advice's other way: one object per line, not the array renamed.
+    let err = pre(&write(d, "array.jsonl", array));
+    assert!(
+        err.contains("line 1 starts with '['") && err.contains("must be one object"),
+        "{err}"
+    );
+    assert!(!err.contains("untagged"), "{err}");
+    let err = pre(&write(
+        d,
+        "ids.jsonl",
+        "{\"id\": \"a\"}\n{\"id\": {\"n\": 2}, \"text\": \"two\"}\n",
+    ));
+    assert!(
+        err.contains(
+            "poem #2 (0-based entry 1): its \"id\" is {\"n\":2} (an object); an id must be a string or a number"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("untagged"), "{err}");
+}
+
+#[test]
+fn counts_agree_with_their_nouns() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let o = try_precompute(&cache, &["--chunk", "100", "--stop-after", "1"]);
+    assert!(stderr(&o).contains("stopped after 1 chunk;"), "{}", stderr(&o));
+    precompute(&cache, &["--chunk", "100"]);
+    let o = ok(&["verify", "--cache", cache.to_str().unwrap(), "--sample", "1"]);
+    let err = stderr(&o);
+    assert!(err.contains("1 sampled start matches the CPU reference"), "{err}");
+    // A cache with colours and no themes: no "all 0 themes".
+    assert!(err.contains("and so do the colours of all 440 poems"), "{err}");
+    assert!(!err.contains("0 themes"), "{err}");
+    let o = precompute(&cache, &["--chunk", "100"]);
+    assert!(
+        stderr(&o).contains(&format!("the cache in {} is up to date (440 poems", cache.display())),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn a_headless_machine_gets_no_wayland_noise() {
+    let o = bin()
+        .args(["adapters"])
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("NODEVICE_SELECT")
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    // Mesa's device-selection layer made libwayland print this as `error:`.
+    assert!(!stderr(&o).contains("XDG_RUNTIME_DIR"), "{}", stderr(&o));
+}
+
+#[test]
+fn help_lists_build_first_and_groups_flags_under_headings() {
+    let top = String::from_utf8(ok(&["--help"]).stdout).unwrap();
+    let first = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(first.trim_start().starts_with("build "), "{top}");
+    let help = String::from_utf8(ok(&["build", "--help"]).stdout).unwrap();
+    let headings: Vec<&str> = help
+        .lines()
+        .filter(|l| l.ends_with(':') && !l.starts_with(' '))
+        .collect();
+    assert_eq!(
+        headings,
+        [
+            "Options:",
+            "Input:",
+            "Embedding:",
+            "Embedding server:",
+            "Output:",
+            "Site:",
+            "Performance:",
+            "GPU:"
+        ],
+        "{help}"
+    );
+    // The GPU's internals come after the flags a poet needs.
+    let at = |s: &str| help.find(s).unwrap_or_else(|| panic!("{s} missing:\n{help}"));
+    assert!(
+        at("--per-page") < at("--no-subgroups") && at("GPU:") < at("--no-subgroups"),
+        "{help}"
+    );
+    assert!(
+        help.contains("diversity-gpu embed"),
+        "--embeddings names the embed command:\n{help}"
     );
 }

@@ -741,7 +741,7 @@ fn the_window_sets_the_split_and_long_texts_are_reported() {
         assert!(o.status.success(), "{}", stderr(&o));
         // (20 − 2) tokens × 3 characters.
         assert!(
-            stderr(&o).contains("1 poems longer than 54 characters were split"),
+            stderr(&o).contains("split 1 poem longer than 54 characters into"),
             "{api}: {}",
             stderr(&o)
         );
@@ -754,7 +754,7 @@ fn the_window_sets_the_split_and_long_texts_are_reported() {
         std::fs::remove_file(diversity_gpu::embed::journal_path(&out)).unwrap();
         let o = embed(&poems, &out, &srv.url, &["--api", api, "--max-chars", "1000"]);
         assert!(
-            stderr(&o).contains("1 texts are longer than the model's window"),
+            stderr(&o).contains("1 text is longer than the model's window"),
             "{}",
             stderr(&o)
         );

@@ -320,12 +320,12 @@ fn split_long_embeds_long_poems_in_pieces_and_says_so() {
     };
     let (err, meta) = run(&[], "truncated.json");
     assert!(
-        err.contains("1 texts were longer than the model's window of 256 tokens and were truncated"),
+        err.contains("1 text was longer than the model's window of 256 tokens and truncated"),
         "{err}"
     );
     assert!(meta["max_chars"].is_null(), "nothing split: {meta}");
     let (err, meta) = run(&["--split-long"], "split.json");
-    assert!(err.contains("1 poems longer than 762 characters were split"), "{err}");
+    assert!(err.contains("split 1 poem longer than 762 characters into"), "{err}");
     assert!(!err.contains("truncated to it"), "{err}");
     assert_eq!(meta["max_chars"], 762, "{meta}");
     assert_eq!(meta["api"], "local");

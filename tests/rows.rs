@@ -140,7 +140,7 @@ fn verify_checks_without_the_matrix_and_still_catches_a_wrong_row() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains(
-            "3000 sampled starts match the CPU reference exactly (similarities computed per step; no matrix built)"
+            "3,000 sampled starts match the CPU reference exactly (similarities computed per step; no matrix built)"
         ),
         "{}",
         stderr(&o)

@@ -373,7 +373,7 @@ fn a_page_that_cannot_be_written_is_reported_and_the_rest_continue() {
     assert!(!o.status.success());
     let err = stderr(&o);
     assert!(
-        err.contains("1 pages could not be written") && err.contains("love_2F0002-001.html"),
+        err.contains("1 page could not be written") && err.contains("love_2F0002-001.html"),
         "{err}"
     );
     assert!(out.join("index.html").exists(), "other pages must still be written");

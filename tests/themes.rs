@@ -363,7 +363,7 @@ fn verify_checks_every_theme_and_colour_against_the_reference() {
     precompute(&cache, &["--themes", themes.to_str().unwrap(), "--top-k", "50"]);
     let v = ok(&["verify", "--cache", cache.to_str().unwrap(), "--sample", "3"]);
     assert!(
-        stderr(&v).contains("all 12 themes' orderings and the colours of all 440 poems"),
+        stderr(&v).contains("the orderings of all 12 themes and the colours of all 440 poems"),
         "{}",
         stderr(&v)
     );

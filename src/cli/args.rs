@@ -16,55 +16,69 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
     /// Hide progress bars.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = OUTPUT)]
     pub quiet: bool,
 }
 
+/// Help headings: every command's flags are grouped under these.
+const INPUT: &str = "Input";
+const OUTPUT: &str = "Output";
+const SITE: &str = "Site";
+const EMBEDDING: &str = "Embedding";
+const SERVER: &str = "Embedding server";
+const PERFORMANCE: &str = "Performance";
+const GPU: &str = "GPU";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Compute every poem's similar and different orderings into a cache.
-    Precompute(PrecomputeArgs),
-    /// Combine the shard caches of `precompute --shard` into one whole cache.
-    Merge {
-        /// The whole cache to write.
-        #[arg(long)]
-        out: PathBuf,
-        /// Every shard's cache directory (a shell glob such as `shards/*` will do).
-        #[arg(required = true)]
-        shards: Vec<PathBuf>,
-    },
-    /// Write a cache's orderings as JSON Lines, by key.
-    Export {
-        #[arg(long)]
-        cache: PathBuf,
-        /// Output file (default: standard output).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
-    /// Recompute random starts with the CPU reference and compare with a cache.
-    Verify {
-        #[arg(long)]
-        cache: PathBuf,
-        /// How many starts to recompute with the reference (at least 1;
-        /// every row's validity is checked whatever the sample).
-        #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-        sample: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Memory the check may use (default: what the machine has
-        /// available); above it, no matrix is built.
-        #[arg(long)]
-        max_memory: Option<bytesize::ByteSize>,
-    },
-    /// List GPU adapters with the limits that matter here.
-    Adapters,
-    /// Write the static site from a cache (no GPU needed).
-    Render(RenderArgs),
-    /// Precompute (auto backend), then render: the whole job in one command.
+    /// The whole job in one command: embed the poems if they need it, compute
+    /// the orderings (on the GPU if there is one), then write the site.
     Build(Box<BuildArgs>),
     /// Embed the poems in process (a sentence-transformers model), or
     /// through an Ollama or OpenAI-compatible server with --url.
     Embed(EmbedArgs),
+    /// Compute every poem's similar and different orderings into a cache.
+    Precompute(PrecomputeArgs),
+    /// Write the static site from a cache (no GPU needed).
+    Render(RenderArgs),
+    /// Combine the shard caches of `precompute --shard` into one whole cache.
+    Merge {
+        /// The folder to write the whole cache into.
+        #[arg(long, help_heading = OUTPUT)]
+        out: PathBuf,
+        /// Every shard's cache folder (a shell glob such as `shards/*` will do).
+        #[arg(required = true, help_heading = INPUT)]
+        shards: Vec<PathBuf>,
+    },
+    /// Write a cache's orderings as JSON Lines, by key.
+    Export {
+        /// The cache folder to read (made by `precompute` or `build`).
+        #[arg(long, help_heading = INPUT)]
+        cache: PathBuf,
+        /// The file to write (default: standard output).
+        #[arg(long, help_heading = OUTPUT)]
+        out: Option<PathBuf>,
+    },
+    /// Recompute random starts with the CPU reference and compare with a cache.
+    Verify {
+        /// The cache folder to check (made by `precompute` or `build`).
+        #[arg(long, help_heading = INPUT)]
+        cache: PathBuf,
+        /// How many poems' orderings to recompute and compare (at least 1;
+        /// every ordering is checked for validity whatever the sample).
+        #[arg(long, default_value_t = 20, help_heading = "Check", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+        sample: usize,
+        /// Which poems are sampled: the same number picks the same poems
+        /// again, another number picks others.
+        #[arg(long, default_value_t = 1, help_heading = "Check")]
+        seed: u64,
+        /// Memory the check may use (default: what the machine has
+        /// available); above it, no matrix is built.
+        #[arg(long, help_heading = PERFORMANCE)]
+        max_memory: Option<bytesize::ByteSize>,
+    },
+    /// List GPU adapters with the limits that matter here.
+    Adapters,
     /// Measure throughput, side by side in one run.
     Bench {
         #[command(subcommand)]
@@ -86,6 +100,7 @@ const EMBED_URLS: &str = "URL forms (--url is a base URL; /embeddings or /api/em
 
 /// Which model embeds the poems: in process (the default), or a server's.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = EMBEDDING)]
 pub struct ModelArgs {
     /// Model: a Hugging Face hub name run in process [default: sentence-transformers/all-MiniLM-L6-v2], or the server's model name with --url (e.g. all-minilm).
     #[arg(long, requires = "poems")]
@@ -97,13 +112,13 @@ pub struct ModelArgs {
     #[arg(long, conflicts_with = "url", requires = "poems")]
     pub split_long: bool,
     /// Embed through a server instead: e.g. http://localhost:11434 (Ollama) or http://localhost:8080/v1 (OpenAI-compatible); see `embed --help`.
-    #[arg(long, requires = "model")]
+    #[arg(long, requires = "model", help_heading = SERVER)]
     pub url: Option<String>,
     /// The server's protocol (with --url).
-    #[arg(long, value_enum, default_value_t = crate::embed::Api::Ollama)]
+    #[arg(long, value_enum, default_value_t = crate::embed::Api::Ollama, help_heading = SERVER)]
     pub api: crate::embed::Api,
-    /// Bearer token (for OpenAI-compatible servers, OPENAI_API_KEY is read too).
-    #[arg(long, env = "DIVERSITY_EMBED_TOKEN", hide_env_values = true)]
+    /// The server's password (a bearer token); for OpenAI-compatible servers, OPENAI_API_KEY is read too.
+    #[arg(long, env = "DIVERSITY_EMBED_TOKEN", hide_env_values = true, help_heading = SERVER)]
     pub token: Option<String>,
 }
 
@@ -130,43 +145,43 @@ impl ModelArgs {
 #[derive(Debug, Clone, Args)]
 #[command(after_help = EMBED_URLS)]
 pub struct EmbedArgs {
-    /// poems.json (original layout), .jsonl, or a folder of .txt/.md files.
-    #[arg(long)]
+    /// The poems: a folder of .txt/.md files, poems.json or a .jsonl file.
+    #[arg(long, help_heading = INPUT)]
     pub poems: PathBuf,
-    /// Output embeddings.json (original layout); its journal is <out>.journal.jsonl.
-    #[arg(long)]
+    /// The embeddings file to write (embeddings.json layout); its journal, for resuming, is <out>.journal.jsonl.
+    #[arg(long, help_heading = OUTPUT)]
     pub out: PathBuf,
     #[command(flatten)]
     pub model: ModelArgs,
     /// Texts per request.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    #[arg(long, help_heading = SERVER, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub batch_size: u16,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 4, env = "DIVERSITY_EMBED_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, help_heading = SERVER, default_value_t = 4, env = "DIVERSITY_EMBED_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
-    /// Prepended to every text (some models want e.g. "search_document: ").
-    #[arg(long, default_value = "")]
+    /// Text put before every poem (some models want e.g. "search_document: ").
+    #[arg(long, default_value = "", help_heading = EMBEDDING)]
     pub prefix: String,
     /// Longer texts are split and their pieces' vectors averaged [default: from the model's window where the server tells it, else 750].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
+    #[arg(long, help_heading = EMBEDDING, value_parser = clap::value_parser!(u32).range(10..=10_000_000))]
     pub max_chars: Option<u32>,
-    /// Seconds per request.
-    #[arg(long, default_value = "60", value_parser = crate::embed::flags::timeout)]
+    /// Seconds to wait for each request.
+    #[arg(long, help_heading = SERVER, default_value = "60", value_parser = crate::embed::flags::timeout)]
     pub timeout: std::time::Duration,
-    /// Retries per request for 429, 5xx, timeouts and connection errors.
-    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=30))]
+    /// Retries per request when the server is busy or down (HTTP 429, 5xx, timeouts, connection errors).
+    #[arg(long, help_heading = SERVER, default_value_t = 6, value_parser = clap::value_parser!(u32).range(0..=30))]
     pub retries: u32,
-    /// Longest single wait between retries, in seconds (caps Retry-After too).
-    #[arg(long, default_value = "30", value_parser = crate::embed::flags::max_wait)]
+    /// Longest single wait between retries, in seconds (also when the server asks for longer).
+    #[arg(long, help_heading = SERVER, default_value = "30", value_parser = crate::embed::flags::max_wait)]
     pub max_wait: std::time::Duration,
     /// Give up when no request has succeeded for this many seconds.
-    #[arg(long, default_value = "45", value_parser = crate::embed::flags::give_up_after)]
+    #[arg(long, help_heading = SERVER, default_value = "45", value_parser = crate::embed::flags::give_up_after)]
     pub give_up_after: std::time::Duration,
     /// Stop at the first text that cannot be embedded.
-    #[arg(long)]
+    #[arg(long, help_heading = EMBEDDING)]
     pub fail_fast: bool,
-    /// Seconds between checkpoints of the output file.
-    #[arg(long, default_value = "5", value_parser = crate::embed::flags::flush_every)]
+    /// Seconds between saves of the output file (what is saved survives Ctrl-C).
+    #[arg(long, help_heading = OUTPUT, default_value = "5", value_parser = crate::embed::flags::flush_every)]
     pub flush_every: std::time::Duration,
     /// Base of the retry backoff, in seconds.
     #[arg(long, default_value = "0.5", hide = true, value_parser = crate::embed::flags::backoff)]
@@ -249,6 +264,7 @@ pub enum BenchCommand {
     Engine {
         #[command(flatten)]
         corpus: BenchCorpus,
+        /// CPU threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
         /// Full-length walks per thread for the fused CPU backend.
@@ -276,8 +292,10 @@ pub enum BenchCommand {
         /// Entries per ordering (the walks' length).
         #[arg(long, default_value_t = 1000)]
         top_k: usize,
+        /// CPU threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Where the orderings are computed: gpu, cpu or auto.
         #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
         backend: BackendChoice,
         /// Scratch directory (default: the system temp dir).
@@ -288,8 +306,10 @@ pub enum BenchCommand {
     Render {
         #[command(flatten)]
         corpus: BenchCorpus,
+        /// CPU threads (default: all cores).
         #[arg(long)]
         threads: Option<usize>,
+        /// Poems per static page.
         #[arg(long, default_value_t = 100)]
         per_page: usize,
         /// Pages per ordering (top-k = per-page × pages).
@@ -306,8 +326,10 @@ pub enum BenchCommand {
     /// Write the synthetic clustered corpus that `bench scale` uses, as JSON
     /// Lines, to run `precompute` on.
     Corpus {
+        /// The JSON Lines file to write.
         #[arg(long)]
         out: PathBuf,
+        /// How many poems.
         #[arg(long, default_value_t = 100_000)]
         poems: usize,
         #[command(flatten)]
@@ -318,10 +340,13 @@ pub enum BenchCommand {
 /// The shape of a synthetic clustered corpus.
 #[derive(Debug, Clone, Args)]
 pub struct ShapeArgs {
+    /// Numbers per vector.
     #[arg(long, default_value_t = 384)]
     pub dim: usize,
+    /// Groups of similar poems.
     #[arg(long, default_value_t = 64)]
     pub clusters: usize,
+    /// The same number gives the same corpus.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
 }
@@ -344,8 +369,10 @@ pub struct ScaleArgs {
     /// Corpus sizes (at least three, to fit the exponent).
     #[arg(long, value_delimiter = ',', default_value = "4000,8000,16000")]
     pub sizes: Vec<usize>,
+    /// Entries per ordering.
     #[arg(long, default_value_t = 100)]
     pub top_k: usize,
+    /// CPU threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Memory limit of the on-the-fly runs (always below the matrix's need).
@@ -403,9 +430,11 @@ impl ScaleArgs {
 /// present, else the bundled corpus).
 #[derive(Debug, Clone, Args)]
 pub struct BenchCorpus {
-    #[arg(long)]
+    /// The poems file to measure on.
+    #[arg(long, help_heading = INPUT)]
     pub poems: Option<PathBuf>,
-    #[arg(long)]
+    /// Their embeddings file.
+    #[arg(long, help_heading = INPUT)]
     pub embeddings: Option<PathBuf>,
 }
 
@@ -422,6 +451,7 @@ impl BenchCorpus {
 
 /// Options shared by `render` and `build`.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = SITE)]
 pub struct SiteArgs {
     /// Poems per static page [default: 100, or 50, 20 or 10, the most that fit the budget].
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
@@ -441,15 +471,15 @@ pub struct SiteArgs {
     /// Also write plain-text twins of every page.
     #[arg(long)]
     pub txt: bool,
-    /// poem_colors.json: {"poem_colors": {key: {"color": "#hex"}}}.
+    /// Each poem's colour from a file instead of the palette: poem_colors.json, {"poem_colors": {key: {"color": "#hex"}}}.
     #[arg(long)]
     pub colors: Option<PathBuf>,
     /// Show each ordering from its far end (least similar first; the
     /// walk's last poem first).
     #[arg(long)]
     pub reverse: bool,
-    /// The pages' colours: dark (as the original site), light, black (pure
-    /// black for OLED screens) or auto (follows the reader's system).
+    /// The pages' colours: dark (light text on a dark background), light,
+    /// black (pure black for OLED screens) or auto (follows the reader's system).
     #[arg(long, value_enum, default_value_t = crate::render::Scheme::Dark)]
     pub scheme: crate::render::Scheme,
     /// Print the site's plan (shape and size) and stop: nothing is computed or written.
@@ -459,16 +489,17 @@ pub struct SiteArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct RenderArgs {
-    #[arg(long)]
+    /// The cache folder to read (made by `precompute`).
+    #[arg(long, help_heading = INPUT)]
     pub cache: PathBuf,
-    /// The poems file the cache was computed from.
-    #[arg(long)]
+    /// The poems the cache was computed from (file or folder).
+    #[arg(long, help_heading = INPUT)]
     pub poems: PathBuf,
-    /// Site directory.
-    #[arg(long)]
+    /// The folder to write the site into.
+    #[arg(long, help_heading = OUTPUT)]
     pub out: PathBuf,
     /// CPU threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, help_heading = PERFORMANCE)]
     pub threads: Option<usize>,
     #[command(flatten)]
     pub site: SiteArgs,
@@ -476,27 +507,28 @@ pub struct RenderArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
-    /// A folder of .txt/.md poems, poems.json or a .jsonl corpus (default: the bundled corpus, built into the binary).
-    #[arg(long)]
+    /// A folder of .txt/.md poems, poems.json or a .jsonl file (default: the bundled corpus, built into the program).
+    #[arg(long, help_heading = INPUT)]
     pub poems: Option<PathBuf>,
-    /// embeddings.json or .jsonl; omit when the poems carry vectors, or to embed them (in process unless --url) into <cache>/embeddings.json.
-    #[arg(long, requires = "poems")]
+    /// Vectors made earlier, e.g. by `diversity-gpu embed` (embeddings.json or .jsonl); leave it out and build embeds the poems itself into <cache>/embeddings.json (in process, or with --url).
+    #[arg(long, requires = "poems", help_heading = INPUT)]
     pub embeddings: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
     /// No themes: by default, poems embedded in process get the bundled themes, embedded by the same model.
-    #[arg(long, conflicts_with = "themes")]
+    #[arg(long, conflicts_with = "themes", help_heading = INPUT)]
     pub no_themes: bool,
-    /// Cache directory.
-    #[arg(long, default_value = "cache")]
+    /// The folder for the cache (the computed orderings, kept so a rerun is quick).
+    #[arg(long, default_value = "cache", help_heading = OUTPUT)]
     pub cache: PathBuf,
-    /// Site directory.
-    #[arg(long, default_value = "site")]
+    /// The folder to write the site into.
+    #[arg(long, default_value = "site", help_heading = OUTPUT)]
     pub out: PathBuf,
-    #[command(flatten)]
-    pub engine: EngineArgs,
+    // The site's flags before the engine's: a poet needs them first.
     #[command(flatten)]
     pub site: SiteArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
 }
 
 /// `render`'s options from the site flags.
@@ -529,11 +561,12 @@ pub(super) fn render_options(
 
 /// Options shared by commands that run a GPU.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = GPU)]
 pub struct GpuArgs {
     /// Select an adapter by (case-insensitive) substring of its name.
     #[arg(long)]
     pub adapter: Option<String>,
-    /// Use the shared-memory reduction even where subgroups are available.
+    /// Use the slower shared-memory reduction even where the GPU has subgroups (to compare or work around a driver).
     #[arg(long)]
     pub no_subgroups: bool,
     /// Keep the walk's running sums in workgroup memory where a row of them fits (by default they stay in a storage buffer: 2.3× faster on an H200).
@@ -585,44 +618,45 @@ impl GpuArgs {
 /// How the orderings are computed (shared by `precompute` and `build`).
 #[derive(Debug, Clone, Args)]
 pub struct EngineArgs {
-    #[arg(long, value_enum, default_value_t = BackendChoice::Auto)]
+    /// Where the orderings are computed: on the GPU, on the CPU, or auto (the GPU when there is a hardware one, else the CPU).
+    #[arg(long, value_enum, default_value_t = BackendChoice::Auto, help_heading = PERFORMANCE)]
     pub backend: BackendChoice,
-    /// Keep only the first K entries of each ordering.
-    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    /// Keep only the first K poems of each ordering: how a large corpus stays fast and its cache small (every ordering is whole without it).
+    #[arg(long, help_heading = PERFORMANCE, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub top_k: Option<usize>,
     /// CPU threads (default: all cores).
-    #[arg(long)]
+    #[arg(long, help_heading = PERFORMANCE)]
     pub threads: Option<usize>,
-    /// Treat any unusable embedding or stray entry as an error.
-    #[arg(long)]
+    /// Stop with an error on any unusable embedding, or any embedding that matches no poem, instead of leaving it out.
+    #[arg(long, help_heading = INPUT)]
     pub strict: bool,
     /// File of keys to leave out everywhere, one per line.
-    #[arg(long)]
+    #[arg(long, help_heading = INPUT)]
     pub exclude: Option<PathBuf>,
-    /// Subtract the corpus mean before normalising (fewer "hub" poems).
-    #[arg(long)]
+    /// Subtract the average of all vectors first, so that poems close to the average do not turn up near the top of every similar list.
+    #[arg(long, help_heading = INPUT)]
     pub center: bool,
     /// Themes: a small corpus (JSON or JSONL, like the poems; the key is the
     /// theme's name) with vectors inline or in --theme-embeddings. `build`
     /// uses the bundled themes for the bundled corpus.
-    #[arg(long)]
+    #[arg(long, help_heading = INPUT)]
     pub themes: Option<PathBuf>,
     /// Embeddings of the themes file (as made by `embed --poems THEMES`).
-    #[arg(long, requires = "themes")]
+    #[arg(long, requires = "themes", help_heading = INPUT)]
     pub theme_embeddings: Option<PathBuf>,
     /// Palette for semantic colours: entries with a colour name (the key),
     /// "color": "#rrggbb" and a vector (inline or in --palette-embeddings).
     /// Default: the bundled palette, for corpora embedded with all-MiniLM-L6-v2.
-    #[arg(long)]
+    #[arg(long, help_heading = INPUT)]
     pub palette: Option<PathBuf>,
     /// Embeddings of the palette file.
-    #[arg(long, requires = "palette")]
+    #[arg(long, requires = "palette", help_heading = INPUT)]
     pub palette_embeddings: Option<PathBuf>,
     /// No semantic colours.
-    #[arg(long, conflicts_with = "palette")]
+    #[arg(long, conflicts_with = "palette", help_heading = INPUT)]
     pub no_palette: bool,
-    /// Starts per checkpoint (and per GPU batch: enough workgroups to fill a large GPU).
-    #[arg(long, default_value_t = 1024)]
+    /// Poems per checkpoint: what Ctrl-C saves and a rerun resumes from (also poems per GPU batch).
+    #[arg(long, default_value_t = 1024, help_heading = PERFORMANCE)]
     pub chunk: usize,
     /// Stop after computing this many chunks (for testing resumption).
     #[arg(long, hide = true)]
@@ -630,7 +664,7 @@ pub struct EngineArgs {
     /// Memory the CPU backend may use (e.g. `4GB`; default: what the machine
     /// has available). Above it, rows are computed on the fly instead of
     /// holding the n × n matrix.
-    #[arg(long)]
+    #[arg(long, help_heading = PERFORMANCE)]
     pub max_memory: Option<bytesize::ByteSize>,
     #[command(flatten)]
     pub gpu: GpuArgs,
@@ -674,18 +708,81 @@ impl EngineArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct PrecomputeArgs {
-    /// poems.json (original layout) or a .jsonl corpus.
-    #[arg(long)]
+    /// The poems: a folder of .txt/.md files, poems.json or a .jsonl file.
+    #[arg(long, help_heading = INPUT)]
     pub poems: PathBuf,
-    /// embeddings.json (original layout) or .jsonl; omit when the poems file carries vectors.
-    #[arg(long)]
+    /// Their vectors, as made by `diversity-gpu embed` (embeddings.json or .jsonl); leave it out when the poems file carries them.
+    #[arg(long, help_heading = INPUT)]
     pub embeddings: Option<PathBuf>,
-    /// Cache directory.
-    #[arg(long)]
+    /// The folder for the cache.
+    #[arg(long, help_heading = OUTPUT)]
     pub out: PathBuf,
-    /// Compute only shard I of N (contiguous, balanced ranges of starts), e.g. 0/4; `merge` combines them.
-    #[arg(long, value_name = "I/N")]
+    /// Compute only part I of N (for several machines), e.g. 0/4; `merge` combines the parts.
+    #[arg(long, value_name = "I/N", help_heading = PERFORMANCE)]
     pub shard: Option<crate::shard::ShardSpec>,
     #[command(flatten)]
     pub engine: EngineArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every command, subcommands included, with its path ("bench scale").
+    fn commands(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
+        for sub in cmd.get_subcommands() {
+            commands(sub, format!("{path} {}", sub.get_name()), out);
+        }
+        out.push((path, cmd.clone()));
+    }
+
+    #[test]
+    fn every_flag_of_every_command_is_described() {
+        let mut all = Vec::new();
+        commands(&Cli::command(), "diversity-gpu".into(), &mut all);
+        let mut bare = Vec::new();
+        for (path, cmd) in &all {
+            for arg in cmd.get_arguments().filter(|a| !a.is_hide_set()) {
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if help.trim().is_empty() {
+                    bare.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+        }
+        assert!(bare.is_empty(), "flags without a description: {bare:?}");
+    }
+
+    #[test]
+    fn the_flags_a_poet_needs_come_under_headings() {
+        let cmd = Cli::command();
+        let build = cmd.find_subcommand("build").unwrap();
+        let heading = |id: &str| {
+            let arg = build.get_arguments().find(|a| a.get_id() == id).unwrap();
+            arg.get_help_heading().map(str::to_owned)
+        };
+        for (id, want) in [
+            ("poems", "Input"),
+            ("out", "Output"),
+            ("per_page", "Site"),
+            ("top_k", "Performance"),
+            ("no_subgroups", "GPU"),
+            ("model", "Embedding"),
+        ] {
+            assert_eq!(heading(id).as_deref(), Some(want), "--{id}");
+        }
+        let jargon = ["hub poems", "stray entry", "as the original site"];
+        for (path, cmd) in {
+            let mut all = Vec::new();
+            commands(&cmd, "diversity-gpu".into(), &mut all);
+            all
+        } {
+            for arg in cmd.get_arguments() {
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                for j in jargon {
+                    assert!(!help.contains(j), "{path} --{}: {help}", arg.get_id());
+                }
+            }
+        }
+    }
 }

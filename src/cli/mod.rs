@@ -10,6 +10,9 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use crate::plural::count;
+use crate::render::thousands;
+
 pub use args::*;
 pub use report::print_timings;
 
@@ -130,7 +133,8 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
 /// A precompute that stopped at a checkpoint: by Ctrl-C or `--stop-after`.
 fn stopped(chunks_computed: usize) -> Outcome {
     eprintln!(
-        "stopped after {chunks_computed} chunks; finished chunks are saved, run the same command again to resume"
+        "stopped after {}; finished chunks are saved, run the same command again to resume",
+        count(chunks_computed, "chunk", "chunks")
     );
     if crate::interrupt::requested() {
         Outcome::Interrupted
@@ -164,8 +168,8 @@ fn export(cache: &Path, out: Option<&Path>) -> Result<()> {
 fn rendered(s: &crate::render::Summary, out: &Path) -> Result<Outcome> {
     if s.interrupted {
         eprintln!(
-            "interrupted: {} pages written so far; run the same command again to finish the site in {}",
-            s.pages,
+            "interrupted: {} written so far; run the same command again to finish the site in {}",
+            count(s.pages, "page", "pages"),
             out.display()
         );
         return Ok(Outcome::Interrupted);
@@ -184,31 +188,53 @@ fn verify(cache: &Path, sample: usize, seed: u64, max_memory: Option<u64>) -> Re
     }
     if !v.invalid.is_empty() || !v.mismatches.is_empty() || !v.extras_mismatches.is_empty() {
         bail!(
-            "{} rows are not valid orderings; {} of {} sampled starts differ from the CPU reference; {} theme orderings or colours differ (of {} themes and {} colours)",
-            v.invalid.len(),
-            v.mismatches.len(),
-            v.checked,
-            v.extras_mismatches.len(),
-            v.themes,
-            v.colors
+            "{}; {} of {} differ from the CPU reference; {} differ (of {} and {})",
+            count(
+                v.invalid.len(),
+                "row is not a valid ordering",
+                "rows are not valid orderings"
+            ),
+            thousands(v.mismatches.len()),
+            count(v.checked, "sampled start", "sampled starts"),
+            count(
+                v.extras_mismatches.len(),
+                "theme ordering or colour",
+                "theme orderings or colours"
+            ),
+            count(v.themes, "theme", "themes"),
+            count(v.colors, "colour", "colours")
         );
     }
     eprintln!(
-        "every row is a valid ordering; {} sampled starts match the CPU reference exactly ({})",
-        v.checked,
+        "every row is a valid ordering; {} the CPU reference exactly ({})",
+        count(v.checked, "sampled start matches", "sampled starts match"),
         if v.used_matrix {
             "over a fresh similarity matrix"
         } else {
             "similarities computed per step; no matrix built"
         }
     );
-    if v.themes + v.colors > 0 {
-        eprintln!(
-            "and so do all {} themes' orderings and the colours of all {} poems",
-            v.themes, v.colors
-        );
+    if let Some(extras) = extras_checked(v.themes, v.colors) {
+        eprintln!("and so do {extras}");
     }
     Ok(())
+}
+
+/// What else `verify` checked, in words: "the orderings of all 12 themes
+/// and the colours of all 440 poems"; `None` when it checked neither.
+fn extras_checked(themes: usize, colours: usize) -> Option<String> {
+    let all = |n: usize, one: &str, many: &str| match n {
+        1 => format!("the one {one}"),
+        _ => format!("all {}", count(n, one, many)),
+    };
+    let parts: Vec<String> = [
+        (themes > 0).then(|| format!("the orderings of {}", all(themes, "theme", "themes"))),
+        (colours > 0).then(|| format!("the colours of {}", all(colours, "poem", "poems"))),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!parts.is_empty()).then(|| parts.join(" and "))
 }
 
 /// `precompute` then `render`; the bundled corpus (with its themes) when no
@@ -259,9 +285,9 @@ fn build(a: BuildArgs, show: bool) -> Result<Outcome> {
         return Ok(stopped(run.chunks_computed));
     };
     if run.up_to_date {
-        eprintln!("cache {} is up to date", a.cache.display());
+        eprintln!("the cache in {} is up to date", a.cache.display());
     } else {
-        eprintln!("precomputed {} poems with {}", m.included, m.backend);
+        eprintln!("precomputed {} with {}", count(m.included, "poem", "poems"), m.backend);
         print_timings("precompute timing:", &m.timings);
     }
     let outcome = rendered(&crate::render::render(&opts)?, &a.out)?;

@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::{bail, Result};
 
 use crate::cache::Manifest;
+use crate::plural::count;
+use crate::render::thousands;
 use crate::timings::Timings;
 
 /// Prints a phase → seconds table in execution order, then the total of the phases.
@@ -21,42 +23,45 @@ pub fn print_timings(title: &str, timings: &Timings) {
 pub(super) fn precomputed(out: &Path, m: &Manifest, up_to_date: bool, extras_only: bool) {
     if extras_only {
         eprintln!(
-            "{}: orderings up to date; recomputed {} themes and the colours of a palette of {}",
+            "{}: orderings up to date; recomputed {} and the colours of a palette of {}",
             out.display(),
-            m.themes.len(),
-            m.palette.len()
+            count(m.themes.len(), "theme", "themes"),
+            count(m.palette.len(), "colour", "colours")
         );
         print_timings("timing:", &m.timings);
         return;
     }
     if up_to_date {
         eprintln!(
-            "{} is up to date ({} poems, backend {}); nothing to do",
+            "the cache in {} is up to date ({}, backend {}); nothing to do",
             out.display(),
-            m.included,
+            count(m.included, "poem", "poems"),
             m.backend
         );
         return;
     }
     let of = m.shard.map(|s| format!("{s} of ")).unwrap_or_default();
     eprintln!(
-        "wrote {} orderings of {} entries for {of}{} poems ({} left out) with {}",
-        2 * m.starts().len(),
-        m.params.width,
-        m.included,
-        m.report.unusable.len() + m.report.excluded.len(),
+        "wrote {} of {} for {of}{} ({} left out) with {}",
+        count(2 * m.starts().len(), "ordering", "orderings"),
+        count(m.params.width, "entry", "entries"),
+        count(m.included, "poem", "poems"),
+        thousands(m.report.unusable.len() + m.report.excluded.len()),
         m.backend
     );
     if !m.themes.is_empty() {
         eprintln!(
-            "and {} theme orderings of {} entries ({} themes)",
-            2 * m.themes.len(),
-            m.theme_width,
-            m.themes.len()
+            "and {} of {} ({})",
+            count(2 * m.themes.len(), "theme ordering", "theme orderings"),
+            count(m.theme_width, "entry", "entries"),
+            count(m.themes.len(), "theme", "themes")
         );
     }
     if !m.palette.is_empty() {
-        eprintln!("colours from a palette of {}", m.palette.len());
+        eprintln!(
+            "colours from a palette of {}",
+            count(m.palette.len(), "colour", "colours")
+        );
     }
     print_timings("timing:", &m.timings);
 }
@@ -64,10 +69,11 @@ pub(super) fn precomputed(out: &Path, m: &Manifest, up_to_date: bool, extras_onl
 /// What `merge` wrote.
 pub(super) fn merged(out: &Path, shards: usize, m: &Manifest) {
     eprintln!(
-        "merged {shards} shards into {}: {} poems, orderings of {} entries",
+        "merged {} into {}: {}, orderings of {}",
+        count(shards, "shard", "shards"),
         out.display(),
-        m.included,
-        m.params.width
+        count(m.included, "poem", "poems"),
+        count(m.params.width, "entry", "entries")
     );
     print_timings("timing (shards summed, then the merge):", &m.timings);
 }
@@ -77,8 +83,8 @@ pub(super) fn rendered(s: &crate::render::Summary, out: &Path) -> Result<()> {
     print_timings("render timing:", &s.timings);
     if s.pages > 0 {
         eprintln!(
-            "{} pages ({}) in {}: {} written, {} unchanged, {} removed",
-            s.pages,
+            "{} ({}) in {}: {} written, {} unchanged, {} removed",
+            count(s.pages, "page", "pages"),
             bytesize::ByteSize(s.bytes),
             out.display(),
             s.written,
@@ -91,8 +97,8 @@ pub(super) fn rendered(s: &crate::render::Summary, out: &Path) -> Result<()> {
             eprintln!("failed: {f}");
         }
         bail!(
-            "{} pages could not be written (first: {})",
-            s.failures.len(),
+            "{} could not be written (first: {})",
+            count(s.failures.len(), "page", "pages"),
             s.failures[0]
         );
     }

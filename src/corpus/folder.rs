@@ -72,10 +72,7 @@ fn poem_files(dir: &Path) -> Result<Vec<PathBuf>, CorpusError> {
     let mut others = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
-        let io = |source| CorpusError::Io {
-            path: d.clone(),
-            source,
-        };
+        let io = |error| CorpusError::Io { path: d.clone(), error };
         let mut entries: Vec<_> = std::fs::read_dir(&d)
             .map_err(io)?
             .collect::<Result<_, _>>()
@@ -85,9 +82,9 @@ fn poem_files(dir: &Path) -> Result<Vec<PathBuf>, CorpusError> {
             let path = e.path();
             let name = e.file_name().to_string_lossy().into_owned();
             // Links to folders are not followed: no loops.
-            let kind = e.file_type().map_err(|source| CorpusError::Io {
+            let kind = e.file_type().map_err(|error| CorpusError::Io {
                 path: path.clone(),
-                source,
+                error,
             })?;
             let is_dir = kind.is_dir();
             match skip_reason(&name, is_dir) {
@@ -186,9 +183,9 @@ fn parse_front_matter(yaml: &str) -> Result<FrontMatter, String> {
 
 /// Reads one poem file; `Ok(None)` (with a warning) when it is skipped.
 fn read_poem(dir: &Path, path: &Path) -> Result<Option<RawPoem>, CorpusError> {
-    let bytes = std::fs::read(path).map_err(|source| CorpusError::Io {
+    let bytes = std::fs::read(path).map_err(|error| CorpusError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let Ok(text) = String::from_utf8(bytes) else {
         skipped(path, "not UTF-8 text");

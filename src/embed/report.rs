@@ -3,6 +3,8 @@
 use std::path::Path;
 
 use super::run::{Stop, Summary};
+use crate::plural::count;
+use crate::render::thousands;
 
 /// Prints the run's outcome on stderr; returns the exit status: 0 done,
 /// 1 stopped (configuration, gave up, `--fail-fast`), 2 some poems
@@ -14,19 +16,24 @@ pub fn print(s: &Summary, out: &Path) -> u8 {
     }
     let pending = s.poems - s.embedded - s.journaled - s.failures.len();
     let work = match s.truncated {
-        Some(_) => format!("{} texts embedded in process", s.texts_embedded),
+        Some(_) => format!(
+            "{} in process",
+            count(s.texts_embedded, "text embedded", "texts embedded")
+        ),
         None => format!(
-            "{} requests ({} texts sent, {} retries)",
-            s.requests, s.texts_sent, s.retries
+            "{} ({} sent, {})",
+            count(s.requests, "request", "requests"),
+            count(s.texts_sent, "text", "texts"),
+            count(s.retries, "retry", "retries")
         ),
     };
     eprintln!(
-        "{} poems: {} embedded, {} from the journal, {} failed, {} not done; {work} in {:.1} s, {:.1} texts/s embedded; model {}, dimension {}{}",
-        s.poems,
-        s.embedded,
-        s.journaled,
-        s.failures.len(),
-        pending,
+        "{}: {} embedded, {} from the journal, {} failed, {} not done; {work} in {:.1} s, {:.1} texts/s embedded; model {}, dimension {}{}",
+        count(s.poems, "poem", "poems"),
+        thousands(s.embedded),
+        thousands(s.journaled),
+        thousands(s.failures.len()),
+        thousands(pending),
         s.seconds,
         s.texts_embedded as f64 / s.seconds.max(1e-9),
         s.model,
@@ -80,13 +87,17 @@ fn print_splits(s: &Summary) {
         let w = s.window.unwrap_or(0);
         if s.split_poems > 0 {
             eprintln!(
-                "{} poems longer than {} characters were split ({} texts in all, --split-long)",
-                s.split_poems, s.max_chars, s.pieces
+                "split {} longer than {} into {} in all (--split-long)",
+                count(s.split_poems, "poem", "poems"),
+                count(s.max_chars, "character", "characters"),
+                count(s.pieces, "text", "texts")
             );
         }
         if t > 0 {
             eprintln!(
-                "{t} texts were longer than the model's window of {w} tokens and were truncated to it, as sentence-transformers does (--split-long embeds them in pieces instead)"
+                "{} longer than the model's window of {} and truncated to it, as sentence-transformers does (--split-long embeds them in pieces instead)",
+                count(t, "text was", "texts were"),
+                count(w, "token", "tokens")
             );
         }
         return;
@@ -96,7 +107,10 @@ fn print_splits(s: &Summary) {
         None => "the window of a small model (the server does not tell its window)".into(),
     };
     eprintln!(
-        "{} poems longer than {} characters were split ({} texts in all); {} texts are longer than {window} surely holds and may have been truncated by the server",
-        s.split_poems, s.max_chars, s.pieces, s.maybe_truncated
+        "split {} longer than {} into {} in all; {} longer than {window} surely holds and may have been truncated by the server",
+        count(s.split_poems, "poem", "poems"),
+        count(s.max_chars, "character", "characters"),
+        count(s.pieces, "text", "texts"),
+        count(s.maybe_truncated, "text is", "texts are")
     );
 }

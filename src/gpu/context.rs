@@ -23,6 +23,28 @@ pub struct AdapterSummary {
     pub software: bool,
 }
 
+/// Keeps Mesa's Vulkan device-selection layer quiet on a machine with no
+/// Wayland session (a server, a container, CI), and says whether it did.
+///
+/// That layer (`VK_LAYER_MESA_device_select`, loaded into every Vulkan
+/// program) asks Wayland for the display's GPU while adapters are listed;
+/// with `XDG_RUNTIME_DIR` unset, libwayland prints "error: XDG_RUNTIME_DIR
+/// is invalid or not set in the environment." straight to stderr, twice.
+/// There is no display to pick a GPU for, and this tool picks its adapter
+/// itself, so the layer is switched off (`NODEVICE_SELECT=1`, its own
+/// switch) unless the user set that variable. It changes the environment,
+/// so call it first in `main`, before any thread starts.
+pub fn quiet_headless_vulkan() -> bool {
+    let absolute = |var: &str| std::env::var_os(var).is_some_and(|v| v.to_string_lossy().starts_with('/'));
+    // libwayland complains exactly when neither gives it an absolute path.
+    let headless = !absolute("XDG_RUNTIME_DIR") && !absolute("WAYLAND_DISPLAY");
+    if !headless || std::env::var_os("NODEVICE_SELECT").is_some() {
+        return false;
+    }
+    std::env::set_var("NODEVICE_SELECT", "1");
+    true
+}
+
 fn instance() -> wgpu::Instance {
     // WGPU_BACKEND and friends are honoured here.
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())

@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-pub use context::{adapters, AdapterSummary, GpuContext};
+pub use context::{adapters, quiet_headless_vulkan, AdapterSummary, GpuContext};
 pub use pipelines::MAX_TILES;
 pub use tiles::TileLayout;
 

@@ -183,6 +183,7 @@ impl Shape {
 
     /// The plan in words, as `build` and `render` print it.
     pub fn describe(&self, limits: &Limits) -> String {
+        use crate::plural::count;
         use templates::thousands;
         let within = match limits.budget {
             Some(b) => format!("within --budget {}", budget::exact(b)),
@@ -196,7 +197,7 @@ impl Shape {
         let per_entry = self.packing.m as f64 / self.packing.k as f64;
         let (shown, full) = (thousands(self.shown), thousands(self.full));
         let lists = match self.whole {
-            _ if self.shown >= self.full => format!("complete lists: every ordering whole, {}", count(self.full, "entry")),
+            _ if self.shown >= self.full => format!("complete lists: every ordering whole, {}", count(self.full, "entry", "entries")),
             Some(w) if self.width >= self.full => format!(
                 "complete lists: the first {shown} of {full} entries of each ordering, to fit; --budget {} holds them whole",
                 budget::round_up(w)
@@ -209,22 +210,13 @@ impl Shape {
         };
         format!(
             "site plan: {} with orderings, {} in {} files ({within}{estimated})\n  {lists} ({} in list files, {per_entry:.2} bytes an entry)\n  static pages: {} per ordering of {} with their full texts",
-            count(self.rows, "poem"),
+            count(self.rows, "poem", "poems"),
             bytesize::ByteSize(self.projected_bytes),
             thousands(self.files),
             bytesize::ByteSize(self.lists_bytes),
             self.pages,
-            count(self.per_page.min(self.shown).max(1), "poem"),
+            count(self.per_page.min(self.shown).max(1), "poem", "poems"),
         )
-    }
-}
-
-/// `n` things, with thousands separators: "1 poem", "7,800 poems", "2 entries".
-fn count(n: usize, one: &str) -> String {
-    match (n, one.strip_suffix('y')) {
-        (1, _) => format!("1 {one}"),
-        (_, Some(stem)) => format!("{} {stem}ies", thousands(n)),
-        _ => format!("{} {one}s", thousands(n)),
     }
 }
 

@@ -22,7 +22,9 @@ pub fn run(args: &[&str]) -> Output {
 pub fn number_before(text: &str, marker: &str) -> usize {
     let before = text.split(marker).next().expect("split yields one part");
     let word = before.rsplit(' ').next().unwrap_or_default();
-    word.parse()
+    // Counts of 1,000 and more are written with thousands separators.
+    word.replace(',', "")
+        .parse()
         .unwrap_or_else(|_| panic!("no number before {marker:?} in:\n{text}"))
 }
 

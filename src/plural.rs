@@ -1,0 +1,22 @@
+//! Counts in messages: "1 poem", "7,800 poems", never "1 poems".
+
+/// `n` with thousands separators and the noun that agrees with it:
+/// `count(1, "poem", "poems")` is "1 poem", `count(7800, …)` "7,800 poems".
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    match n {
+        1 => format!("1 {one}"),
+        _ => format!("{} {many}", crate::render::thousands(n)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count;
+
+    #[test]
+    fn one_is_singular_and_large_counts_are_grouped() {
+        assert_eq!(count(1, "poem", "poems"), "1 poem");
+        assert_eq!(count(0, "theme", "themes"), "0 themes");
+        assert_eq!(count(7800, "entry", "entries"), "7,800 entries");
+    }
+}
