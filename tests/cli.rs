@@ -152,6 +152,8 @@ fn changed_inputs_make_the_cache_stale() {
     list.remove(0);
     let mut extra = list[0].clone();
     extra["id"] = "9999".into();
+    // A poem_index of its own: a shared one is refused.
+    extra["poem_index"] = 9999.into();
     list.push(extra);
     let changed = dir.path().join("poems.json");
     std::fs::write(&changed, serde_json::to_vec(&poems).unwrap()).unwrap();
