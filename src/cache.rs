@@ -999,7 +999,7 @@ mod tests {
         let new: Vec<String> = ["a", "c", "d", "e"].map(String::from).to_vec();
         assert_eq!(
             key_changes(&old, &new),
-            vec!["2 poems added (d, e)", "1 poems removed (b)"]
+            vec!["2 poems added (d, e)", "1 poem removed (b)"]
         );
     }
 

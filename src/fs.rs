@@ -28,7 +28,7 @@ pub fn open_keeping(path: &Path) -> Result<File> {
 }
 
 /// Writes `bytes` to `path` atomically and durably: a temp file in the same
-/// directory, synced, then renamed over the target.
+/// directory, synced, renamed over the target, then the directory synced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_via_temp(path, bytes, true, TEMP_PREFIX)
 }
@@ -66,6 +66,25 @@ pub fn resolve_links(path: &Path) -> Result<PathBuf> {
     bail!("{}: too many levels of symbolic links", path.display())
 }
 
+/// The directory holding `path` (`.` for a bare file name).
+pub fn parent_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Flushes a directory's entries to disk, so that a rename into it survives
+/// a power cut (as SQLite and restic do after committing).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot flush the folder {} to disk", dir.display()))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 /// A temp file in `path`'s directory, to be persisted over `path`.
 pub fn temp_file_beside(path: &Path) -> Result<NamedTempFile> {
     temp_file_named(path, TEMP_PREFIX)
@@ -75,10 +94,7 @@ pub fn temp_file_beside(path: &Path) -> Result<NamedTempFile> {
 /// `path`. Temp files are private by default; outputs are ordinary files
 /// that a web server or another user may need to read, so this one is 0644.
 pub fn temp_file_named(path: &Path, prefix: &str) -> Result<NamedTempFile> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = parent_of(path);
     let mut builder = tempfile::Builder::new();
     builder.prefix(prefix);
     #[cfg(unix)]
@@ -135,6 +151,9 @@ impl Output {
                 }
                 tmp.persist(&target)
                     .with_context(|| format!("cannot rename into {}", target.display()))?;
+                if sync {
+                    sync_dir(parent_of(&target))?;
+                }
             }
             Output::Direct { mut file, target } => file
                 .flush()
