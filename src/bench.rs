@@ -537,13 +537,14 @@ pub fn shards(o: &ShardsOptions) -> Result<()> {
     }
     let merged = tmp.path().join("merged");
     let t_merge = timed_merge(&merged, &dirs)?;
+    let (whole_cache, merged_cache) = (crate::cache::Cache::open(&whole)?, crate::cache::Cache::open(&merged)?);
     for f in [crate::cache::SIMILAR, crate::cache::DIFFERENT, crate::cache::VECTORS] {
-        let same = std::fs::read(whole.join(f))? == std::fs::read(merged.join(f))?;
+        let same = whole_cache.file_bytes(f) == merged_cache.file_bytes(f);
         anyhow::ensure!(same, "{f} of the merged shards differs from the unsharded run's");
     }
     let sum: f64 = each.iter().sum();
     let slowest = each.iter().cloned().fold(0.0, f64::max);
-    let bytes = 2 * std::fs::metadata(merged.join(crate::cache::SIMILAR))?.len();
+    let bytes = 2 * merged_cache.manifest.ordering_bytes();
     println!(
         "shard benchmark: {}, top-k {:?}, {} shards, backend {:?}; merged orderings byte-identical to the unsharded run's",
         o.poems.display(),

@@ -2,11 +2,18 @@
 //! `verify` read.
 //!
 //! A cache is a directory:
-//! - `manifest.json`: versions, parameters, keys, fingerprint, report,
-//!   backend, timings and the blake3 of every file and checkpoint chunk,
-//!   sealed by a hash of its own bytes (`manifest_hash`). It is written
-//!   last, atomically: a directory without it is never taken for a
-//!   finished cache.
+//! - `manifest.json`: the pointer. Versions, parameters, keys, fingerprint,
+//!   report, backend, timings, the generation folder that holds the data
+//!   and the blake3 of every file and checkpoint chunk, sealed by a hash of
+//!   its own bytes (`manifest_hash`). It is written last, atomically, and
+//!   the folder synced: a directory without it is never taken for a
+//!   finished cache, and writing it is the switch from one generation to
+//!   the next.
+//! - `gen-<n>/`: a generation, the folder of data files below. A rebuild
+//!   writes a new generation beside the one the manifest names, switches
+//!   the manifest to it when it is complete, and only then removes the old
+//!   one: a rebuild that fails or is killed leaves the last good cache
+//!   readable and untouched, and the next run resumes.
 //! - `vectors.bin`: the quantised unit vectors (i16 LE, `included × dim`).
 //! - `similar.bin`, `different.bin`: one row per start of `width` indices
 //!   into `keys`, little-endian, `index_bytes` (2 or 4) each.
@@ -15,14 +22,17 @@
 //!   encoding; `extra-vectors-<id>.bin`: the themes' and the palette's
 //!   quantised vectors. `<id>` begins the extras fingerprint.
 //! - `lock`: the writer's lock file (see [`lock`]).
-//! - while a run is under way, `run.json` (the pending manifest),
+//! - while a run is under way, in its generation folder, `run.json` (the
+//!   pending manifest),
 //!   `similar.bin.partial` and `different.bin.partial` (the rows being
 //!   built) and `progress.log` (finished chunks with the blake3 of their
 //!   rows, each line written only after the rows reached the disk). A re-run
 //!   with the same inputs resumes there, re-verifying every chunk it keeps.
 //!
-//! Every reader checks every hash at open, so a damaged cache is refused,
-//! never read.
+//! Every reader opens each file once, checks the hash of the bytes it
+//! mapped and uses only those bytes (a snapshot), so a damaged cache is
+//! refused, never read, and a writer switching generations meanwhile
+//! cannot mix two caches (the reader retries on the new manifest).
 //!
 //! A shard cache (`precompute --shard I/N`) has the same files, but its
 //! orderings hold only the rows of its contiguous range of starts, which its
@@ -47,13 +57,16 @@ use crate::fs::write_atomic;
 use crate::quantize::Quantized;
 use crate::timings::Timings;
 
-/// Bumped when the layout of the files changes.
-pub const FORMAT_VERSION: u32 = 2;
+/// Bumped when the layout of the files changes (3: the data files live in
+/// generation folders).
+pub const FORMAT_VERSION: u32 = 3;
 /// Bumped when the algorithm's output for the same input changes.
 pub const ALGORITHM_VERSION: u32 = 1;
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "manifest.json";
+/// Generation folders are named `gen-<n>`.
+pub const GENERATION_PREFIX: &str = "gen-";
 pub(crate) const RUN: &str = "run.json";
 pub(crate) const PROGRESS: &str = "progress.log";
 /// The quantised vectors' file name.
@@ -103,6 +116,9 @@ pub struct Manifest {
     #[serde(default)]
     pub manifest_hash: String,
     pub format_version: u32,
+    /// The generation folder (`gen-<n>`) that holds this cache's files.
+    #[serde(default)]
+    pub generation: u64,
     pub algorithm_version: u32,
     pub tool_version: String,
     pub params: Params,
@@ -183,6 +199,11 @@ pub struct Integrity {
 }
 
 impl Manifest {
+    /// The folder of this cache's data files: its generation's.
+    pub fn data_dir(&self, dir: &Path) -> PathBuf {
+        generation_dir(dir, self.generation)
+    }
+
     /// The command that rebuilds this cache.
     pub fn rebuild_command(&self, dir: &Path) -> String {
         let mut cmd = format!("diversity-gpu precompute --poems {}", self.inputs.poems.display());
@@ -438,14 +459,15 @@ pub fn themes_file(m: &Manifest) -> String {
 }
 
 /// The file of the themes' and then the palette's quantised vectors.
-fn extra_vectors_file(m: &Manifest) -> String {
+pub fn extra_vectors_file(m: &Manifest) -> String {
     format!("extra-vectors-{}.bin", extras_id(m))
 }
 
 /// Writes the themes' orderings and the themes' and palette's vectors of
-/// the cache that `m` will describe, atomically, before its manifest.
+/// the cache that `m` will describe into its generation folder `data`,
+/// atomically, before its manifest.
 pub fn write_extras(
-    dir: &Path,
+    data: &Path,
     m: &Manifest,
     similar: &[u32],
     different: &[u32],
@@ -459,49 +481,39 @@ pub fn write_extras(
             encode(rows, m.params.index_bytes, &mut buf);
             bytes.extend_from_slice(&buf);
         }
-        write_atomic(&dir.join(themes_file(m)), &bytes)?;
+        write_atomic(&data.join(themes_file(m)), &bytes)?;
     }
-    let data: Vec<i16> = themes
+    let vectors: Vec<i16> = themes
         .iter()
         .chain(palette.iter())
         .flat_map(|q| q.data.iter().copied())
         .collect();
-    if !data.is_empty() {
-        write_atomic(&dir.join(extra_vectors_file(m)), bytemuck::cast_slice(&data))?;
+    if !vectors.is_empty() {
+        write_atomic(&data.join(extra_vectors_file(m)), bytemuck::cast_slice(&vectors))?;
     }
     Ok(())
 }
 
-/// Copies the extras' files that `m` names from the cache `from` into `to`
-/// (a merge takes them from one shard: every shard computed the same).
-pub fn copy_extras(from: &Path, to: &Path, m: &Manifest) -> Result<()> {
-    for name in [themes_file(m), extra_vectors_file(m)] {
-        let src = from.join(&name);
-        if src.exists() {
-            let bytes = std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
-            write_atomic(&to.join(&name), &bytes)?;
-        }
-    }
-    Ok(())
-}
-
-/// Removes the extras' files that the finished manifest `m` does not name.
+/// Removes the extras' files that the finished manifest `m` does not name
+/// from its generation folder.
 pub fn prune_extras(dir: &Path, m: &Manifest) -> Result<()> {
+    let data = m.data_dir(dir);
     let keep = [themes_file(m), extra_vectors_file(m)];
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let entries = std::fs::read_dir(&data).with_context(|| format!("cannot read {}", data.display()))?;
     for name in entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()) {
         let ours = (name.starts_with("themes-") || name.starts_with("extra-vectors-")) && name.ends_with(".bin");
         if ours && !keep.contains(&name) {
-            remove_if_exists(&dir.join(&name))?;
+            remove_if_exists(&data.join(&name))?;
         }
     }
     Ok(())
 }
 
 /// Gives a finished cache (`old`) the themes, palette and colours of
-/// `new`, whose files [`write_extras`] wrote; its orderings stay. The
-/// manifest is replaced atomically (sealed, with every file's hash), then
-/// the old extras' files go. The caller holds the directory's lock.
+/// `new`, whose files [`write_extras`] wrote into `old`'s generation folder
+/// beside the old ones; its orderings stay. The manifest is replaced
+/// atomically (sealed, with every file's hash), then the old extras' files
+/// go. The caller holds the directory's lock.
 pub fn update_extras(dir: &Path, mut old: Manifest, new: &Manifest, timings: Timings) -> Result<Manifest> {
     old.themes = new.themes.clone();
     old.theme_texts = new.theme_texts.clone();
@@ -511,28 +523,215 @@ pub fn update_extras(dir: &Path, mut old: Manifest, new: &Manifest, timings: Tim
     old.inputs = new.inputs.clone();
     old.extras_fingerprint = new.extras_fingerprint.clone();
     old.timings = timings;
-    old.integrity
-        .files
-        .retain(|name, _| [VECTORS, SIMILAR, DIFFERENT].contains(&name.as_str()));
     seal_finished(dir, &mut old)?;
     prune_extras(dir, &old)?;
     Ok(old)
 }
 
+/// The folder of generation `n` in the cache `dir`.
+pub fn generation_dir(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("{GENERATION_PREFIX}{n}"))
+}
+
+/// `n` when `name` is `gen-<n>`.
+fn generation_number(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(GENERATION_PREFIX)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The generation folders in `dir`, oldest first (none when `dir` is missing).
+pub fn generations(dir: &Path) -> Result<Vec<u64>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.with_context(|| format!("cannot read {}", dir.display()))?;
+        if let Some(n) = e.file_name().to_str().and_then(generation_number) {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(n);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// Removes every generation folder of `dir` but `keep`. Only a writer
+/// holding the lock calls it: after the switch to `keep`, or on abandoned
+/// runs no manifest names.
+pub fn prune_generations(dir: &Path, keep: u64) -> Result<()> {
+    for g in generations(dir)? {
+        if g != keep {
+            let path = generation_dir(dir, g);
+            std::fs::remove_dir_all(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a non-empty folder that is not a cache, naming what it holds:
+/// the tool writes only into an empty folder or one of its own (holding
+/// its lock file, generation folders, or a manifest with its seal and
+/// format fields), and so never overwrites or deletes another program's
+/// files.
+pub fn refuse_foreign(dir: &Path) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            bail!("{} is a file, not a folder; choose a folder for the cache", dir.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let mut foreign = Vec::new();
+    for e in entries {
+        let e = e.with_context(|| format!("cannot read {}", dir.display()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        let ours = match name.as_str() {
+            lock::LOCK => is_our_lock(&e.path()),
+            MANIFEST => is_our_manifest(&e.path()),
+            n => is_dir && generation_number(n).is_some(),
+        };
+        if ours {
+            return Ok(());
+        }
+        foreign.push(name);
+    }
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    foreign.sort();
+    let shown: Vec<&str> = foreign.iter().take(5).map(String::as_str).collect();
+    let more = match foreign.len() - shown.len() {
+        0 => String::new(),
+        n => format!(" and {}", crate::plural::count(n, "other", "others")),
+    };
+    bail!(
+        "{} is not empty and is not a cache: it holds {}{more}, which this tool did not write; \
+         it never overwrites or deletes other files, so choose an empty folder or an existing cache",
+        dir.display(),
+        shown.join(", ")
+    )
+}
+
+/// A lock file holds a pid or nothing.
+fn is_our_lock(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.len() <= 32 && b.iter().all(|c| c.is_ascii_digit() || *c == b'\n'))
+}
+
+/// A manifest of this tool's caches begins with its seal and format fields.
+fn is_our_manifest(path: &Path) -> bool {
+    let mut head = Vec::new();
+    let read = File::open(path).and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, 4096), &mut head));
+    let has = |field: &[u8]| head.windows(field.len()).any(|w| w == field);
+    read.is_ok() && has(b"\"manifest_hash\"") && has(b"\"format_version\"")
+}
+
+/// Creates `dir` if needed, refuses it when it holds another program's
+/// files, and takes its lock.
+pub(crate) fn lock_dir(dir: &Path) -> Result<lock::DirLock> {
+    refuse_foreign(dir)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+    lock::DirLock::acquire(dir)
+}
+
+/// Makes `dir` a cache folder before anything is written into it (as
+/// `build` does with its embeddings): creates it, refuses another
+/// program's folder, and leaves the lock file that marks it as this tool's.
+pub fn claim_dir(dir: &Path) -> Result<()> {
+    lock_dir(dir).map(drop)
+}
+
+/// The generation the manifest in `dir` names, read without checks (to
+/// tell which generation folder is in use).
+pub(crate) fn named_generation(dir: &Path) -> Option<u64> {
+    read_manifest(&dir.join(MANIFEST))
+        .ok()
+        .filter(|m| m.format_version == FORMAT_VERSION)
+        .map(|m| m.generation)
+}
+
+/// Removes the generation folders of `dir` that are neither `in_use` (the
+/// one the manifest names) nor `keep`: abandoned runs. The caller holds
+/// the lock.
+pub(crate) fn remove_abandoned(dir: &Path, in_use: Option<u64>, keep: Option<u64>) -> Result<()> {
+    for g in generations(dir)? {
+        if Some(g) != in_use && Some(g) != keep {
+            let path = generation_dir(dir, g);
+            std::fs::remove_dir_all(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts a new, empty generation folder in `dir` (whose lock the caller
+/// holds) beside the one in use, after removing abandoned ones; returns its
+/// number.
+pub(crate) fn new_generation(dir: &Path, in_use: Option<u64>) -> Result<u64> {
+    remove_abandoned(dir, in_use, None)?;
+    let n = generations(dir)?.into_iter().chain(in_use).max().map_or(1, |g| g + 1);
+    let path = generation_dir(dir, n);
+    std::fs::create_dir(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(n)
+}
+
+/// After the switch to `m`'s generation: removes the other generations,
+/// the finished run's records and the files of an older format's cache.
+/// Failures only warn: the cache is complete.
+pub(crate) fn after_commit(dir: &Path, m: &Manifest, legacy: Option<&Manifest>) {
+    let data = m.data_dir(dir);
+    let mut names: Vec<PathBuf> = vec![data.join(RUN), data.join(PROGRESS)];
+    // Format 2 kept every file beside the manifest.
+    for name in [VECTORS, SIMILAR, DIFFERENT, RUN, PROGRESS, "similar.bin.partial", "different.bin.partial"] {
+        names.push(dir.join(name));
+    }
+    for name in legacy.into_iter().flat_map(|l| l.integrity.files.keys()) {
+        if Path::new(name).file_name().is_some_and(|f| f == name.as_str()) && name != MANIFEST {
+            names.push(dir.join(name));
+        }
+    }
+    let result = prune_generations(dir, m.generation)
+        .and_then(|_| names.iter().try_for_each(|p| remove_if_exists(p)))
+        .and_then(|_| prune_extras(dir, m));
+    if let Err(e) = result {
+        log::warn!("{e:#} (the cache is complete; the next run removes it)");
+    }
+}
+
+/// A pause at a named point, for tests that make a race deterministic:
+/// when `DIVERSITY_TEST_PAUSE` names `point`, the process says so on stderr
+/// and waits for a line on stdin (once per process).
+pub fn test_pause(point: &str) {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if std::env::var("DIVERSITY_TEST_PAUSE").is_ok_and(|p| p == point)
+        && !DONE.swap(true, std::sync::atomic::Ordering::SeqCst)
+    {
+        eprintln!("test pause: {point}");
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    }
+}
+
 /// Reads a manifest without checking its seal (for `run.json`, which only
 /// decides whether to resume; every chunk it lets through is re-verified).
-fn read_manifest(path: &Path) -> Result<Manifest> {
+pub(crate) fn read_manifest(path: &Path) -> Result<Manifest> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is not a valid manifest", path.display()))
 }
 
-/// Reads a finished cache's manifest and checks everything it says about
-/// itself: its seal, its key hashes and its key count.
-fn read_sealed(path: &Path) -> Result<Manifest> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    integrity::check_seal(path, &bytes)?;
+/// Parses a finished cache's manifest `bytes` (read from `path`) and checks
+/// everything it says about itself: its seal, its key hashes and its key count.
+pub(crate) fn parse_sealed(path: &Path, bytes: &[u8]) -> Result<Manifest> {
+    integrity::check_seal(path, bytes)?;
     let m: Manifest =
-        serde_json::from_slice(&bytes).with_context(|| format!("{} is not a valid manifest", path.display()))?;
+        serde_json::from_slice(bytes).with_context(|| format!("{} is not a valid manifest", path.display()))?;
     check_manifest(path, &m)?;
     Ok(m)
 }
@@ -560,16 +759,16 @@ fn check_manifest(path: &Path, m: &Manifest) -> Result<()> {
     Ok(())
 }
 
-/// Records in `m` the blake3 of every file in `dir` and of every chunk of
-/// its orderings, read from disk, and writes it as the sealed manifest:
-/// the last step of any writer of a finished cache (`merge` included).
-pub fn seal_finished(dir: &Path, m: &mut Manifest) -> Result<()> {
+/// Records in `m` the blake3 of every file in its generation folder and of
+/// every chunk of its orderings, read from disk.
+pub(crate) fn measure(dir: &Path, m: &mut Manifest) -> Result<()> {
+    let data = m.data_dir(dir);
     m.integrity.chunks = (0..m.chunk_count())
         .map(|c| {
             let (offset, len) = m.chunk_bytes(c);
             let hash = |name: &str| {
-                integrity::hash_range(&dir.join(name), offset, len)
-                    .with_context(|| format!("{} is shorter than its manifest says", dir.join(name).display()))
+                integrity::hash_range(&data.join(name), offset, len)
+                    .with_context(|| format!("{} is shorter than its manifest says", data.join(name).display()))
             };
             Ok(ChunkHash {
                 similar: hash(SIMILAR)?,
@@ -577,21 +776,35 @@ pub fn seal_finished(dir: &Path, m: &mut Manifest) -> Result<()> {
             })
         })
         .collect::<Result<_>>()?;
-    for name in [VECTORS, SIMILAR, DIFFERENT] {
-        m.integrity
-            .files
-            .insert(name.into(), integrity::hash_file(&dir.join(name))?);
+    m.integrity.files.clear();
+    let names = [VECTORS, SIMILAR, DIFFERENT]
+        .map(String::from)
+        .into_iter()
+        .chain(extras_files(m).into_iter().map(|(name, _)| name));
+    for name in names.collect::<Vec<_>>() {
+        let hash = integrity::hash_file(&data.join(&name))?;
+        m.integrity.files.insert(name, hash);
     }
-    for (name, _) in extras_files(m) {
-        m.integrity
-            .files
-            .insert(name.clone(), integrity::hash_file(&dir.join(&name))?);
-    }
+    Ok(())
+}
+
+/// The switch: syncs `m`'s generation folder, then writes `m` as the
+/// sealed manifest (atomically, the folder synced after the rename).
+pub(crate) fn commit(dir: &Path, m: &mut Manifest) -> Result<()> {
+    crate::fs::sync_dir(&m.data_dir(dir))?;
+    test_pause("cache:before-commit");
     write_sealed(&dir.join(MANIFEST), m)
 }
 
+/// [`measure`] then [`commit`]: the last step of a writer that keeps the
+/// generation (new themes or palette).
+pub fn seal_finished(dir: &Path, m: &mut Manifest) -> Result<()> {
+    measure(dir, m)?;
+    commit(dir, m)
+}
+
 /// Writes `m` as `path`, with its key hashes and seal filled in.
-fn write_sealed(path: &Path, m: &mut Manifest) -> Result<()> {
+pub(crate) fn write_sealed(path: &Path, m: &mut Manifest) -> Result<()> {
     m.keys_hash = hash_keys(&m.keys);
     m.all_keys_hash = hash_keys(&m.all_keys);
     m.manifest_hash = integrity::UNSEALED.into();
@@ -601,45 +814,97 @@ fn write_sealed(path: &Path, m: &mut Manifest) -> Result<()> {
     Ok(())
 }
 
-/// Checks every file the manifest lists (vectors and both orderings)
-/// against its size and blake3.
-fn verify_files(dir: &Path, m: &Manifest) -> Result<()> {
-    let expect = |name: &str, bytes: u64| -> Result<()> {
-        let path = dir.join(name);
-        let Some(want) = m.integrity.files.get(name) else {
-            bail!("{} does not list {name}", dir.join(MANIFEST).display());
-        };
-        if want.bytes != bytes {
-            bail!(
-                "{} should have {bytes} bytes, its manifest says {}",
-                path.display(),
-                want.bytes
-            );
-        }
-        if !path.exists() {
-            bail!("{} is missing", path.display());
-        }
-        let got = integrity::hash_file(&path)?;
-        if got.bytes != want.bytes {
-            bail!(
-                "{} has {} bytes, the manifest says {}",
-                path.display(),
-                got.bytes,
-                want.bytes
-            );
-        }
-        if got.blake3 != want.blake3 {
-            bail!("{} does not match its blake3 in the manifest", path.display());
-        }
-        Ok(())
-    };
-    expect(VECTORS, (m.included * m.dimension * 2) as u64)?;
-    expect(SIMILAR, m.ordering_bytes())?;
-    expect(DIFFERENT, m.ordering_bytes())?;
-    for (name, bytes) in extras_files(m) {
-        expect(&name, bytes)?;
+/// One verified file: opened once, mapped, and its size and blake3 checked
+/// on the mapped bytes, which are the only bytes used afterwards.
+struct Snapshot(Option<memmap2::Mmap>);
+
+impl Snapshot {
+    fn bytes(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or(&[])
     }
-    Ok(())
+}
+
+/// Maps `name` of the generation folder `data` once and checks it against
+/// `m` (which says it has `size` bytes).
+fn snapshot(dir: &Path, data: &Path, m: &Manifest, name: &str, size: u64) -> Result<Snapshot> {
+    let path = data.join(name);
+    let Some(want) = m.integrity.files.get(name) else {
+        bail!("{} does not list {name}", dir.join(MANIFEST).display());
+    };
+    if want.bytes != size {
+        bail!(
+            "{} should have {size} bytes, its manifest says {}",
+            path.display(),
+            want.bytes
+        );
+    }
+    let f = match File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("{} is missing", path.display()),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    let len = f.metadata().with_context(|| format!("cannot read {}", path.display()))?.len();
+    if len != want.bytes {
+        bail!("{} has {len} bytes, the manifest says {}", path.display(), want.bytes);
+    }
+    let map = if len == 0 {
+        None
+    } else {
+        // SAFETY: the mapping is sound as long as nobody changes the file
+        // while it is mapped. This tool never writes a finished
+        // generation's file in place: a rebuild writes a new generation
+        // (new files) and removes the old one after the switch, which
+        // leaves a mapping's inode intact. Only another program writing
+        // into the cache could break this, and merge, which copies from
+        // these bytes, checks what it copied against the hashes again.
+        Some(unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))?)
+    };
+    let snap = Snapshot(map);
+    if integrity::hash_bytes(snap.bytes()) != want.blake3 {
+        bail!("{} does not match its blake3 in the manifest", path.display());
+    }
+    Ok(snap)
+}
+
+/// Checks every file the manifest lists against its size and blake3 (for
+/// a writer deciding whether a finished cache needs repair).
+pub(crate) fn verify_files(dir: &Path, m: &Manifest) -> Result<()> {
+    Snapshots::take(dir, m).map(drop)
+}
+
+/// The verified bytes of every file of a cache.
+struct Snapshots {
+    vectors: Snapshot,
+    similar: Snapshot,
+    different: Snapshot,
+    themes: Snapshot,
+    extra_vectors: Snapshot,
+}
+
+impl Snapshots {
+    fn take(dir: &Path, m: &Manifest) -> Result<Self> {
+        let data = m.data_dir(dir);
+        let take = |name: &str, size: u64| snapshot(dir, &data, m, name, size);
+        let vectors = take(VECTORS, (m.included * m.dimension * 2) as u64)?;
+        let similar = take(SIMILAR, m.ordering_bytes())?;
+        let different = take(DIFFERENT, m.ordering_bytes())?;
+        let mut extras = extras_files(m).into_iter().map(|(name, size)| (take(&name, size), name));
+        let (mut themes, mut extra_vectors) = (Snapshot(None), Snapshot(None));
+        for (snap, name) in extras.by_ref() {
+            if name == themes_file(m) {
+                themes = snap?;
+            } else {
+                extra_vectors = snap?;
+            }
+        }
+        Ok(Snapshots {
+            vectors,
+            similar,
+            different,
+            themes,
+            extra_vectors,
+        })
+    }
 }
 
 /// Why `row` (of start `s`) is not a valid ordering, if it is not; `seen`
@@ -680,10 +945,9 @@ fn decode(row: &[u8], index_bytes: usize, out: &mut Vec<u32>) {
     }
 }
 
-/// Reads the themes' orderings when the manifest lists themes, checking
-/// their blake3 again (read after the check at open), and that every
-/// colour names a palette entry.
-fn read_themes(dir: &Path, m: &Manifest) -> Result<Vec<u8>> {
+/// Checks that every colour names a palette entry and that there is one
+/// per poem.
+fn check_colors(dir: &Path, m: &Manifest) -> Result<()> {
     if let Some(bad) = m.colors.iter().find(|&&c| c as usize >= m.palette.len()) {
         bail!(
             "{} gives colour {bad} of a palette of {}",
@@ -699,24 +963,11 @@ fn read_themes(dir: &Path, m: &Manifest) -> Result<Vec<u8>> {
             m.included
         );
     }
-    if m.themes.is_empty() {
-        return Ok(Vec::new());
-    }
-    read_checked(dir, m, &themes_file(m))
-}
-
-/// A file of the cache, read whole and checked against its blake3 in `m`.
-fn read_checked(dir: &Path, m: &Manifest, name: &str) -> Result<Vec<u8>> {
-    let path = dir.join(name);
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    if m.integrity.files.get(name).map(|f| &f.blake3) != Some(&integrity::hash_bytes(&bytes)) {
-        bail!("{} does not match its blake3 in the manifest", path.display());
-    }
-    Ok(bytes)
+    Ok(())
 }
 
 /// The extras' files `m` names, with their sizes.
-fn extras_files(m: &Manifest) -> Vec<(String, u64)> {
+pub(crate) fn extras_files(m: &Manifest) -> Vec<(String, u64)> {
     let mut out = Vec::new();
     if !m.themes.is_empty() {
         out.push((themes_file(m), m.theme_bytes()));
@@ -735,14 +986,35 @@ pub enum Kind {
     Different,
 }
 
-/// A finished cache whose every hash checked, memory-mapped.
+/// Why `dir`, which has no manifest, is not a cache.
+fn not_a_cache(dir: &Path) -> anyhow::Error {
+    let unfinished = dir.join(RUN).exists()
+        || generations(dir)
+            .unwrap_or_default()
+            .iter()
+            .any(|&g| generation_dir(dir, g).join(RUN).exists());
+    if unfinished {
+        return anyhow!(
+            "{} holds an unfinished precompute; run the same precompute command again to resume it",
+            dir.display()
+        );
+    }
+    anyhow!(
+        "{} is not a cache (no {MANIFEST}); create one with `diversity-gpu precompute`",
+        dir.display()
+    )
+}
+
+/// How many times a reader reads the manifest again when a writer switched
+/// generations while it was opening the cache.
+const OPEN_ATTEMPTS: usize = 5;
+
+/// A finished cache whose every hash checked: a snapshot of one
+/// generation, each file mapped once and only those bytes used.
 pub struct Cache {
     pub dir: PathBuf,
     pub manifest: Manifest,
-    similar: memmap2::Mmap,
-    different: memmap2::Mmap,
-    /// The themes' orderings, read whole (a few rows).
-    themes: Vec<u8>,
+    files: Snapshots,
 }
 
 impl Cache {
@@ -762,22 +1034,32 @@ impl Cache {
 
     /// Opens a finished cache, whole or shard, checking its versions, its
     /// manifest's seal and key hashes, and every file's size and blake3.
+    /// When the manifest changed while the files were opened (a writer
+    /// switched generations), it starts again on the new one.
     pub fn open_any(dir: &Path) -> Result<Self> {
         let mpath = dir.join(MANIFEST);
-        if !mpath.exists() {
-            if dir.join(RUN).exists() {
-                bail!(
-                    "{} holds an unfinished precompute; run the same precompute command again to resume it",
-                    dir.display()
-                );
+        let mut attempt = 1;
+        loop {
+            let bytes = match std::fs::read(&mpath) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_a_cache(dir)),
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", mpath.display())),
+            };
+            match Self::open_bytes(dir, &bytes) {
+                Ok(c) => return Ok(c),
+                Err(e) if attempt < OPEN_ATTEMPTS && std::fs::read(&mpath).ok().as_deref() != Some(&bytes[..]) => {
+                    log::info!("{} changed while it was read ({e:#}); reading it again", mpath.display());
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
             }
-            bail!(
-                "{} is not a cache (no {MANIFEST}); create one with `diversity-gpu precompute`",
-                dir.display()
-            );
         }
+    }
+
+    /// Opens the cache whose manifest is `bytes`.
+    fn open_bytes(dir: &Path, bytes: &[u8]) -> Result<Self> {
         // Parsed before any check, only to name versions and the repair command.
-        let unchecked = read_manifest(&mpath).ok();
+        let unchecked: Option<Manifest> = serde_json::from_slice(bytes).ok();
         let repair = match &unchecked {
             Some(m) => format!("repair it with:\n  {}", m.rebuild_command(dir)),
             None => "run the precompute command that wrote it again to repair it".into(),
@@ -794,55 +1076,34 @@ impl Cache {
                 m.rebuild_command(dir)
             );
         }
-        Self::open_checked(dir).map_err(|e| anyhow!("{e:#}; the cache is damaged, {repair}"))
+        Self::open_checked(dir, bytes).map_err(|e| anyhow!("{e:#}; the cache is damaged, {repair}"))
     }
 
-    fn open_checked(dir: &Path) -> Result<Self> {
-        let manifest = read_sealed(&dir.join(MANIFEST))?;
-        verify_files(dir, &manifest)?;
-        let map = |name: &str| -> Result<memmap2::Mmap> {
-            let path = dir.join(name);
-            let f = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-            let len = f.metadata()?.len();
-            if len != manifest.ordering_bytes() {
-                bail!(
-                    "{} has {len} bytes, the manifest says {}",
-                    path.display(),
-                    manifest.ordering_bytes()
-                );
-            }
-            if len == 0 {
-                return Ok(memmap2::MmapOptions::new().len(1).map_anon()?.make_read_only()?);
-            }
-            // SAFETY: the mapping is sound as long as nobody changes the file
-            // while it is mapped. This tool never writes a finished cache's
-            // file in place: precompute builds `*.partial` files (a different
-            // inode) and renames them over the old names, so a mapping keeps
-            // the old inode's bytes intact. Only another program writing into
-            // the cache could break this.
-            unsafe { memmap2::Mmap::map(&f) }.with_context(|| format!("cannot map {}", path.display()))
-        };
-        let themes = read_themes(dir, &manifest)?;
+    fn open_checked(dir: &Path, bytes: &[u8]) -> Result<Self> {
+        let manifest = parse_sealed(&dir.join(MANIFEST), bytes)?;
+        check_colors(dir, &manifest)?;
+        test_pause("cache-open:manifest-read");
+        let files = Snapshots::take(dir, &manifest)?;
+        test_pause("cache-open:verified");
         let cache = Cache {
-            similar: map(SIMILAR)?,
-            different: map(DIFFERENT)?,
-            themes,
+            files,
             dir: dir.to_owned(),
             manifest,
         };
-        // The hashes were checked against the bytes just mapped; checking the
-        // indices too means readers can index freely whatever the manifest says.
+        // The hashes were checked on these very bytes; checking the indices
+        // too means readers can index freely whatever the manifest says.
+        let data = cache.manifest.data_dir(dir);
         for (name, bytes) in [
-            (SIMILAR, &cache.similar[..]),
-            (DIFFERENT, &cache.different[..]),
-            (themes_file(&cache.manifest).as_str(), &cache.themes[..]),
+            (SIMILAR.to_owned(), cache.files.similar.bytes()),
+            (DIFFERENT.to_owned(), cache.files.different.bytes()),
+            (themes_file(&cache.manifest), cache.files.themes.bytes()),
         ] {
             if let Some(bad) =
                 max_index(bytes, cache.manifest.params.index_bytes).filter(|&m| m as usize >= cache.manifest.included)
             {
                 bail!(
                     "{} holds index {bad}, but the cache has {} poems",
-                    dir.join(name).display(),
+                    data.join(name).display(),
                     cache.manifest.included
                 );
             }
@@ -850,13 +1111,28 @@ impl Cache {
         Ok(cache)
     }
 
+    /// The verified bytes of one of the cache's files (`None` when the
+    /// manifest names no such file).
+    pub fn file_bytes(&self, name: &str) -> Option<&[u8]> {
+        let f = &self.files;
+        let m = &self.manifest;
+        Some(match name {
+            VECTORS => f.vectors.bytes(),
+            SIMILAR => f.similar.bytes(),
+            DIFFERENT => f.different.bytes(),
+            n if !m.themes.is_empty() && n == themes_file(m) => f.themes.bytes(),
+            n if m.integrity.files.contains_key(n) && n == extra_vectors_file(m) => f.extra_vectors.bytes(),
+            _ => return None,
+        })
+    }
+
     /// Row `i` of an ordering file (start `manifest.starts().start + i`) as
     /// indices into `manifest.keys`.
     pub fn row(&self, kind: Kind, i: usize, out: &mut Vec<u32>) {
         let p = &self.manifest.params;
         let bytes = match kind {
-            Kind::Similar => &self.similar,
-            Kind::Different => &self.different,
+            Kind::Similar => self.files.similar.bytes(),
+            Kind::Different => self.files.different.bytes(),
         };
         decode(
             &bytes[i * p.width * p.index_bytes..(i + 1) * p.width * p.index_bytes],
@@ -902,7 +1178,7 @@ impl Cache {
             Kind::Similar => t,
             Kind::Different => m.themes.len() + t,
         };
-        decode(&self.themes[row * w * b..(row + 1) * w * b], b, out);
+        decode(&self.files.themes.bytes()[row * w * b..(row + 1) * w * b], b, out);
     }
 
     /// Included poem `i`'s colour, when the cache has a palette.
@@ -923,8 +1199,8 @@ impl Cache {
             };
             return Ok((none(), none()));
         }
-        // Sized and hashed as the manifest says (checked again: read after open).
-        let bytes = read_checked(&self.dir, m, &extra_vectors_file(m))?;
+        // The bytes checked at open.
+        let bytes = self.files.extra_vectors.bytes();
         let mut data: Vec<i16> = bytes
             .chunks_exact(2)
             .map(|b| i16::from_le_bytes([b[0], b[1]]))
@@ -942,19 +1218,9 @@ impl Cache {
 
     /// The stored quantised vectors.
     pub fn vectors(&self) -> Result<Quantized> {
-        let path = self.dir.join(VECTORS);
-        let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        // The bytes checked at open, sized as the manifest says.
+        let bytes = self.files.vectors.bytes();
         let (n, dim) = (self.manifest.included, self.manifest.dimension);
-        if bytes.len() != n * dim * 2 {
-            bail!("{} has {} bytes, expected {}", path.display(), bytes.len(), n * dim * 2);
-        }
-        // Read again after open, so checked again.
-        if self.manifest.integrity.files.get(VECTORS).map(|f| &f.blake3) != Some(&integrity::hash_bytes(&bytes)) {
-            bail!(
-                "{} does not match its blake3 in the manifest; the cache is damaged",
-                path.display()
-            );
-        }
         let data = bytes
             .chunks_exact(2)
             .map(|b| i16::from_le_bytes([b[0], b[1]]))

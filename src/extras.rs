@@ -66,8 +66,9 @@ pub fn load(opts: &Sources, corpus: &corpus::Corpus, q: &Quantized, center: bool
 }
 
 /// Computes every theme's orderings and writes them, with the themes' and
-/// palette's vectors, for the cache `m` describes (before its manifest).
-pub fn write(engine: Option<&mut Engine>, q: &Quantized, extras: &Extras, m: &Manifest, dir: &Path) -> Result<()> {
+/// palette's vectors, into the generation folder `data` of the cache `m`
+/// describes (before its manifest).
+pub fn write(engine: Option<&mut Engine>, q: &Quantized, extras: &Extras, m: &Manifest, data: &Path) -> Result<()> {
     let width = m.theme_width;
     let count = extras.themes.as_ref().map_or(0, |t| t.vectors.n);
     let mut similar = vec![0; count * width];
@@ -76,7 +77,7 @@ pub fn write(engine: Option<&mut Engine>, q: &Quantized, extras: &Extras, m: &Ma
         engine.themes(q, &themes.vectors, width, &mut similar, &mut different)?;
     }
     cache::write_extras(
-        dir,
+        data,
         m,
         &similar,
         &different,
@@ -86,8 +87,9 @@ pub fn write(engine: Option<&mut Engine>, q: &Quantized, extras: &Extras, m: &Ma
 }
 
 /// A finished cache whose orderings are up to date but whose themes or
-/// palette changed: recomputes only those, swaps them in, and returns the
-/// new manifest.
+/// palette changed: recomputes only those, writes them beside the old ones
+/// in its generation folder (new names), switches the manifest to them,
+/// removes the old ones, and returns the new manifest.
 /// `engine` builds the engine for the themes' vectors.
 pub fn recompute(
     dir: &Path,
@@ -112,7 +114,7 @@ pub fn recompute(
     };
     timings.phase_since("similarity", t);
     let t = Instant::now();
-    write(engine.as_mut(), q, extras, pending, dir)?;
+    write(engine.as_mut(), q, extras, pending, &old.data_dir(dir))?;
     timings.phase_since("themes", t);
     cache::update_extras(dir, old, pending, timings)
 }

@@ -196,7 +196,7 @@ pub fn run_loaded(opts: &Options, loaded: Loaded) -> Result<Precomputed> {
         return Ok(computed);
     }
     let t = Instant::now();
-    extras::write(Some(&mut engine), &q, &extras, writer.pending(), &opts.out)?;
+    extras::write(Some(&mut engine), &q, &extras, writer.pending(), writer.data_dir())?;
     timings.phase_since("themes", t);
     timings.phase("selection", engine.times.selection);
     timings.phase("similar", engine.times.similar);
@@ -244,6 +244,7 @@ fn pending_manifest(
         all_keys_hash: String::new(),
         integrity: Default::default(),
         format_version: cache::FORMAT_VERSION,
+        generation: 0,
         algorithm_version: cache::ALGORITHM_VERSION,
         tool_version: env!("CARGO_PKG_VERSION").into(),
         fingerprint: cache::fingerprint(&prepared.keys, q, &params, &corpus.model),

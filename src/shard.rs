@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -190,11 +191,16 @@ fn missing(parts: &[Part], gap: std::ops::Range<usize>) -> String {
 }
 
 /// Combines finished shards into a whole cache in `out`, byte-identical to
-/// the cache one unsharded run writes. `out` must not be one of the shards.
+/// the cache one unsharded run writes. `out` must not be one of the shards,
+/// nor another program's folder. The merged cache is a new generation of
+/// `out`, written from the bytes each shard's check read (never from its
+/// files opened again), and sealed only when what it holds hashes to what
+/// the shards recorded.
 pub fn merge(out: &Path, dirs: &[PathBuf], progress: bool) -> Result<Manifest> {
     if dirs.is_empty() {
         bail!("merge needs at least one shard directory");
     }
+    cache::refuse_foreign(out)?;
     let mut timings = Timings::default();
     let t = Instant::now();
     let parts = open_parts(dirs)?;
@@ -207,53 +213,93 @@ pub fn merge(out: &Path, dirs: &[PathBuf], progress: bool) -> Result<Manifest> {
             );
         }
     }
-    let q = parts[0].cache.vectors()?;
     timings.phase_since("merge_check", t);
+    cache::test_pause("merge:verified");
 
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    // One writer at a time, as for precompute.
-    let _lock = cache::lock::DirLock::acquire(out)?;
-    // From here on the directory is not a finished cache until the manifest lands.
-    cache::remove_if_exists(&out.join(cache::MANIFEST))?;
+    // One writer at a time, as for precompute; the generation readers use
+    // stays untouched until the switch.
+    let _lock = cache::lock_dir(out)?;
+    let in_use = cache::named_generation(out);
+    let generation = cache::new_generation(out, in_use)?;
+    let data = cache::generation_dir(out, generation);
+    let first = &parts[0];
+    let mut expected: BTreeMap<String, String> = BTreeMap::new();
     let t = Instant::now();
-    crate::fs::write_atomic(&out.join(cache::VECTORS), bytemuck::cast_slice(&q.data))?;
+    expected.insert(cache::VECTORS.into(), copy_checked(&[first], cache::VECTORS, &data, None)?);
     timings.phase_since("merge_vectors", t);
     let total: u64 = parts.iter().map(|p| 2 * p.cache.manifest.ordering_bytes()).sum();
     let bar = crate::progress::progress_bar(progress, total, "bytes");
+    let all: Vec<&Part> = parts.iter().collect();
     for name in [cache::SIMILAR, cache::DIFFERENT] {
         let t = Instant::now();
-        concatenate(&parts, name, &out.join(name), &bar)?;
+        expected.insert(name.into(), copy_checked(&all, name, &data, Some(&bar))?);
         timings.phase_since(&format!("merge_{}", name.trim_end_matches(".bin")), t);
     }
     bar.finish_and_clear();
-    cache::remove_if_exists(&out.join(cache::RUN))?;
-    cache::remove_if_exists(&out.join(cache::PROGRESS))?;
     let mut merged = merged_manifest(&parts, timings);
-    cache::copy_extras(&parts[0].dir, out, &merged)?;
-    cache::seal_finished(out, &mut merged)?;
-    cache::prune_extras(out, &merged)?;
+    merged.generation = generation;
+    // Every shard computed the same themes and colours: the first one's.
+    for (name, _) in cache::extras_files(&merged) {
+        let hash = copy_checked(&[first], &name, &data, None)?;
+        expected.insert(name, hash);
+    }
+    cache::measure(out, &mut merged)?;
+    for (name, want) in &expected {
+        if merged.integrity.files.get(name).map(|f| &f.blake3) != Some(want) {
+            bail!(
+                "{} does not hold the bytes copied into it; nothing was switched, merge again",
+                data.join(name).display()
+            );
+        }
+    }
+    cache::commit(out, &mut merged)?;
+    cache::after_commit(out, &merged, None);
     // The result must pass every reader's checks.
     Cache::open(out).with_context(|| format!("the merged cache {} does not open", out.display()))?;
     Ok(merged)
 }
 
-/// Appends every shard's `name` file, in order, into `target` atomically.
-fn concatenate(parts: &[Part], name: &str, target: &Path, bar: &indicatif::ProgressBar) -> Result<()> {
-    let tmp = crate::fs::temp_file_beside(target)?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
+/// Writes every part's verified bytes of `name`, in order, into the new
+/// file `data/name`, synced. Each part's bytes are copied through a buffer
+/// that is hashed as written: a shard whose file changed after its check
+/// (in place, under the mapping) no longer hashes to what its manifest
+/// records, and is refused. Returns the blake3 of all the bytes written.
+fn copy_checked(parts: &[&Part], name: &str, data: &Path, bar: Option<&indicatif::ProgressBar>) -> Result<String> {
+    let target = data.join(name);
+    let file = File::create_new(&target).with_context(|| format!("cannot create {}", target.display()))?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut all = blake3::Hasher::new();
+    let mut buf = Vec::with_capacity(1 << 20);
     for p in parts {
-        let path = p.dir.join(name);
-        let f = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
-        std::io::copy(&mut bar.wrap_read(f), &mut w)
-            .with_context(|| format!("cannot copy {} into {}", path.display(), target.display()))?;
+        let bytes = p
+            .cache
+            .file_bytes(name)
+            .with_context(|| format!("shard {} has no {name}", p.dir.display()))?;
+        let mut part = blake3::Hasher::new();
+        for piece in bytes.chunks(1 << 20) {
+            buf.clear();
+            buf.extend_from_slice(piece);
+            part.update(&buf);
+            all.update(&buf);
+            w.write_all(&buf)
+                .with_context(|| format!("cannot write {}", target.display()))?;
+            if let Some(bar) = bar {
+                bar.inc(buf.len() as u64);
+            }
+        }
+        let recorded = p.cache.manifest.integrity.files.get(name).map(|f| f.blake3.as_str());
+        if recorded != Some(part.finalize().to_hex().as_str()) {
+            bail!(
+                "shard {}: {} changed after it was checked (another program is writing it); nothing was switched, merge again once it is finished",
+                p.dir.display(),
+                p.cache.manifest.data_dir(&p.dir).join(name).display()
+            );
+        }
     }
-    let tmp = w.into_inner().map_err(|e| e.into_error())?;
-    tmp.as_file()
-        .sync_all()
+    let file = w.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()
         .with_context(|| format!("cannot write {}", target.display()))?;
-    tmp.persist(target)
-        .with_context(|| format!("cannot rename into {}", target.display()))?;
-    Ok(())
+    Ok(all.finalize().to_hex().to_string())
 }
 
 /// The first shard's manifest as a whole cache's: no shard, every shard's

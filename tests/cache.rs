@@ -46,7 +46,7 @@ fn a_flipped_byte_in_any_cache_file_is_refused_naming_it_and_the_suggested_comma
     let (poems, site) = (corpus("poems.json"), dir.path().join("site"));
     let (poems, site) = (poems.to_str().unwrap(), site.to_str().unwrap());
     for name in FILES {
-        let path = cache.join(name);
+        let path = cache_file(&cache, name);
         let original = std::fs::read(&path).unwrap();
         let len = original.len();
         for at in [
@@ -111,7 +111,7 @@ fn a_truncated_or_deleted_file_is_refused_and_precompute_repairs_it() {
     precompute(&cache, &["--chunk", "100"]);
     let good = export(&cache);
     for name in ["similar.bin", "different.bin", "vectors.bin"] {
-        let path = cache.join(name);
+        let path = cache_file(&cache, name);
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
         let err = stderr(&export(&cache));
@@ -131,7 +131,8 @@ fn a_truncated_or_deleted_file_is_refused_and_precompute_repairs_it() {
             );
         }
         assert_eq!(export(&cache).stdout, good.stdout);
-        std::fs::remove_file(&path).unwrap();
+        // The repair is a new generation.
+        std::fs::remove_file(cache_file(&cache, name)).unwrap();
         let err = stderr(&export(&cache));
         assert!(err.contains(name) && err.contains("missing"), "{err}");
         assert!(run_suggested(&err).status.success());
@@ -223,7 +224,7 @@ fn a_partial_file_deleted_or_truncated_after_a_kill_is_recomputed() {
         wait_for_chunks(&out, 4, &mut child);
         child.kill().unwrap();
         child.wait().unwrap();
-        let path = out.join("similar.bin.partial");
+        let path = cache_file(&out, "similar.bin.partial");
         match damage {
             "delete" => std::fs::remove_file(&path).unwrap(),
             "truncate" => std::fs::File::options()
@@ -278,7 +279,7 @@ fn a_poem_added_without_an_embedding_is_recorded_not_looped_over() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     precompute(&cache, &[]);
-    let before = std::fs::read(cache.join("similar.bin")).unwrap();
+    let before = std::fs::read(cache_file(&cache, "similar.bin")).unwrap();
     let mut poems: serde_json::Value = serde_json::from_slice(&std::fs::read(corpus("poems.json")).unwrap()).unwrap();
     let list = poems["poems"].as_array_mut().unwrap();
     let mut extra = list[0].clone();
@@ -312,7 +313,7 @@ fn a_poem_added_without_an_embedding_is_recorded_not_looped_over() {
         "{}",
         stderr(&o)
     );
-    assert_eq!(std::fs::read(cache.join("similar.bin")).unwrap(), before);
+    assert_eq!(std::fs::read(cache_file(&cache, "similar.bin")).unwrap(), before);
     let o = render();
     assert!(o.status.success(), "{}", stderr(&o));
 }
@@ -329,7 +330,7 @@ fn verify_checks_every_row_and_counts_starts() {
     assert!(stderr(&o).contains("--sample"), "{}", stderr(&o));
     // Swap two entries in rows 3 and 7 of both orderings; duplicate one in row 9.
     for name in ["similar.bin", "different.bin"] {
-        let path = cache.join(name);
+        let path = cache_file(&cache, name);
         let mut b = std::fs::read(&path).unwrap();
         for row in [3usize, 7] {
             let at = row * 12;
@@ -347,7 +348,7 @@ fn verify_checks_every_row_and_counts_starts() {
     for name in ["similar.bin", "different.bin"] {
         m.integrity
             .files
-            .insert(name.into(), integrity::hash_file(&cache.join(name)).unwrap());
+            .insert(name.into(), integrity::hash_file(&cache_file(&cache, name)).unwrap());
     }
     m.manifest_hash = integrity::UNSEALED.into();
     std::fs::write(&mpath, integrity::seal(serde_json::to_vec_pretty(&m).unwrap()).0).unwrap();
@@ -368,17 +369,235 @@ fn a_cache_of_another_format_version_is_refused_with_the_rebuild_command() {
     precompute(&cache, &["--top-k", "3"]);
     let path = cache.join("manifest.json");
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replace("\"format_version\": 2", "\"format_version\": 1")).unwrap();
+    std::fs::write(&path, text.replace("\"format_version\": 3", "\"format_version\": 2")).unwrap();
+    // Format 2 kept its files beside the manifest.
+    let data = data_dir(&cache);
+    for f in ["vectors.bin", "similar.bin", "different.bin"] {
+        std::fs::rename(data.join(f), cache.join(f)).unwrap();
+    }
+    std::fs::remove_dir_all(&data).unwrap();
     let err = stderr(&export(&cache));
     assert!(
-        err.contains("written by another version (format 1")
+        err.contains("written by another version (format 2")
             && err.contains("rebuild it with: diversity-gpu precompute"),
         "{err}"
     );
-    // precompute rebuilds it.
+    // precompute rebuilds it, into a generation, and removes the old format's files.
     let o = precompute(&cache, &["--top-k", "3"]);
     assert!(stderr(&o).contains("rebuilding the cache"), "{}", stderr(&o));
     assert!(export(&cache).status.success());
+    for f in ["vectors.bin", "similar.bin", "different.bin"] {
+        assert!(!cache.join(f).exists(), "{f} of the old format was left");
+        assert!(cache_file(&cache, f).exists());
+    }
+}
+
+/// The previous cache (top-k 5) of a synthetic corpus slow enough to
+/// interrupt, its files and export, and the arguments of a rebuild with
+/// other parameters (full orderings) with its reference cache.
+struct Rebuild {
+    cache: PathBuf,
+    before: std::collections::BTreeMap<String, Vec<u8>>,
+    old_export: Vec<u8>,
+    args: Vec<String>,
+    reference: PathBuf,
+}
+
+fn rebuild_setup(dir: &Path, seed: u64) -> Rebuild {
+    let corpus = dir.join("c.jsonl");
+    synthetic(&corpus, 2000, 32, seed);
+    let cache = dir.join("cache");
+    let old_args = [slow_precompute_args(&corpus, &cache), vec!["--top-k".into(), "5".into()]].concat();
+    let o = bin().args(&old_args).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let reference = dir.join("reference");
+    let o = bin().args(slow_precompute_args(&corpus, &reference)).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    Rebuild {
+        before: cache_snapshot(&cache),
+        old_export: export(&cache).stdout,
+        args: slow_precompute_args(&corpus, &cache),
+        reference,
+        cache,
+    }
+}
+
+impl Rebuild {
+    /// The previous cache is there, byte for byte, and every reader takes it.
+    fn assert_previous_cache_intact(&self, when: &str) {
+        let now = cache_snapshot(&self.cache);
+        for (name, bytes) in &self.before {
+            assert!(now.get(name) == Some(bytes), "{when}: {name} of the previous cache changed or went");
+        }
+        let e = export(&self.cache);
+        assert!(e.status.success(), "{when}: {}", stderr(&e));
+        assert!(e.stdout == self.old_export, "{when}: the export changed");
+        let c = self.cache.to_str().unwrap();
+        let v = run(&["verify", "--cache", c, "--sample", "2"]);
+        assert!(v.status.success(), "{when}: {}", stderr(&v));
+    }
+
+    fn switched(&self) -> bool {
+        std::fs::read(self.cache.join("manifest.json")).unwrap() != self.before["manifest.json"]
+    }
+
+    /// The rebuild, run to its end, gives the reference cache; one generation is left.
+    fn assert_completes(&self) {
+        let o = bin().args(&self.args).output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_same_files(&self.reference, &self.cache, &["similar.bin", "different.bin", "vectors.bin"]);
+        ok(&["verify", "--cache", self.cache.to_str().unwrap(), "--sample", "3"]);
+        let gens = std::fs::read_dir(&self.cache)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("gen-"))
+            .count();
+        assert_eq!(gens, 1, "the old generations are removed after the switch");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_rebuild_killed_at_random_moments_leaves_the_previous_cache_readable_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = rebuild_setup(dir.path(), 21);
+    let mut delays = Vec::new();
+    for _ in 0..5 {
+        let delay = 30 + random_below(1500);
+        delays.push(delay);
+        let mut child = bin().args(&r.args).stderr(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        if r.switched() {
+            // Killed after the switch: the new cache is complete.
+            assert_same_files(&r.reference, &r.cache, &["similar.bin", "different.bin", "vectors.bin"]);
+            break;
+        }
+        r.assert_previous_cache_intact(&format!("killed after {delay} ms (delays {delays:?})"));
+    }
+    r.assert_completes();
+}
+
+/// A rebuild that fails on a full disk (a file size limit, RLIMIT_FSIZE,
+/// with SIGXFSZ ignored so that writes fail with EFBIG as on a full disk).
+#[cfg(unix)]
+#[test]
+fn a_rebuild_failing_on_a_full_disk_leaves_the_previous_cache_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = rebuild_setup(dir.path(), 22);
+    // 2,000 blocks (1 or 2 MB): the previous cache's files fit, the rebuild's 8 MB orderings do not.
+    let o = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 2000; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_diversity-gpu"))
+        .args(&r.args)
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "the rebuild fitted under the limit");
+    assert!(stderr(&o).contains("File too large"), "{}", stderr(&o));
+    r.assert_previous_cache_intact("after a failed rebuild");
+    r.assert_completes();
+}
+
+/// A reader opening the cache while a precompute switches generations
+/// reads one whole generation: paused after reading the manifest, it finds
+/// the old generation gone and reads the new one; paused after checking
+/// the files, it keeps the bytes it checked.
+#[test]
+fn a_reader_during_a_generation_switch_never_mixes_two_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    precompute(&cache, &["--top-k", "5"]);
+    let old = export(&cache).stdout;
+    let newer = dir.path().join("newer");
+    precompute(&newer, &["--top-k", "9"]);
+    let new = export(&newer).stdout;
+    assert_ne!(old, new);
+    let c = cache.to_str().unwrap();
+    let reader = |args: &[&str]| {
+        let mut cmd = bin();
+        cmd.args(args);
+        cmd
+    };
+    let o = run_paused(reader(&["export", "--cache", c]), "cache-open:manifest-read", || {
+        let gen = data_dir(&cache);
+        precompute(&cache, &["--top-k", "9"]);
+        assert!(!gen.exists(), "the old generation is removed after the switch");
+    });
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("changed while it was read"), "{}", stderr(&o));
+    assert!(o.stdout == new, "the reader mixed two generations");
+    // Paused after its checks: the switch back does not reach it.
+    let o = run_paused(reader(&["export", "--cache", c]), "cache-open:verified", || {
+        precompute(&cache, &["--top-k", "5"]);
+    });
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(o.stdout == new, "the reader used bytes it had not checked");
+    let site = dir.path().join("site");
+    let poems = corpus("poems.json");
+    let render = [
+        "render",
+        "--cache",
+        c,
+        "--poems",
+        poems.to_str().unwrap(),
+        "--out",
+        site.to_str().unwrap(),
+    ];
+    for point in ["cache-open:manifest-read", "cache-open:verified"] {
+        let o = run_paused(reader(&["verify", "--cache", c, "--sample", "5"]), point, || {
+            precompute(&cache, &["--top-k", "9"]);
+        });
+        assert!(o.status.success(), "verify paused at {point}: {}", stderr(&o));
+        let o = run_paused(reader(&render), point, || {
+            precompute(&cache, &["--top-k", "5"]);
+        });
+        assert!(o.status.success(), "render paused at {point}: {}", stderr(&o));
+    }
+}
+
+/// A folder holding the user's own files, some with a cache's names, is
+/// refused by precompute and merge before any work, naming them; nothing
+/// in it is changed.
+#[test]
+fn precompute_and_merge_refuse_a_foreign_folder_naming_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mine = dir.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("manifest.json"), "{\"title\": \"my book\"}").unwrap();
+    std::fs::write(mine.join("progress.log"), "chapter 1 drafted\n").unwrap();
+    std::fs::write(mine.join("themes-2024.bin"), [1u8, 2, 3]).unwrap();
+    let before = cache_snapshot(&mine);
+    let check = |o: &std::process::Output, what: &str| {
+        assert!(!o.status.success(), "{what} wrote into a foreign folder");
+        let err = stderr(o);
+        assert!(
+            err.contains("is not a cache") && ["manifest.json", "progress.log", "themes-2024.bin"].iter().all(|f| err.contains(f)),
+            "{what}: {err}"
+        );
+        assert_eq!(cache_snapshot(&mine), before, "{what} changed the folder");
+        assert!(!mine.join("lock").exists(), "{what} left a lock");
+    };
+    check(&try_precompute(&mine, &["--top-k", "4"]), "precompute");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    precompute(&a, &["--top-k", "4", "--shard", "0/2"]);
+    precompute(&b, &["--top-k", "4", "--shard", "1/2"]);
+    let merge = run(&[
+        "merge",
+        "--out",
+        mine.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    check(&merge, "merge");
+    // An empty folder and an existing cache are written as before.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    precompute(&empty, &["--top-k", "4"]);
+    precompute(&empty, &["--top-k", "6"]);
+    ok(&["merge", "--out", empty.to_str().unwrap(), a.to_str().unwrap(), b.to_str().unwrap()]);
 }
 
 /// Shards carry the same hashes: a flipped byte in a shard is refused by
@@ -389,7 +608,7 @@ fn a_damaged_shard_is_refused_by_merge_and_the_merged_cache_is_checked() {
     let (a, b, merged) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("m"));
     precompute(&a, &["--top-k", "7", "--shard", "0/2"]);
     precompute(&b, &["--top-k", "7", "--shard", "1/2"]);
-    let path = b.join("different.bin");
+    let path = cache_file(&b, "different.bin");
     let good = std::fs::read(&path).unwrap();
     let mut bad = good.clone();
     bad[5] ^= 0x01;
@@ -405,7 +624,7 @@ fn a_damaged_shard_is_refused_by_merge_and_the_merged_cache_is_checked() {
     std::fs::write(&path, &good).unwrap();
     ok(&["merge", "--out", m_s, a_s, b_s]);
     ok(&["verify", "--cache", m_s, "--sample", "3"]);
-    let path = merged.join("similar.bin");
+    let path = cache_file(&merged, "similar.bin");
     let mut bytes = std::fs::read(&path).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;

@@ -60,14 +60,14 @@ fn thread_counts_and_top_k_give_consistent_caches() {
     precompute(&b, &["--threads", "2", "--chunk", "7"]);
     precompute(&k, &["--top-k", "25"]);
     for f in ["similar.bin", "different.bin"] {
-        let full = std::fs::read(a.join(f)).unwrap();
+        let full = std::fs::read(cache_file(&a, f)).unwrap();
         assert_eq!(
             full,
-            std::fs::read(b.join(f)).unwrap(),
+            std::fs::read(cache_file(&b, f)).unwrap(),
             "{f} differs between thread counts"
         );
         // Top-k rows are prefixes of the full rows.
-        let top = std::fs::read(k.join(f)).unwrap();
+        let top = std::fs::read(cache_file(&k, f)).unwrap();
         assert_eq!(top.len(), 440 * 25 * 2);
         for r in 0..440 {
             assert_eq!(top[r * 50..(r + 1) * 50], full[r * 878..r * 878 + 50], "{f} row {r}");
@@ -127,7 +127,7 @@ fn a_killed_run_resumes_to_an_identical_cache() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!killed.join("manifest.json").exists());
-    let done_before = std::fs::read_to_string(killed.join("progress.log"))
+    let done_before = std::fs::read_to_string(cache_file(&killed, "progress.log"))
         .unwrap()
         .lines()
         .count();
@@ -267,8 +267,8 @@ fn centering_changes_the_orderings_and_stays_exact() {
     precompute(&plain, &["--top-k", "30"]);
     precompute(&centered, &["--top-k", "30", "--center"]);
     assert_ne!(
-        std::fs::read(plain.join("similar.bin")).unwrap(),
-        std::fs::read(centered.join("similar.bin")).unwrap()
+        std::fs::read(cache_file(&plain, "similar.bin")).unwrap(),
+        std::fs::read(cache_file(&centered, "similar.bin")).unwrap()
     );
     let m: serde_json::Value = serde_json::from_slice(&std::fs::read(centered.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["params"]["center"], true);
@@ -351,7 +351,7 @@ fn a_damaged_cache_is_refused_not_trusted() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     precompute(&cache, &["--top-k", "5"]);
-    let path = cache.join("different.bin");
+    let path = cache_file(&cache, "different.bin");
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[6] = 0xff;
     bytes[7] = 0xff;

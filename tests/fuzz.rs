@@ -145,6 +145,18 @@ fn rows(c: &Cache) -> Vec<Vec<u32>> {
     out
 }
 
+/// The newest generation folder of a cache (the one its manifest names
+/// once it is finished: older ones are removed at the switch).
+fn generation(cache: &std::path::Path) -> std::path::PathBuf {
+    let newest = std::fs::read_dir(cache)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("gen-")?.parse::<u64>().ok())
+        .max()
+        .expect("a generation folder");
+    cache.join(format!("gen-{newest}"))
+}
+
 const CACHE_FILES: [&str; 4] = ["manifest.json", "vectors.bin", "similar.bin", "different.bin"];
 
 proptest! {
@@ -159,7 +171,10 @@ proptest! {
         let (_, cache) = small_cache(dir.path());
         let good = Cache::open(&cache).unwrap();
         let expect = rows(&good);
-        let path = cache.join(CACHE_FILES[which]);
+        let path = match CACHE_FILES[which] {
+            "manifest.json" => cache.join("manifest.json"),
+            f => generation(&cache).join(f),
+        };
         let original = std::fs::read(&path).unwrap();
         let mut bytes = original.clone();
         apply(&mut bytes, &edits);
@@ -188,14 +203,14 @@ proptest! {
         let part = dir.path().join("part");
         precompute::run(&options(&poems, &part, Some(3))).unwrap();
         let name = ["progress.log", "run.json", "similar.bin.partial", "different.bin.partial"][which];
-        let path = part.join(name);
+        let path = generation(&part).join(name);
         let mut bytes = std::fs::read(&path).unwrap();
         apply(&mut bytes, &edits);
         std::fs::write(&path, &bytes).unwrap();
         match precompute::run(&options(&poems, &part, None)) {
             Ok(_) => {
                 for f in ["similar.bin", "different.bin", "vectors.bin"] {
-                    prop_assert!(std::fs::read(part.join(f)).unwrap() == std::fs::read(whole.join(f)).unwrap(), "{} after {}", f, name);
+                    prop_assert!(std::fs::read(generation(&part).join(f)).unwrap() == std::fs::read(generation(&whole).join(f)).unwrap(), "{} after {}", f, name);
                 }
                 Cache::open(&part).unwrap();
             }

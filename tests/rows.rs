@@ -148,7 +148,7 @@ fn verify_checks_without_the_matrix_and_still_catches_a_wrong_row() {
     let o = verify("1GB");
     assert!(stderr(&o).contains("over a fresh similarity matrix"), "{}", stderr(&o));
     // Swap the first two entries of the first different ordering.
-    let path = cache.join("different.bin");
+    let path = cache_file(&cache, "different.bin");
     let mut bytes = std::fs::read(&path).unwrap();
     let (a, b) = ([bytes[0], bytes[1]], [bytes[2], bytes[3]]);
     bytes[..4].copy_from_slice(&[b[0], b[1], a[0], a[1]]);

@@ -33,12 +33,16 @@ fn shards(dir: &Path, n: usize, which: &[usize], extra: &[&str]) -> Vec<PathBuf>
         .collect()
 }
 
-/// Copies every file of the cache `from` (not its lock) into a new `to`.
+/// Copies every file of the cache `from` (not its lock), generation
+/// folders included, into a new `to`.
 fn copy_cache(from: &Path, to: &Path) {
     std::fs::create_dir(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
-        let name = entry.unwrap().file_name();
-        if name != "lock" {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if entry.file_type().unwrap().is_dir() {
+            copy_cache(&from.join(&name), &to.join(&name));
+        } else if name != "lock" {
             std::fs::copy(from.join(&name), to.join(&name)).unwrap();
         }
     }
@@ -68,7 +72,7 @@ fn merged_shards_are_the_unsharded_cache_byte_for_byte() {
     );
     // The shard's orderings hold only its rows.
     assert_eq!(
-        std::fs::metadata(s[1].join("similar.bin")).unwrap().len(),
+        std::fs::metadata(cache_file(&s[1], "similar.bin")).unwrap().len(),
         147 * 439 * 2
     );
     let merged = dir.path().join("merged");
@@ -190,9 +194,9 @@ fn an_interrupted_shard_resumes_to_its_rows_of_the_whole_cache() {
     );
     let row = 439 * 2;
     for f in ["similar.bin", "different.bin"] {
-        let w = std::fs::read(whole.join(f)).unwrap();
+        let w = std::fs::read(cache_file(&whole, f)).unwrap();
         assert!(
-            std::fs::read(part.join(f)).unwrap() == w[146 * row..293 * row],
+            std::fs::read(cache_file(&part, f)).unwrap() == w[146 * row..293 * row],
             "{f} of the resumed shard differs from the whole cache's rows"
         );
     }
@@ -317,14 +321,14 @@ fn merge_refuses_bad_shard_sets_naming_the_shard() {
     refused(&merge(a, &[a, b, c, e]), &["is the shard", "s0of4"]);
     let damaged = d.join("damaged");
     copy_cache(e, &damaged);
-    let v = damaged.join("similar.bin");
+    let v = cache_file(&damaged, "similar.bin");
     let bytes = std::fs::read(&v).unwrap();
     std::fs::write(&v, &bytes[..bytes.len() - 2]).unwrap();
-    refused(&merge(&out, &[a, b, c, &damaged]), &["damaged", "damaged/similar.bin"]);
-    let mut vec = std::fs::read(e.join("vectors.bin")).unwrap();
+    refused(&merge(&out, &[a, b, c, &damaged]), &["damaged", "damaged/gen-1/similar.bin"]);
+    let mut vec = std::fs::read(cache_file(e, "vectors.bin")).unwrap();
     vec[0] ^= 1;
-    std::fs::copy(e.join("similar.bin"), &v).unwrap();
-    std::fs::write(damaged.join("vectors.bin"), &vec).unwrap();
+    std::fs::copy(cache_file(e, "similar.bin"), &v).unwrap();
+    std::fs::write(cache_file(&damaged, "vectors.bin"), &vec).unwrap();
     refused(
         &merge(&out, &[&damaged, a, b, c]),
         &["damaged", "vectors.bin does not match"],
@@ -367,4 +371,45 @@ fn bench_scale_runs_the_sharded_row_and_checks_its_merge_against_the_whole_run()
         "{}",
         stderr(&o)
     );
+}
+
+/// merge copies each shard's bytes from the check it made, never from the
+/// files opened again: a shard recomputed with other parameters during the
+/// merge does not reach the merged cache, and a shard file changed in place
+/// after its check is caught before anything is sealed.
+#[test]
+fn merge_seals_the_bytes_it_verified_even_when_a_shard_is_rewritten_meanwhile() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let whole = d.join("whole");
+    precompute(&whole, &["--top-k", "7"]);
+    let s = shards(d, 2, &[0, 1], &["--top-k", "7"]);
+    let merge_cmd = |out: &Path| {
+        let mut cmd = bin();
+        cmd.args(["merge", "--out", out.to_str().unwrap()])
+            .args([&s[0], &s[1]]);
+        cmd
+    };
+    let merged = d.join("merged");
+    let o = run_paused(merge_cmd(&merged), "merge:verified", || {
+        precompute(&s[1], &["--shard", "1/2", "--top-k", "3"]);
+    });
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_files(&whole, &merged, &["similar.bin", "different.bin", "vectors.bin"]);
+    assert_eq!(export(&whole), export(&merged));
+    ok(&["verify", "--cache", merged.to_str().unwrap(), "--sample", "5"]);
+
+    precompute(&s[1], &["--shard", "1/2", "--top-k", "7"]);
+    let again = d.join("again");
+    let o = run_paused(merge_cmd(&again), "merge:verified", || {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(cache_file(&s[1], "similar.bin"))
+            .unwrap();
+        f.seek(std::io::SeekFrom::Start(3)).unwrap();
+        f.write_all(&[0xff]).unwrap();
+    });
+    refused(&o, &["changed after it was checked", "s1of2"]);
+    assert!(!again.join("manifest.json").exists(), "a merge of changed bytes was sealed");
 }

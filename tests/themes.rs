@@ -28,7 +28,7 @@ fn export(cache: &Path) -> Vec<Value> {
 /// The cache's themes' orderings file (named by the extras fingerprint).
 fn themes_file(cache: &Path) -> PathBuf {
     let m: Value = serde_json::from_slice(&std::fs::read(cache.join("manifest.json")).unwrap()).unwrap();
-    cache.join(format!(
+    data_dir(cache).join(format!(
         "themes-{}.bin",
         &m["extras_fingerprint"].as_str().unwrap()[..16]
     ))
@@ -144,8 +144,8 @@ fn changed_themes_or_palette_recompute_only_themselves() {
     precompute(&cache, &["--themes", all.to_str().unwrap()]);
     let orderings = |c: &Path| {
         ["similar.bin", "different.bin"].map(|f| {
-            let m = std::fs::metadata(c.join(f)).unwrap();
-            (std::fs::read(c.join(f)).unwrap(), m.modified().unwrap())
+            let m = std::fs::metadata(cache_file(c, f)).unwrap();
+            (std::fs::read(cache_file(c, f)).unwrap(), m.modified().unwrap())
         })
     };
     let before = orderings(&cache);
@@ -162,7 +162,7 @@ fn changed_themes_or_palette_recompute_only_themselves() {
     );
     // The orderings were not rewritten; the old themes' file is gone.
     assert_eq!(orderings(&cache), before);
-    let files: Vec<String> = std::fs::read_dir(&cache)
+    let files: Vec<String> = std::fs::read_dir(data_dir(&cache))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("themes-"))
@@ -200,7 +200,7 @@ fn changed_themes_or_palette_recompute_only_themselves() {
     assert!(export(&cache)
         .iter()
         .all(|l| !l["key"].as_str().unwrap().starts_with("theme:")));
-    let left: Vec<String> = std::fs::read_dir(&cache)
+    let left: Vec<String> = std::fs::read_dir(data_dir(&cache))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("themes-") || n.starts_with("extra-vectors-"))

@@ -117,5 +117,7 @@ echo "array $array:$(state "$array"); merge $merge:$(state "$merge")"
 state "$merge" | grep -q 'JobState=COMPLETED' || { echo "the merge job did not complete" >&2; exit 1; }
 [ "$(ls "$t/work/shards" | wc -l)" = "$shards" ] || { echo "expected $shards shard caches" >&2; exit 1; }
 cmp "$t/whole.jsonl" "$t/work/export.jsonl"
-for f in similar.bin different.bin vectors.bin; do cmp "$t/whole/$f" "$t/work/cache/$f"; done
+# A cache keeps its files in the generation folder its manifest names.
+data() { echo "$1/gen-$(grep -o '"generation": [0-9]*' "$1/manifest.json" | head -n1 | grep -o '[0-9]*$')"; }
+for f in similar.bin different.bin vectors.bin; do cmp "$(data "$t/whole")/$f" "$(data "$t/work/cache")/$f"; done
 echo "slurm e2e passed: $shards shards on Slurm, merged, export byte-identical to the unsharded run ($(wc -l <"$t/whole.jsonl") poems)"

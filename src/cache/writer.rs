@@ -1,7 +1,9 @@
-//! Writing a cache: one writer at a time ([`DirLock`]), new rows built in
-//! `*.partial` files and renamed in at the end (so a file a reader has
-//! mapped is never written), checkpoints whose rows are hashed as written,
-//! and resume or repair that re-verifies every chunk it keeps.
+//! Writing a cache: one writer at a time ([`DirLock`]), every rebuild in a
+//! new generation folder beside the last good one, new rows built in
+//! `*.partial` files, checkpoints whose rows are hashed as written, and
+//! resume or repair that re-verifies every chunk it keeps. The manifest
+//! switches to the new generation only when it is complete; the old one is
+//! removed after the switch.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -13,8 +15,9 @@ use anyhow::{bail, Context, Result};
 use super::integrity::{self, ChunkHash};
 use super::lock::DirLock;
 use super::{
-    prune_extras, read_manifest, read_sealed, remove_if_exists, seal_finished, verify_files, write_sealed, Manifest,
-    DIFFERENT, MANIFEST, PROGRESS, RUN, SIMILAR, VECTORS,
+    after_commit, commit, generation_dir, generations, lock_dir, measure, new_generation, parse_sealed,
+    read_manifest, remove_abandoned, remove_if_exists, verify_files, write_sealed, Manifest, DIFFERENT, FORMAT_VERSION, MANIFEST,
+    PROGRESS, RUN, SIMILAR, VECTORS,
 };
 use crate::fs::write_atomic;
 use crate::quantize::Quantized;
@@ -29,10 +32,13 @@ pub enum Opened {
     Writer(Box<CacheWriter>),
 }
 
-/// Writes a cache chunk by chunk, so an interrupted run can resume. Holds
-/// the directory's lock until it is dropped.
+/// Writes a cache chunk by chunk into a new generation, so an interrupted
+/// run can resume and the last good cache stays readable. Holds the
+/// directory's lock until it is dropped.
 pub struct CacheWriter {
     dir: PathBuf,
+    /// The new generation's folder.
+    data: PathBuf,
     pending: Manifest,
     vectors: Vec<u8>,
     similar: File,
@@ -43,6 +49,8 @@ pub struct CacheWriter {
     pub done: Vec<bool>,
     /// Whether this run resumed earlier work.
     pub resumed: bool,
+    /// A cache of an older format found in the folder: its files go after the switch.
+    legacy: Option<Manifest>,
     _lock: DirLock,
 }
 
@@ -51,38 +59,116 @@ fn partial(name: &str) -> String {
     format!("{name}.partial")
 }
 
+/// The manifest found in a cache folder.
+enum Current {
+    None,
+    /// Sealed and of this format.
+    Sealed(Manifest),
+    /// Another format's (its files are replaced, not reused).
+    OtherFormat(Manifest),
+    /// Unreadable or damaged; the generation it names, when that can be read.
+    Damaged(anyhow::Error, Option<u64>),
+}
+
+impl Current {
+    fn read(dir: &Path) -> Result<Current> {
+        let path = dir.join(MANIFEST);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Current::None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let unchecked: Option<Manifest> = serde_json::from_slice(&bytes).ok();
+        if let Some(m) = unchecked.clone().filter(|m| m.format_version != FORMAT_VERSION) {
+            return Ok(Current::OtherFormat(m));
+        }
+        Ok(match parse_sealed(&path, &bytes) {
+            Ok(m) => Current::Sealed(m),
+            Err(e) => Current::Damaged(e, unchecked.map(|m| m.generation)),
+        })
+    }
+
+    /// The generation readers may be using.
+    fn generation(&self) -> Option<u64> {
+        match self {
+            Current::Sealed(m) => Some(m.generation),
+            Current::Damaged(_, g) => *g,
+            _ => None,
+        }
+    }
+}
+
+/// What to do with the finished cache found.
+enum Decision {
+    /// It is current: nothing to compute.
+    Reuse(Manifest),
+    /// Same inputs, damaged files: a new generation from its intact chunks.
+    Repair(Manifest),
+    /// Other inputs, or none usable: a new generation.
+    Rebuild,
+}
+
 impl CacheWriter {
-    /// Opens `dir` for the run described by `pending`: locks it, then
-    /// reuses a finished cache with the same fingerprint (repairing its
-    /// damaged chunks), resumes the verified chunks of an unfinished run
-    /// with the same fingerprint, or starts afresh.
+    /// Opens `dir` for the run described by `pending`: refuses another
+    /// program's folder, locks it, then reuses a finished cache with the
+    /// same fingerprint, or prepares a new generation: resuming the
+    /// verified chunks of an unfinished run with the same fingerprint,
+    /// repairing a damaged cache from its intact chunks, or starting afresh.
+    /// The generation readers use is never written.
     pub fn open(dir: &Path, mut pending: Manifest, vectors: &Quantized) -> Result<Opened> {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
-        let lock = DirLock::acquire(dir)?;
-        if let Some(m) = reuse_finished(dir, &mut pending)? {
-            return Ok(Opened::Complete(Box::new(m)));
+        let lock = lock_dir(dir)?;
+        let current = Current::read(dir)?;
+        let decision = decide(dir, &current, &mut pending)?;
+        let repair = match decision {
+            Decision::Reuse(m) => return Ok(Opened::Complete(Box::new(m))),
+            Decision::Repair(old) => Some(old),
+            Decision::Rebuild => None,
+        };
+        let in_use = current.generation();
+        let resume = generations(dir)?
+            .into_iter()
+            .rev()
+            .find(|&g| Some(g) != in_use && resumable(&generation_dir(dir, g), &pending));
+        let gen = match resume {
+            Some(g) => {
+                remove_abandoned(dir, in_use, Some(g))?;
+                g
+            }
+            None => {
+                let g = new_generation(dir, in_use)?;
+                let data = generation_dir(dir, g);
+                match &repair {
+                    Some(old) => stage_repair(&old.data_dir(dir), &data, old, &pending)?,
+                    None => start_afresh(&data, &pending)?,
+                }
+                g
+            }
+        };
+        pending.generation = gen;
+        let data = generation_dir(dir, gen);
+        // A run killed after renaming its partial files, before the switch.
+        for name in [SIMILAR, DIFFERENT] {
+            if !data.join(partial(name)).exists() && data.join(name).exists() {
+                std::fs::rename(data.join(name), data.join(partial(name)))
+                    .with_context(|| format!("cannot rename {}", data.join(name).display()))?;
+            }
         }
-        // From here on the directory is not a finished cache.
-        remove_if_exists(&dir.join(MANIFEST))?;
-        let resumable = read_manifest(&dir.join(RUN))
-            .map(|run| {
-                run.fingerprint == pending.fingerprint && run.params == pending.params && run.shard == pending.shard
-            })
-            .unwrap_or(false);
-        if !resumable {
-            start_afresh(dir, &pending)?;
-        }
-        let chunks = verified_chunks(dir, &pending)?;
+        let chunks = verified_chunks(&data, &pending)?;
         let size = pending.ordering_bytes();
-        let similar = open_partial(dir, SIMILAR, size)?;
-        let different = open_partial(dir, DIFFERENT, size)?;
+        let similar = open_partial(&data, SIMILAR, size)?;
+        let different = open_partial(&data, DIFFERENT, size)?;
         let progress = OpenOptions::new()
             .append(true)
             .create(true)
-            .open(dir.join(PROGRESS))
-            .with_context(|| format!("cannot open {}", dir.join(PROGRESS).display()))?;
+            .open(data.join(PROGRESS))
+            .with_context(|| format!("cannot open {}", data.join(PROGRESS).display()))?;
+        let legacy = match current {
+            Current::OtherFormat(m) => Some(m),
+            _ => None,
+        };
         Ok(Opened::Writer(Box::new(CacheWriter {
             dir: dir.to_owned(),
+            data,
             vectors: bytemuck::cast_slice(&vectors.data).to_vec(),
             pending,
             similar,
@@ -91,6 +177,7 @@ impl CacheWriter {
             done: chunks.iter().map(Option::is_some).collect(),
             resumed: chunks.iter().any(Option::is_some),
             chunks,
+            legacy,
             _lock: lock,
         })))
     }
@@ -98,6 +185,11 @@ impl CacheWriter {
     /// The manifest the finished cache will have.
     pub fn pending(&self) -> &Manifest {
         &self.pending
+    }
+
+    /// The folder of the generation being written (for the extras' files).
+    pub fn data_dir(&self) -> &Path {
+        &self.data
     }
 
     /// The run's parameters.
@@ -135,70 +227,82 @@ impl CacheWriter {
             f.seek(SeekFrom::Start(offset))
                 .and_then(|_| f.write_all(&buf))
                 .and_then(|_| f.sync_data())
-                .with_context(|| format!("cannot write {}", self.dir.join(partial(name)).display()))?;
+                .with_context(|| format!("cannot write {}", self.data.join(partial(name)).display()))?;
         }
         let [similar, different] = hashes;
         writeln!(self.progress, "{c} {similar} {different}")
             .and_then(|_| self.progress.sync_data())
-            .with_context(|| format!("cannot write {}", self.dir.join(PROGRESS).display()))?;
+            .with_context(|| format!("cannot write {}", self.data.join(PROGRESS).display()))?;
         self.chunks[c] = Some(ChunkHash { similar, different });
         self.done[c] = true;
         Ok(())
     }
 
-    /// Marks the cache complete: the vectors, then the orderings renamed
-    /// in, then the manifest with every file's and chunk's hash, read back
-    /// from disk and compared with the hashes of the rows as computed.
+    /// Completes the generation and switches to it: the vectors, then the
+    /// orderings renamed in, then every file's and chunk's hash read back
+    /// from disk and compared with the hashes of the rows as computed, the
+    /// folder synced, and the sealed manifest written (the switch). Only
+    /// then are the older generations removed.
     pub fn finish(self, timings: Timings, backend: String) -> Result<Manifest> {
         let chunks: Vec<ChunkHash> = match self.chunks.into_iter().collect::<Option<_>>() {
             Some(c) => c,
             None => bail!("internal error: a chunk was never written"),
         };
-        let dir = self.dir;
+        let (dir, data) = (self.dir, self.data);
         for (file, name) in [(self.similar, SIMILAR), (self.different, DIFFERENT)] {
             file.sync_all()
-                .with_context(|| format!("cannot write {}", dir.join(partial(name)).display()))?;
+                .with_context(|| format!("cannot write {}", data.join(partial(name)).display()))?;
         }
-        write_atomic(&dir.join(VECTORS), &self.vectors)?;
+        write_atomic(&data.join(VECTORS), &self.vectors)?;
         for name in [SIMILAR, DIFFERENT] {
-            std::fs::rename(dir.join(partial(name)), dir.join(name))
-                .with_context(|| format!("cannot rename {} into place", dir.join(partial(name)).display()))?;
+            std::fs::rename(data.join(partial(name)), data.join(name))
+                .with_context(|| format!("cannot rename {} into place", data.join(partial(name)).display()))?;
         }
         let mut m = self.pending;
         m.timings = timings;
         m.backend = backend;
-        seal_finished(&dir, &mut m)?;
+        measure(&dir, &mut m)?;
         if let Some(c) = (0..chunks.len()).find(|&c| m.integrity.chunks[c] != chunks[c]) {
-            // The manifest just written describes the bytes on disk, so a
-            // reader would trust them; they are not the rows computed.
-            remove_if_exists(&dir.join(MANIFEST))?;
+            // Nothing was switched: readers still see the previous cache.
             bail!(
                 "chunk {c} (starts {:?}) changed on disk after it was written; run the same command again",
                 m.chunk_starts(c)
             );
         }
-        remove_if_exists(&dir.join(RUN))?;
-        remove_if_exists(&dir.join(PROGRESS))?;
-        prune_extras(&dir, &m)?;
+        commit(&dir, &mut m)?;
+        after_commit(&dir, &m, self.legacy.as_ref());
         Ok(m)
     }
 }
 
-/// The finished cache in `dir` when it has `pending`'s fingerprint and is
-/// intact, with its poem list and report brought up to date. A damaged one
-/// is staged for repair (its chunks become an unfinished run's chunks, each
-/// re-verified); a stale or unreadable one is left to be rebuilt.
-fn reuse_finished(dir: &Path, pending: &mut Manifest) -> Result<Option<Manifest>> {
-    let path = dir.join(MANIFEST);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let old = match read_sealed(&path) {
-        Ok(m) => m,
-        Err(e) => {
+/// Whether the unfinished run in the generation folder `data` computes
+/// what `pending` describes.
+fn resumable(data: &Path, pending: &Manifest) -> bool {
+    read_manifest(&data.join(RUN))
+        .map(|run| run.fingerprint == pending.fingerprint && run.params == pending.params && run.shard == pending.shard)
+        .unwrap_or(false)
+}
+
+/// Reuse, repair or rebuild the finished cache found. A current, intact one
+/// is reused with its poem list and report brought up to date; a damaged
+/// one is repaired (its chunks become an unfinished run's, each
+/// re-verified); a stale or unreadable one is rebuilt.
+fn decide(dir: &Path, current: &Current, pending: &mut Manifest) -> Result<Decision> {
+    let old = match current {
+        Current::None => return Ok(Decision::Rebuild),
+        Current::Damaged(e, _) => {
             log::warn!("{e:#}; rebuilding the cache");
-            return Ok(None);
+            return Ok(Decision::Rebuild);
         }
+        Current::OtherFormat(m) => {
+            log::warn!(
+                "cache {} has format {} (this tool writes {FORMAT_VERSION}); rebuilding the cache",
+                dir.display(),
+                m.format_version
+            );
+            return Ok(Decision::Rebuild);
+        }
+        Current::Sealed(m) => m,
     };
     if old.fingerprint != pending.fingerprint || old.shard != pending.shard {
         let mut what = old.differences(pending);
@@ -207,16 +311,15 @@ fn reuse_finished(dir: &Path, pending: &mut Manifest) -> Result<Option<Manifest>
             what.push(format!("{} → {}", describe(&old.shard), describe(&pending.shard)));
         }
         log::warn!("cache {} is stale ({}); rebuilding it", dir.display(), what.join("; "));
-        return Ok(None);
+        return Ok(Decision::Rebuild);
     }
-    if let Err(e) = verify_files(dir, &old) {
+    if let Err(e) = verify_files(dir, old) {
         log::warn!("{e:#}; repairing the cache");
         // The old chunk hashes describe chunks of the old size.
         pending.params.chunk = old.params.chunk;
-        stage_repair(dir, &old, pending)?;
-        return Ok(None);
+        return Ok(Decision::Repair(old.clone()));
     }
-    update_poems(dir, old, pending).map(Some)
+    update_poems(dir, old.clone(), pending).map(Decision::Reuse)
 }
 
 /// Orderings depend only on the included poems, so a corpus that gained or
@@ -241,30 +344,29 @@ fn update_poems(dir: &Path, mut old: Manifest, pending: &Manifest) -> Result<Man
     Ok(old)
 }
 
-/// Turns a finished but damaged cache into an unfinished run: copies of its
-/// orderings as the partial files (copies, so a reader's mapping of the old
-/// files is untouched) and its chunk hashes as the progress log. Every
-/// chunk is then re-verified and only the damaged ones recomputed.
-fn stage_repair(dir: &Path, old: &Manifest, pending: &Manifest) -> Result<()> {
+/// Starts the repair of a finished but damaged cache (generation folder
+/// `from`) in the new generation `to`: copies of its orderings as the
+/// partial files and its chunk hashes as the progress log. Every chunk is
+/// then re-verified and only the damaged ones recomputed.
+fn stage_repair(from: &Path, to: &Path, old: &Manifest, pending: &Manifest) -> Result<()> {
     for name in [SIMILAR, DIFFERENT] {
-        remove_if_exists(&dir.join(partial(name)))?;
         // A missing file just leaves every chunk to be recomputed.
-        let _ = std::fs::copy(dir.join(name), dir.join(partial(name)));
+        let _ = std::fs::copy(from.join(name), to.join(partial(name)));
     }
     let mut log = String::new();
     for (c, h) in old.integrity.chunks.iter().enumerate() {
         log += &format!("{c} {} {}\n", h.similar, h.different);
     }
-    write_atomic(&dir.join(PROGRESS), log.as_bytes())?;
-    write_atomic(&dir.join(RUN), &serde_json::to_vec_pretty(pending)?)
+    write_atomic(&to.join(PROGRESS), log.as_bytes())?;
+    write_atomic(&to.join(RUN), &serde_json::to_vec_pretty(pending)?)
 }
 
-fn start_afresh(dir: &Path, pending: &Manifest) -> Result<()> {
+fn start_afresh(data: &Path, pending: &Manifest) -> Result<()> {
     for name in [SIMILAR, DIFFERENT] {
-        remove_if_exists(&dir.join(partial(name)))?;
+        remove_if_exists(&data.join(partial(name)))?;
     }
-    write_atomic(&dir.join(PROGRESS), b"")?;
-    write_atomic(&dir.join(RUN), &serde_json::to_vec_pretty(pending)?)
+    write_atomic(&data.join(PROGRESS), b"")?;
+    write_atomic(&data.join(RUN), &serde_json::to_vec_pretty(pending)?)
 }
 
 /// Opens a partial file for writing at its final size, keeping its bytes.

@@ -311,7 +311,8 @@ fn embed_for_build(a: &BuildArgs, pre: &mut crate::precompute::Options, show: bo
         .model
         .local(show)
         .map_err(|e| no_model_help(e, &pre.poems, a.model.model_dir.is_some()))?;
-    std::fs::create_dir_all(&a.cache).with_context(|| format!("cannot create {}", a.cache.display()))?;
+    // Made a cache folder (refused if another program's) before the embeddings go in.
+    crate::cache::claim_dir(&a.cache)?;
     let embed = |poems: &Path, name: &str, say: bool| embed_into(a, local.clone(), poems, name, say, show);
     let partly = match embed(&pre.poems.clone(), "embeddings.json", true)? {
         Ok((e, partly)) => {

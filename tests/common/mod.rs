@@ -71,11 +71,114 @@ pub fn precompute(dir: &Path, extra: &[&str]) -> Output {
     o
 }
 
-/// Asserts that the named files are byte-identical in two directories.
+/// The newest generation folder (`gen-<n>`) of a cache, if any.
+pub fn newest_generation(cache: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(cache)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("gen-")?.parse::<u64>().ok()
+        })
+        .max()
+        .map(|n| cache.join(format!("gen-{n}")))
+}
+
+/// The folder of a cache's data files: the generation its manifest names,
+/// or, before there is a manifest, the newest generation folder (where an
+/// unfinished run writes).
+pub fn data_dir(cache: &Path) -> PathBuf {
+    let named = std::fs::read(cache.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["generation"].as_u64());
+    match named {
+        Some(g) => cache.join(format!("gen-{g}")),
+        None => newest_generation(cache).unwrap_or_else(|| cache.to_path_buf()),
+    }
+}
+
+/// Where a cache keeps `name`: the manifest and the lock at the top, every
+/// other file in the generation folder.
+pub fn cache_file(cache: &Path, name: &str) -> PathBuf {
+    match name {
+        "manifest.json" | "lock" => cache.join(name),
+        _ => data_dir(cache).join(name),
+    }
+}
+
+/// Asserts that the named cache files are byte-identical in two caches.
 pub fn assert_same_files(a: &Path, b: &Path, names: &[&str]) {
     for f in names {
-        let (x, y) = (std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap());
+        let (x, y) = (
+            std::fs::read(cache_file(a, f)).unwrap(),
+            std::fs::read(cache_file(b, f)).unwrap(),
+        );
         assert!(x == y, "{f} differs between {} and {}", a.display(), b.display());
+    }
+}
+
+/// Every file of a cache (relative path → bytes), the lock left out.
+pub fn cache_snapshot(cache: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![cache.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if e.file_name() != "lock" {
+                let rel = p.strip_prefix(cache).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// A command started with a test pause (`DIVERSITY_TEST_PAUSE`): waits
+/// until it stops at `point`, runs `meanwhile`, then lets it go on and
+/// returns its output.
+pub fn run_paused(mut cmd: Command, point: &str, meanwhile: impl FnOnce()) -> Output {
+    use std::io::{BufRead, Write};
+    use std::process::Stdio;
+    let mut child = cmd
+        .env("DIVERSITY_TEST_PAUSE", point)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = err.read_line(&mut line).unwrap();
+        assert!(n > 0, "the command ended before it paused at {point}:\n{seen}");
+        seen += &line;
+        if line.contains(&format!("test pause: {point}")) {
+            break;
+        }
+    }
+    // Drained meanwhile, so the child never blocks on a full pipe.
+    let rest = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut err, &mut s).unwrap();
+        s
+    });
+    let mut out = child.stdout.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut v).unwrap();
+        v
+    });
+    meanwhile();
+    child.stdin.take().unwrap().write_all(b"\n").unwrap();
+    let status = child.wait().unwrap();
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: (seen + &rest.join().unwrap()).into_bytes(),
     }
 }
 
@@ -103,9 +206,14 @@ pub fn slow_precompute_args(corpus: &Path, out: &Path) -> Vec<String> {
 /// Waits until a running precompute into `out` has checkpointed `n` chunks;
 /// fails if it ends first or makes no progress.
 pub fn wait_for_chunks(out: &Path, n: usize, child: &mut std::process::Child) {
-    let log = out.join("progress.log");
+    let log = || newest_generation(out).map(|g| g.join("progress.log"));
     let t = std::time::Instant::now();
-    while std::fs::read_to_string(&log).map(|s| s.lines().count()).unwrap_or(0) < n {
+    while log()
+        .and_then(|l| std::fs::read_to_string(l).ok())
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+        < n
+    {
         assert!(t.elapsed().as_secs() < 120, "no progress");
         assert!(
             child.try_wait().unwrap().is_none(),
