@@ -284,6 +284,8 @@ fn a_poem_added_without_an_embedding_is_recorded_not_looped_over() {
     let list = poems["poems"].as_array_mut().unwrap();
     let mut extra = list[0].clone();
     extra["id"] = "new-one".into();
+    // A poem_index of its own: a shared one is refused.
+    extra["poem_index"] = 9999.into();
     list.push(extra);
     let changed = dir.path().join("poems.json");
     std::fs::write(&changed, serde_json::to_vec(&poems).unwrap()).unwrap();
