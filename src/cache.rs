@@ -585,7 +585,10 @@ pub fn refuse_foreign(dir: &Path) -> Result<()> {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
-            bail!("{} is a file, not a folder; choose a folder for the cache", dir.display())
+            bail!(
+                "{} is a file, not a folder; choose a folder for the cache",
+                dir.display()
+            )
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
     };
@@ -689,7 +692,15 @@ pub(crate) fn after_commit(dir: &Path, m: &Manifest, legacy: Option<&Manifest>) 
     let data = m.data_dir(dir);
     let mut names: Vec<PathBuf> = vec![data.join(RUN), data.join(PROGRESS)];
     // Format 2 kept every file beside the manifest.
-    for name in [VECTORS, SIMILAR, DIFFERENT, RUN, PROGRESS, "similar.bin.partial", "different.bin.partial"] {
+    for name in [
+        VECTORS,
+        SIMILAR,
+        DIFFERENT,
+        RUN,
+        PROGRESS,
+        "similar.bin.partial",
+        "different.bin.partial",
+    ] {
         names.push(dir.join(name));
     }
     for name in legacy.into_iter().flat_map(|l| l.integrity.files.keys()) {
@@ -843,7 +854,10 @@ fn snapshot(dir: &Path, data: &Path, m: &Manifest, name: &str, size: u64) -> Res
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!("{} is missing", path.display()),
         Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
     };
-    let len = f.metadata().with_context(|| format!("cannot read {}", path.display()))?.len();
+    let len = f
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .len();
     if len != want.bytes {
         bail!("{} has {len} bytes, the manifest says {}", path.display(), want.bytes);
     }
@@ -888,7 +902,9 @@ impl Snapshots {
         let vectors = take(VECTORS, (m.included * m.dimension * 2) as u64)?;
         let similar = take(SIMILAR, m.ordering_bytes())?;
         let different = take(DIFFERENT, m.ordering_bytes())?;
-        let mut extras = extras_files(m).into_iter().map(|(name, size)| (take(&name, size), name));
+        let mut extras = extras_files(m)
+            .into_iter()
+            .map(|(name, size)| (take(&name, size), name));
         let (mut themes, mut extra_vectors) = (Snapshot(None), Snapshot(None));
         for (snap, name) in extras.by_ref() {
             if name == themes_file(m) {
@@ -1048,7 +1064,10 @@ impl Cache {
             match Self::open_bytes(dir, &bytes) {
                 Ok(c) => return Ok(c),
                 Err(e) if attempt < OPEN_ATTEMPTS && std::fs::read(&mpath).ok().as_deref() != Some(&bytes[..]) => {
-                    log::info!("{} changed while it was read ({e:#}); reading it again", mpath.display());
+                    log::info!(
+                        "{} changed while it was read ({e:#}); reading it again",
+                        mpath.display()
+                    );
                     attempt += 1;
                 }
                 Err(e) => return Err(e),

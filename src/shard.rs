@@ -225,7 +225,10 @@ pub fn merge(out: &Path, dirs: &[PathBuf], progress: bool) -> Result<Manifest> {
     let first = &parts[0];
     let mut expected: BTreeMap<String, String> = BTreeMap::new();
     let t = Instant::now();
-    expected.insert(cache::VECTORS.into(), copy_checked(&[first], cache::VECTORS, &data, None)?);
+    expected.insert(
+        cache::VECTORS.into(),
+        copy_checked(&[first], cache::VECTORS, &data, None)?,
+    );
     timings.phase_since("merge_vectors", t);
     let total: u64 = parts.iter().map(|p| 2 * p.cache.manifest.ordering_bytes()).sum();
     let bar = crate::progress::progress_bar(progress, total, "bytes");

@@ -409,7 +409,11 @@ fn rebuild_setup(dir: &Path, seed: u64) -> Rebuild {
     let corpus = dir.join("c.jsonl");
     synthetic(&corpus, 2000, 32, seed);
     let cache = dir.join("cache");
-    let old_args = [slow_precompute_args(&corpus, &cache), vec!["--top-k".into(), "5".into()]].concat();
+    let old_args = [
+        slow_precompute_args(&corpus, &cache),
+        vec!["--top-k".into(), "5".into()],
+    ]
+    .concat();
     let o = bin().args(&old_args).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     let reference = dir.join("reference");
@@ -429,7 +433,10 @@ impl Rebuild {
     fn assert_previous_cache_intact(&self, when: &str) {
         let now = cache_snapshot(&self.cache);
         for (name, bytes) in &self.before {
-            assert!(now.get(name) == Some(bytes), "{when}: {name} of the previous cache changed or went");
+            assert!(
+                now.get(name) == Some(bytes),
+                "{when}: {name} of the previous cache changed or went"
+            );
         }
         let e = export(&self.cache);
         assert!(e.status.success(), "{when}: {}", stderr(&e));
@@ -447,7 +454,11 @@ impl Rebuild {
     fn assert_completes(&self) {
         let o = bin().args(&self.args).output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
-        assert_same_files(&self.reference, &self.cache, &["similar.bin", "different.bin", "vectors.bin"]);
+        assert_same_files(
+            &self.reference,
+            &self.cache,
+            &["similar.bin", "different.bin", "vectors.bin"],
+        );
         ok(&["verify", "--cache", self.cache.to_str().unwrap(), "--sample", "3"]);
         let gens = std::fs::read_dir(&self.cache)
             .unwrap()
@@ -576,7 +587,10 @@ fn precompute_and_merge_refuse_a_foreign_folder_naming_its_files() {
         assert!(!o.status.success(), "{what} wrote into a foreign folder");
         let err = stderr(o);
         assert!(
-            err.contains("is not a cache") && ["manifest.json", "progress.log", "themes-2024.bin"].iter().all(|f| err.contains(f)),
+            err.contains("is not a cache")
+                && ["manifest.json", "progress.log", "themes-2024.bin"]
+                    .iter()
+                    .all(|f| err.contains(f)),
             "{what}: {err}"
         );
         assert_eq!(cache_snapshot(&mine), before, "{what} changed the folder");
@@ -599,7 +613,13 @@ fn precompute_and_merge_refuse_a_foreign_folder_naming_its_files() {
     std::fs::create_dir(&empty).unwrap();
     precompute(&empty, &["--top-k", "4"]);
     precompute(&empty, &["--top-k", "6"]);
-    ok(&["merge", "--out", empty.to_str().unwrap(), a.to_str().unwrap(), b.to_str().unwrap()]);
+    ok(&[
+        "merge",
+        "--out",
+        empty.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
 }
 
 /// Shards carry the same hashes: a flipped byte in a shard is refused by

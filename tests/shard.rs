@@ -324,7 +324,10 @@ fn merge_refuses_bad_shard_sets_naming_the_shard() {
     let v = cache_file(&damaged, "similar.bin");
     let bytes = std::fs::read(&v).unwrap();
     std::fs::write(&v, &bytes[..bytes.len() - 2]).unwrap();
-    refused(&merge(&out, &[a, b, c, &damaged]), &["damaged", "damaged/gen-1/similar.bin"]);
+    refused(
+        &merge(&out, &[a, b, c, &damaged]),
+        &["damaged", "damaged/gen-1/similar.bin"],
+    );
     let mut vec = std::fs::read(cache_file(e, "vectors.bin")).unwrap();
     vec[0] ^= 1;
     std::fs::copy(cache_file(e, "similar.bin"), &v).unwrap();
@@ -386,8 +389,7 @@ fn merge_seals_the_bytes_it_verified_even_when_a_shard_is_rewritten_meanwhile() 
     let s = shards(d, 2, &[0, 1], &["--top-k", "7"]);
     let merge_cmd = |out: &Path| {
         let mut cmd = bin();
-        cmd.args(["merge", "--out", out.to_str().unwrap()])
-            .args([&s[0], &s[1]]);
+        cmd.args(["merge", "--out", out.to_str().unwrap()]).args([&s[0], &s[1]]);
         cmd
     };
     let merged = d.join("merged");
@@ -411,5 +413,8 @@ fn merge_seals_the_bytes_it_verified_even_when_a_shard_is_rewritten_meanwhile() 
         f.write_all(&[0xff]).unwrap();
     });
     refused(&o, &["changed after it was checked", "s1of2"]);
-    assert!(!again.join("manifest.json").exists(), "a merge of changed bytes was sealed");
+    assert!(
+        !again.join("manifest.json").exists(),
+        "a merge of changed bytes was sealed"
+    );
 }

@@ -15,8 +15,8 @@ use anyhow::{bail, Context, Result};
 use super::integrity::{self, ChunkHash};
 use super::lock::DirLock;
 use super::{
-    after_commit, commit, generation_dir, generations, lock_dir, measure, new_generation, parse_sealed,
-    read_manifest, remove_abandoned, remove_if_exists, verify_files, write_sealed, Manifest, DIFFERENT, FORMAT_VERSION, MANIFEST,
+    after_commit, commit, generation_dir, generations, lock_dir, measure, new_generation, parse_sealed, read_manifest,
+    remove_abandoned, remove_if_exists, verify_files, write_sealed, Manifest, DIFFERENT, FORMAT_VERSION, MANIFEST,
     PROGRESS, RUN, SIMILAR, VECTORS,
 };
 use crate::fs::write_atomic;
