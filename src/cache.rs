@@ -902,15 +902,13 @@ impl Snapshots {
         let vectors = take(VECTORS, (m.included * m.dimension * 2) as u64)?;
         let similar = take(SIMILAR, m.ordering_bytes())?;
         let different = take(DIFFERENT, m.ordering_bytes())?;
-        let mut extras = extras_files(m)
-            .into_iter()
-            .map(|(name, size)| (take(&name, size), name));
         let (mut themes, mut extra_vectors) = (Snapshot(None), Snapshot(None));
-        for (snap, name) in extras.by_ref() {
+        for (name, size) in extras_files(m) {
+            let snap = take(&name, size)?;
             if name == themes_file(m) {
-                themes = snap?;
+                themes = snap;
             } else {
-                extra_vectors = snap?;
+                extra_vectors = snap;
             }
         }
         Ok(Snapshots {

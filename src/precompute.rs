@@ -90,6 +90,8 @@ pub struct Loaded {
 
 /// Loads the corpus, normalises its vectors and loads the themes and palette.
 pub fn load(opts: &Options) -> Result<Loaded> {
+    // Another program's folder is refused before any work.
+    cache::refuse_foreign(&opts.out)?;
     let mut timings = Timings::default();
     let t = Instant::now();
     let corpus = load_corpus(opts)?;
