@@ -136,6 +136,33 @@ pub fn cache_snapshot(cache: &Path) -> std::collections::BTreeMap<String, Vec<u8
     out
 }
 
+/// Starts `cmd` with a test pause at `point` and returns it once it has
+/// stopped there (its stderr drained meanwhile), for the test to kill.
+pub fn spawn_paused(mut cmd: Command, point: &str) -> std::process::Child {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let mut child = cmd
+        .env("DIVERSITY_TEST_PAUSE", point)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = err.read_line(&mut line).unwrap();
+        assert!(n > 0, "the command ended before it paused at {point}:\n{seen}");
+        seen += &line;
+        if line.contains(&format!("test pause: {point}")) {
+            break;
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    child
+}
+
 /// A command started with a test pause (`DIVERSITY_TEST_PAUSE`): waits
 /// until it stops at `point`, runs `meanwhile`, then lets it go on and
 /// returns its output.
