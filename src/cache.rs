@@ -1287,6 +1287,40 @@ mod tests {
     }
 
     #[test]
+    fn only_an_empty_folder_or_ones_own_is_written_into() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("c");
+        refuse_foreign(&dir).unwrap(); // missing
+        std::fs::create_dir(&dir).unwrap();
+        refuse_foreign(&dir).unwrap(); // empty
+        std::fs::write(dir.join("lock"), "not a pid").unwrap();
+        std::fs::write(dir.join("notes.txt"), "mine").unwrap();
+        let err = refuse_foreign(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("lock, notes.txt") && err.contains("is not a cache"),
+            "{err}"
+        );
+        std::fs::create_dir(dir.join("gen-x")).unwrap();
+        assert!(refuse_foreign(&dir).is_err());
+        std::fs::create_dir(dir.join("gen-7")).unwrap();
+        refuse_foreign(&dir).unwrap();
+        assert_eq!(generations(&dir).unwrap(), vec![7]);
+        let other = d.path().join("o");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(
+            other.join(MANIFEST),
+            "{\"manifest_hash\": \"0\", \"format_version\": 3}",
+        )
+        .unwrap();
+        refuse_foreign(&other).unwrap();
+        std::fs::write(other.join(MANIFEST), "{\"title\": \"my book\"}").unwrap();
+        assert!(refuse_foreign(&other).is_err());
+        assert_eq!(generation_number("gen-12"), Some(12));
+        assert_eq!(generation_number("gen-"), None);
+        assert_eq!(generation_number("gen-1a"), None);
+    }
+
+    #[test]
     fn indices_round_trip_in_both_widths() {
         let mut buf = Vec::new();
         encode(&[1, 65535, 0], 2, &mut buf);
