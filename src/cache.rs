@@ -183,14 +183,21 @@ pub struct Integrity {
 }
 
 impl Manifest {
-    /// The command that rebuilds this cache.
+    /// The command that rebuilds this cache, with absolute paths so that it
+    /// works run verbatim from any folder (paths recorded relative, by older
+    /// versions, are taken from the current folder).
     pub fn rebuild_command(&self, dir: &Path) -> String {
-        let mut cmd = format!("diversity-gpu precompute --poems {}", self.inputs.poems.display());
+        let abs = |p: &Path| {
+            p.canonicalize()
+                .or_else(|_| std::path::absolute(p))
+                .unwrap_or_else(|_| p.to_path_buf())
+        };
+        let mut cmd = format!("diversity-gpu precompute --poems {}", abs(&self.inputs.poems).display());
         if let Some(e) = &self.inputs.embeddings {
-            cmd += &format!(" --embeddings {}", e.display());
+            cmd += &format!(" --embeddings {}", abs(e).display());
         }
         if let Some(x) = &self.inputs.exclude {
-            cmd += &format!(" --exclude {}", x.display());
+            cmd += &format!(" --exclude {}", abs(x).display());
         }
         for (flag, path) in [
             ("--themes", &self.inputs.themes),
@@ -199,7 +206,7 @@ impl Manifest {
             ("--palette-embeddings", &self.inputs.palette_embeddings),
         ] {
             if let Some(p) = path {
-                cmd += &format!(" {flag} {}", p.display());
+                cmd += &format!(" {flag} {}", abs(p).display());
             }
         }
         if self.inputs.no_palette {
@@ -214,7 +221,7 @@ impl Manifest {
         if let Some(s) = &self.shard {
             cmd += &format!(" --shard {}/{}", s.index, s.count);
         }
-        cmd + &format!(" --out {}", dir.display())
+        cmd + &format!(" --out {}", abs(dir).display())
     }
 
     /// The starts whose rows the ordering files hold (all, or a shard's).

@@ -485,6 +485,11 @@ pub struct SiteArgs {
     /// Print the site's plan (shape and size) and stop: nothing is computed or written.
     #[arg(long)]
     pub dry_run: bool,
+    /// A site folder takes one render at a time (it is locked, through
+    /// `.pages.lock` in it, while pages are written): wait for another
+    /// render of the same folder to finish instead of failing at once.
+    #[arg(long, help_heading = OUTPUT)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -556,6 +561,7 @@ pub(super) fn render_options(
         threads,
         progress,
         dry_run: site.dry_run,
+        wait: site.wait,
     }
 }
 
