@@ -315,7 +315,7 @@ fn every_command_refuses_an_output_that_is_an_input_even_through_a_link() {
     let manifest0 = s0.join("manifest.json");
     assert_refused(
         &["merge", "--out", s(&slink), s(&s0), s(&s1)],
-        "same folder as shard",
+        "is the shard",
         &[&manifest0],
     );
     // Merging into the shards' own folder writes around them.

@@ -99,7 +99,7 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             }
         }
         Command::Merge { out, shards } => {
-            let inputs: Vec<Role> = shards.iter().map(|s| Role::folder("shard", s)).collect();
+            let inputs: Vec<Role> = shards.iter().map(|s| Role::folder("the shard", s)).collect();
             refuse_aliasing(&[Role::folder("--out", &out)], &inputs)?;
             crate::fs::sweep_leftovers(&out);
             report::merged(&out, shards.len(), &crate::shard::merge(&out, &shards, show)?)
@@ -362,6 +362,8 @@ fn build(a: BuildArgs, show: bool) -> Result<Outcome> {
             Err(o) => return Ok(o),
         }
     }
+    // The embeddings build wrote are recorded by absolute path too.
+    absolute_paths(&mut pre);
     let opts = render_options(a.cache.clone(), poems, a.out.clone(), a.engine.threads, &a.site, show);
     let loaded = crate::precompute::load(&pre)?;
     let shape = crate::render::plan(

@@ -159,11 +159,21 @@ pub fn refuse_aliasing(outputs: &[Role], inputs: &[Role]) -> Result<()> {
     for (o, op) in outs.iter().filter(|(_, p)| !p.special) {
         for (i, ip) in &ins {
             if same(op, ip) {
+                let kind = if ip.id.is_some() && ip.real.is_dir() {
+                    "folder"
+                } else {
+                    "file"
+                };
+                // A flag names the input ("the same file as --poems P"); a
+                // noun is one ("the shard S, the same folder").
+                let what = if i.flag.starts_with("--") {
+                    format!("the same {kind} as {}", describe(i))
+                } else {
+                    format!("{}, the same {kind}", describe(i))
+                };
                 bail!(
-                    "{} is the same {} as {} (after following links): writing it would destroy the input; choose another {}",
+                    "{} is {what} (after following links): writing it would destroy the input; choose another {}",
                     describe(o),
-                    if ip.id.is_some() && ip.real.is_dir() { "folder" } else { "file" },
-                    describe(i),
                     o.flag
                 );
             }
