@@ -500,7 +500,8 @@ pub struct RenderArgs {
     /// The poems the cache was computed from (file or folder).
     #[arg(long, help_heading = INPUT)]
     pub poems: PathBuf,
-    /// The folder to write the site into.
+    /// The folder to write the site into: a new or empty folder, or a site
+    /// made earlier (a folder of other files is refused, naming them).
     #[arg(long, help_heading = OUTPUT)]
     pub out: PathBuf,
     /// CPU threads (default: all cores).
@@ -526,7 +527,8 @@ pub struct BuildArgs {
     /// The folder for the cache (the computed orderings, kept so a rerun is quick).
     #[arg(long, default_value = "cache", help_heading = OUTPUT)]
     pub cache: PathBuf,
-    /// The folder to write the site into.
+    /// The folder to write the site into: a new or empty folder, or a site
+    /// made earlier (a folder of other files is refused, naming them).
     #[arg(long, default_value = "site", help_heading = OUTPUT)]
     pub out: PathBuf,
     // The site's flags before the engine's: a poet needs them first.
