@@ -287,8 +287,7 @@ impl Output {
     /// Opens an output for `path`; with `sync`, [`Output::finish`] waits for
     /// the disk (the file, then its folder after the rename).
     pub fn create(path: &Path, sync: bool) -> Result<Output> {
-        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file()) || goes_through_proc(path);
-        if special {
+        if is_special(path) {
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(path)
@@ -350,6 +349,12 @@ impl Write for Output {
             Output::Direct { file, .. } => file.flush(),
         }
     }
+}
+
+/// Whether `path` is written directly, not through a temp file: an
+/// existing device, pipe or socket, or one of the process's descriptors.
+pub fn is_special(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file()) || goes_through_proc(path)
 }
 
 /// Whether `path` is one of the process's own descriptors (`/dev/stdout`,
@@ -415,6 +420,34 @@ fn meaning(kind: std::io::ErrorKind) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sweep_removes_only_unlocked_temp_files_of_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A live writer's temp file (locked) and a dead one's (not).
+        let live = temp_file_beside(&d.join("page.html")).unwrap();
+        std::fs::write(d.join(format!("{TEMP_PREFIX}dead01")), "left").unwrap();
+        let lookalikes = [".tmpnotes", ".tmp0a1b2c", "dg+tmp.x", ".dg+tmpx", "notes.txt"];
+        for l in lookalikes {
+            std::fs::write(d.join(l), "mine").unwrap();
+        }
+        std::fs::create_dir(d.join(format!("{TEMP_PREFIX}folder"))).unwrap();
+        let mut failures = Vec::new();
+        assert_eq!(sweep_temp_files(d, &mut failures), 1);
+        assert!(failures.is_empty(), "{failures:?}");
+        assert!(live.path().exists(), "a live temp file was swept");
+        assert!(!d.join(format!("{TEMP_PREFIX}dead01")).exists());
+        for l in lookalikes {
+            assert!(d.join(l).exists(), "{l}");
+        }
+        assert!(d.join(format!("{TEMP_PREFIX}folder")).is_dir());
+        // Once its writer is gone, its leftover goes too.
+        let path = live.path().to_path_buf();
+        live.keep().unwrap();
+        assert_eq!(sweep_temp_files(d, &mut failures), 1);
+        assert!(!path.exists());
+    }
 
     #[cfg(unix)]
     #[test]

@@ -140,7 +140,9 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
                 &[Role::file("--out", &out), Role::file("its journal", &journal)],
                 &inputs,
             )?;
-            crate::fs::sweep_leftovers(&output_folder(&out));
+            if !crate::fs::is_special(&out) {
+                crate::fs::sweep_leftovers(&output_folder(&out));
+            }
             let s = crate::embed::run(&a.options(show)?)?;
             return Ok(match crate::embed::report::print(&s, &out) {
                 0 => Outcome::Done,
@@ -190,7 +192,9 @@ fn export(cache: &Path, out: Option<&Path>) -> Result<()> {
                 inputs.extend(p.as_deref().map(|p| Role::file(what, p)));
             }
             refuse_aliasing(&[Role::file("--out", path)], &inputs)?;
-            crate::fs::sweep_leftovers(&output_folder(path));
+            if !crate::fs::is_special(path) {
+                crate::fs::sweep_leftovers(&output_folder(path));
+            }
             let mut w = std::io::BufWriter::new(crate::fs::Output::create(path, false)?);
             crate::export::export(&c, &mut w)
                 .map_err(crate::fs::explain_any)
