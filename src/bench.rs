@@ -416,6 +416,7 @@ pub fn render(o: &RenderOptions) -> Result<()> {
         threads: o.threads,
         progress: false,
         dry_run: true,
+        wait: false,
         // The benchmark's own scratch folder: no budget.
         all: true,
     };

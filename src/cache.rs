@@ -204,14 +204,21 @@ impl Manifest {
         generation_dir(dir, self.generation)
     }
 
-    /// The command that rebuilds this cache.
+    /// The command that rebuilds this cache, with absolute paths so that it
+    /// works run verbatim from any folder (paths recorded relative, by older
+    /// versions, are taken from the current folder).
     pub fn rebuild_command(&self, dir: &Path) -> String {
-        let mut cmd = format!("diversity-gpu precompute --poems {}", self.inputs.poems.display());
+        let abs = |p: &Path| {
+            p.canonicalize()
+                .or_else(|_| std::path::absolute(p))
+                .unwrap_or_else(|_| p.to_path_buf())
+        };
+        let mut cmd = format!("diversity-gpu precompute --poems {}", abs(&self.inputs.poems).display());
         if let Some(e) = &self.inputs.embeddings {
-            cmd += &format!(" --embeddings {}", e.display());
+            cmd += &format!(" --embeddings {}", abs(e).display());
         }
         if let Some(x) = &self.inputs.exclude {
-            cmd += &format!(" --exclude {}", x.display());
+            cmd += &format!(" --exclude {}", abs(x).display());
         }
         for (flag, path) in [
             ("--themes", &self.inputs.themes),
@@ -220,7 +227,7 @@ impl Manifest {
             ("--palette-embeddings", &self.inputs.palette_embeddings),
         ] {
             if let Some(p) = path {
-                cmd += &format!(" {flag} {}", p.display());
+                cmd += &format!(" {flag} {}", abs(p).display());
             }
         }
         if self.inputs.no_palette {
@@ -235,7 +242,7 @@ impl Manifest {
         if let Some(s) = &self.shard {
             cmd += &format!(" --shard {}/{}", s.index, s.count);
         }
-        cmd + &format!(" --out {}", dir.display())
+        cmd + &format!(" --out {}", abs(dir).display())
     }
 
     /// The starts whose rows the ordering files hold (all, or a shard's).
@@ -642,7 +649,13 @@ fn is_our_manifest(path: &Path) -> bool {
 pub(crate) fn lock_dir(dir: &Path) -> Result<lock::DirLock> {
     refuse_foreign(dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
-    lock::DirLock::acquire(dir)
+    let lock = lock::DirLock::acquire(dir)?;
+    // Temp files a killed writer left in the generations (the folder's own
+    // are swept by the command).
+    for g in generations(dir)? {
+        crate::fs::sweep_leftovers(&generation_dir(dir, g));
+    }
+    Ok(lock)
 }
 
 /// Makes `dir` a cache folder before anything is written into it (as
@@ -717,11 +730,11 @@ pub(crate) fn after_commit(dir: &Path, m: &Manifest, legacy: Option<&Manifest>) 
 }
 
 /// A pause at a named point, for tests that make a race deterministic:
-/// when `DIVERSITY_TEST_PAUSE` names `point`, the process says so on stderr
+/// when `DIVERSITY_TEST_HOLD` names `point`, the process says so on stderr
 /// and waits for a line on stdin (once per process).
 pub fn test_pause(point: &str) {
     static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if std::env::var("DIVERSITY_TEST_PAUSE").is_ok_and(|p| p == point)
+    if std::env::var("DIVERSITY_TEST_HOLD").is_ok_and(|p| p == point)
         && !DONE.swap(true, std::sync::atomic::Ordering::SeqCst)
     {
         eprintln!("test pause: {point}");

@@ -4,7 +4,6 @@
 //! shard, since every backend's rows are exact.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -269,8 +268,8 @@ pub fn merge(out: &Path, dirs: &[PathBuf], progress: bool) -> Result<Manifest> {
 /// records, and is refused. Returns the blake3 of all the bytes written.
 fn copy_checked(parts: &[&Part], name: &str, data: &Path, bar: Option<&indicatif::ProgressBar>) -> Result<String> {
     let target = data.join(name);
-    let file = File::create_new(&target).with_context(|| format!("cannot create {}", target.display()))?;
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let tmp = crate::fs::temp_file_beside(&target)?;
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp);
     let mut all = blake3::Hasher::new();
     let mut buf = Vec::with_capacity(1 << 20);
     for p in parts {
@@ -299,9 +298,12 @@ fn copy_checked(parts: &[&Part], name: &str, data: &Path, bar: Option<&indicatif
             );
         }
     }
-    let file = w.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()
+    let tmp = w.into_inner().map_err(|e| e.into_error())?;
+    tmp.as_file()
+        .sync_all()
         .with_context(|| format!("cannot write {}", target.display()))?;
+    tmp.persist(&target)
+        .with_context(|| format!("cannot rename into {}", target.display()))?;
     Ok(all.finalize().to_hex().to_string())
 }
 

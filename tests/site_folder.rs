@@ -69,7 +69,7 @@ fn check_manifest(out: &Path, user: &[&str]) -> BTreeSet<String> {
         assert!(listed.insert(rel.to_owned()), "{rel} listed twice");
     }
     let mut on_disk = files(out);
-    for f in [".pages.b3", ".pages.owned"].iter().chain(user) {
+    for f in [".pages.b3", ".pages.owned", ".pages.lock"].iter().chain(user) {
         assert!(on_disk.remove(*f), "{f} missing");
     }
     assert_eq!(on_disk, listed, "pages on disk and in .pages.b3 differ");
@@ -90,6 +90,10 @@ fn render_removes_only_what_it_made() {
     let cache = dir.path().join("cache");
     precompute(&cache, &["--top-k", "100"]);
     let out = dir.path().join("site");
+    // A folder of the user's files is refused (tests/reliability.rs): the
+    // user's files come into a site the tool made.
+    let o = render(&cache, &out, &["--per-page", "25"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     for f in USER_FILES {
         std::fs::create_dir_all(out.join(f).parent().unwrap()).unwrap();
         std::fs::write(out.join(f), "mine").unwrap();
@@ -221,6 +225,9 @@ fn slow_site() -> (tempfile::TempDir, PathBuf, PathBuf) {
 fn a_render_killed_at_random_moments_ends_correct() {
     let (_dir, cache, out) = slow_site();
     let user = ["similar/notes.txt", "chronological/2024.html"];
+    // The user's files come into a site the tool made.
+    let o = render(&cache, &out, &["--per-page", "30"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     std::fs::create_dir_all(out.join("similar")).unwrap();
     std::fs::create_dir_all(out.join("chronological")).unwrap();
     for f in user {

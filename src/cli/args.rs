@@ -485,6 +485,11 @@ pub struct SiteArgs {
     /// Print the site's plan (shape and size) and stop: nothing is computed or written.
     #[arg(long)]
     pub dry_run: bool,
+    /// A site folder takes one render at a time (it is locked, through
+    /// `.pages.lock` in it, while pages are written): wait for another
+    /// render of the same folder to finish instead of failing at once.
+    #[arg(long, help_heading = OUTPUT)]
+    pub wait: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -495,7 +500,8 @@ pub struct RenderArgs {
     /// The poems the cache was computed from (file or folder).
     #[arg(long, help_heading = INPUT)]
     pub poems: PathBuf,
-    /// The folder to write the site into.
+    /// The folder to write the site into: a new or empty folder, or a site
+    /// made earlier (a folder of other files is refused, naming them).
     #[arg(long, help_heading = OUTPUT)]
     pub out: PathBuf,
     /// CPU threads (default: all cores).
@@ -521,7 +527,8 @@ pub struct BuildArgs {
     /// The folder for the cache (the computed orderings, kept so a rerun is quick).
     #[arg(long, default_value = "cache", help_heading = OUTPUT)]
     pub cache: PathBuf,
-    /// The folder to write the site into.
+    /// The folder to write the site into: a new or empty folder, or a site
+    /// made earlier (a folder of other files is refused, naming them).
     #[arg(long, default_value = "site", help_heading = OUTPUT)]
     pub out: PathBuf,
     // The site's flags before the engine's: a poet needs them first.
@@ -556,6 +563,7 @@ pub(super) fn render_options(
         threads,
         progress,
         dry_run: site.dry_run,
+        wait: site.wait,
     }
 }
 

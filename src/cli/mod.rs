@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use crate::fs::{refuse_aliasing, Role};
 use crate::plural::count;
 use crate::render::thousands;
 
@@ -86,18 +87,29 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
     }
     match cli.command {
         Command::Precompute(a) => {
-            let mut opts = a.engine.options(a.poems, a.embeddings, a.out.clone(), show);
+            let mut opts = a.engine.options(a.poems, a.embeddings, a.out, show);
             opts.shard = a.shard;
+            absolute_paths(&mut opts);
+            refuse_aliasing(&[Role::cache_out("--out", &opts.out)], &precompute_inputs(&opts))?;
+            crate::fs::sweep_leftovers(&opts.out);
             let run = crate::precompute::run(&opts)?;
             match &run.manifest {
-                Some(m) => report::precomputed(&a.out, m, run.up_to_date, run.extras_only),
+                Some(m) => report::precomputed(&opts.out, m, run.up_to_date, run.extras_only),
                 None => return Ok(stopped(run.chunks_computed)),
             }
         }
         Command::Merge { out, shards } => {
+            let inputs: Vec<Role> = shards.iter().map(|s| Role::folder("the shard", s)).collect();
+            refuse_aliasing(&[Role::folder("--out", &out)], &inputs)?;
+            crate::fs::sweep_leftovers(&out);
             report::merged(&out, shards.len(), &crate::shard::merge(&out, &shards, show)?)
         }
-        Command::Export { cache, out } => export(&cache, out.as_deref())?,
+        Command::Export { cache, out } => {
+            if let Some(o) = &out {
+                refuse_aliasing(&[Role::file("--out", o)], &[Role::folder("--cache", &cache)])?;
+            }
+            export(&cache, out.as_deref())?
+        }
         Command::Verify {
             cache,
             sample,
@@ -106,6 +118,9 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
         } => verify(&cache, sample, seed, max_memory.map(|b| b.as_u64()))?,
         Command::Adapters => report::adapters(&crate::gpu::adapters())?,
         Command::Render(a) => {
+            let mut inputs = vec![Role::folder("--cache", &a.cache), Role::file("--poems", &a.poems)];
+            inputs.extend(a.site.colors.as_deref().map(|c| Role::file("--colors", c)));
+            refuse_aliasing(&[Role::folder("--out", &a.out)], &inputs)?;
             let opts = render_options(a.cache, a.poems, a.out.clone(), a.threads, &a.site, show);
             let s = crate::render::render(&opts)?;
             if opts.dry_run {
@@ -118,6 +133,16 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Bench { what } => bench(what)?,
         Command::Embed(a) => {
             let out = a.out.clone();
+            let journal = crate::embed::journal_path(&out);
+            let mut inputs = vec![Role::file("--poems", &a.poems)];
+            inputs.extend(a.model.model_dir.as_deref().map(|d| Role::folder("--model-dir", d)));
+            refuse_aliasing(
+                &[Role::file("--out", &out), Role::file("its journal", &journal)],
+                &inputs,
+            )?;
+            if !crate::fs::is_special(&out) {
+                crate::fs::sweep_leftovers(&output_folder(&out));
+            }
             let s = crate::embed::run(&a.options(show)?)?;
             return Ok(match crate::embed::report::print(&s, &out) {
                 0 => Outcome::Done,
@@ -149,10 +174,33 @@ fn export(cache: &Path, out: Option<&Path>) -> Result<()> {
     let c = crate::cache::Cache::open(cache)?;
     match out {
         Some(path) => {
-            let mut w = std::io::BufWriter::new(crate::fs::Output::create(path, crate::fs::TEMP_PREFIX, false)?);
-            crate::export::export(&c, &mut w)?;
+            // The files the cache was computed from are inputs too: an
+            // export over the poems file would destroy it.
+            let i = &c.manifest.inputs;
+            let mut inputs = vec![
+                Role::folder("--cache", cache),
+                Role::file("the cache's poems", &i.poems),
+            ];
+            for (what, p) in [
+                ("the cache's embeddings", &i.embeddings),
+                ("the cache's exclusions", &i.exclude),
+                ("the cache's themes", &i.themes),
+                ("the cache's theme embeddings", &i.theme_embeddings),
+                ("the cache's palette", &i.palette),
+                ("the cache's palette embeddings", &i.palette_embeddings),
+            ] {
+                inputs.extend(p.as_deref().map(|p| Role::file(what, p)));
+            }
+            refuse_aliasing(&[Role::file("--out", path)], &inputs)?;
+            if !crate::fs::is_special(path) {
+                crate::fs::sweep_leftovers(&output_folder(path));
+            }
+            let mut w = std::io::BufWriter::new(crate::fs::Output::create(path, false)?);
+            crate::export::export(&c, &mut w)
+                .map_err(crate::fs::explain_any)
+                .with_context(|| format!("cannot write {}", path.display()))?;
             w.into_inner()
-                .map_err(|e| e.into_error())
+                .map_err(|e| crate::fs::explain(e.into_error()))
                 .with_context(|| format!("cannot write {}", path.display()))?
                 .finish()?;
         }
@@ -162,6 +210,54 @@ fn export(cache: &Path, out: Option<&Path>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The folder an output file's temp files go into: its link-resolved
+/// target's.
+fn output_folder(out: &Path) -> PathBuf {
+    let target = crate::fs::resolve_links(out).unwrap_or_else(|_| out.to_path_buf());
+    crate::fs::parent_of(&target).to_path_buf()
+}
+
+/// Every input path of a precompute, with its flag.
+fn precompute_inputs(o: &crate::precompute::Options) -> Vec<Role<'_>> {
+    let x = &o.extras;
+    let mut inputs = vec![Role::file("--poems", &o.poems)];
+    for (flag, p) in [
+        ("--embeddings", &o.embeddings),
+        ("--exclude", &o.exclude),
+        ("--themes", &x.themes),
+        ("--theme-embeddings", &x.theme_embeddings),
+        ("--palette", &x.palette),
+        ("--palette-embeddings", &x.palette_embeddings),
+    ] {
+        inputs.extend(p.as_deref().map(|p| Role::file(flag, p)));
+    }
+    inputs
+}
+
+/// Makes a precompute's paths absolute, so that the cache records where its
+/// inputs are whatever folder a later command runs in (the command a stale
+/// cache's message suggests works verbatim from anywhere), and messages
+/// name the cache by its absolute path.
+fn absolute_paths(o: &mut crate::precompute::Options) {
+    let abs = |p: &mut PathBuf| *p = crate::render::absolute(p);
+    abs(&mut o.poems);
+    abs(&mut o.out);
+    let x = &mut o.extras;
+    for p in [
+        &mut o.embeddings,
+        &mut o.exclude,
+        &mut x.themes,
+        &mut x.theme_embeddings,
+        &mut x.palette,
+        &mut x.palette_embeddings,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        abs(p);
+    }
 }
 
 /// Reports a render; a render stopped by Ctrl-C is resumable (status 130).
@@ -251,6 +347,15 @@ fn build(a: BuildArgs, show: bool) -> Result<Outcome> {
         (None, p) => (p.clone().expect("poems given"), a.embeddings.clone()),
     };
     let mut pre = a.engine.options(poems.clone(), embeddings, a.cache.clone(), show);
+    absolute_paths(&mut pre);
+    let mut inputs = precompute_inputs(&pre);
+    inputs.extend(a.site.colors.as_deref().map(|c| Role::file("--colors", c)));
+    inputs.extend(a.model.model_dir.as_deref().map(|d| Role::folder("--model-dir", d)));
+    refuse_aliasing(
+        &[Role::cache_out("--cache", &pre.out), Role::folder("--out", &a.out)],
+        &inputs,
+    )?;
+    crate::fs::sweep_leftovers(&pre.out);
     if let (None, Some(b), false) = (&pre.extras.themes, &bundled, a.no_themes) {
         pre.extras.themes = Some(b.themes());
     }
@@ -261,6 +366,8 @@ fn build(a: BuildArgs, show: bool) -> Result<Outcome> {
             Err(o) => return Ok(o),
         }
     }
+    // The embeddings build wrote are recorded by absolute path too.
+    absolute_paths(&mut pre);
     let opts = render_options(a.cache.clone(), poems, a.out.clone(), a.engine.threads, &a.site, show);
     let loaded = crate::precompute::load(&pre)?;
     let shape = crate::render::plan(
@@ -285,7 +392,7 @@ fn build(a: BuildArgs, show: bool) -> Result<Outcome> {
         return Ok(stopped(run.chunks_computed));
     };
     if run.up_to_date {
-        eprintln!("the cache in {} is up to date", a.cache.display());
+        eprintln!("the cache in {} is up to date", pre.out.display());
     } else {
         eprintln!("precomputed {} with {}", count(m.included, "poem", "poems"), m.backend);
         print_timings("precompute timing:", &m.timings);

@@ -54,7 +54,7 @@ use crate::corpus::{self, Poem};
 use crate::timings::Timings;
 pub use budget::{Limits, DEFAULT_BUDGET, PER_PAGE};
 pub use complete::Packing;
-pub use prune::{OWNED, TEMP_PREFIX};
+pub use prune::{LOCK, OWNED, TEMP_PREFIX};
 pub use site::Rows;
 use site::{Page, Site};
 pub use templates::{jump_pages, thousands};
@@ -115,6 +115,9 @@ pub struct Options {
     pub progress: bool,
     /// Only print the plan.
     pub dry_run: bool,
+    /// Wait for another render of the same site folder to finish, instead
+    /// of failing at once.
+    pub wait: bool,
 }
 
 impl Options {
@@ -331,7 +334,7 @@ pub fn render(opts: &Options) -> Result<Summary> {
     let cache = Cache::open(&opts.cache)?;
     let poems = corpus::load_poems(&opts.poems)?;
     let all_keys: Vec<String> = poems.iter().map(|p| p.key.clone()).collect();
-    cache.check_keys(&all_keys)?;
+    check_fresh(&cache, &opts.poems, &all_keys)?;
     let colors = colors(&cache, opts.colors.as_deref())?;
     let mut site = Site::new(
         Rows::of_cache(&cache),
@@ -356,8 +359,17 @@ pub fn render(opts: &Options) -> Result<Summary> {
     }
 
     let t = Instant::now();
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
+    // One render at a time in a site folder: the second fails at once
+    // naming the first (or waits with --wait), and the check for foreign
+    // files is made again under the lock.
+    let _lock = crate::fs::FolderLock::acquire(&opts.out, LOCK, "site folder", opts.wait)?;
+    check_out(&opts.out)?;
     let earlier = prune::owned_pages(&opts.out)?;
     check_space(opts, &summary.shape, &earlier)?;
+    // Recorded before anything else is made: from here on the folder is
+    // known as this tool's, even if the render is killed.
+    prune::record_owned(&opts.out, earlier.iter())?;
     for d in PAGE_DIRS {
         let dir = opts.out.join(d);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -399,11 +411,12 @@ pub fn render(opts: &Options) -> Result<Summary> {
     Ok(summary)
 }
 
-/// Refuses a site folder that cannot be made: a file on its path.
+/// Refuses a site folder that cannot be made (a file on its path) and a
+/// non-empty folder this tool did not make, naming the files in it.
 fn check_out(out: &Path) -> Result<()> {
     for a in out.ancestors().filter(|a| !a.as_os_str().is_empty()) {
         match std::fs::metadata(a) {
-            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(m) if m.is_dir() => break,
             Ok(_) => anyhow::bail!(
                 "cannot create {}: {} is a file, not a folder",
                 out.display(),
@@ -412,7 +425,45 @@ fn check_out(out: &Path) -> Result<()> {
             Err(_) => continue,
         }
     }
+    let foreign = prune::foreign_files(out)?;
+    if !foreign.is_empty() {
+        const SHOWN: usize = 8;
+        let mut names = foreign.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+        if foreign.len() > SHOWN {
+            names += &format!(" and {} more", thousands(foreign.len() - SHOWN));
+        }
+        anyhow::bail!(
+            "{} is not a site this tool made and is not empty: it holds {names}. render writes only into a new or empty folder, or a site it made (one with {PAGE_MANIFEST}); choose another --out, or move those files away",
+            out.display()
+        );
+    }
     Ok(())
+}
+
+/// Refuses a cache whose poems changed since it was computed, with the
+/// command that updates it from these poems: absolute paths, so that it
+/// works run verbatim from any folder.
+fn check_fresh(cache: &Cache, poems: &Path, all_keys: &[String]) -> Result<()> {
+    let what = cache.manifest.poems_changed(all_keys);
+    if what.is_empty() {
+        return Ok(());
+    }
+    let mut m = cache.manifest.clone();
+    m.inputs.poems = absolute(poems);
+    anyhow::bail!(
+        "the cache {} is stale: {} since it was computed. Update it with:\n  {}",
+        absolute(&cache.dir).display(),
+        what.join("; "),
+        m.rebuild_command(&absolute(&cache.dir))
+    )
+}
+
+/// `p` made absolute: canonical where it exists, else against the current
+/// folder; as given where both fail.
+pub fn absolute(p: &Path) -> PathBuf {
+    p.canonicalize()
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// The site-wide settings of the options. `--reverse` needs whole

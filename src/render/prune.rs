@@ -14,9 +14,13 @@ use super::writer::PAGE_MANIFEST;
 /// written before the first page, so a killed render's pages are known.
 pub const OWNED: &str = ".pages.owned";
 
-/// Prefix of the renderer's temp files. Page names hold only ASCII
-/// letters, digits and `-._~`, so no page can start with it.
-pub const TEMP_PREFIX: &str = ".dg+tmp.";
+/// The lock that keeps one render at a time in a site folder.
+pub const LOCK: &str = ".pages.lock";
+
+/// Prefix of the renderer's temp files (every command's: see
+/// [`crate::fs::TEMP_PREFIX`]). Page names hold only ASCII letters, digits
+/// and `-._~`, so no page can start with it.
+pub use crate::fs::TEMP_PREFIX;
 
 /// Whether `rel` can be a page path: `index.html`, `complete.html`, or one
 /// plain file name in a page folder. Anything else in a record is ignored,
@@ -68,9 +72,8 @@ pub(super) fn record_owned<'a>(out: &Path, pages: impl Iterator<Item = &'a Strin
         text.push_str(p);
         text.push('\n');
     }
-    // Render's own temp prefix: a kill mid-write leaves a file the next
-    // render sweeps, never a `.tmp…` the site folder keeps forever.
-    crate::fs::write_atomic_named(&out.join(OWNED), text.as_bytes(), TEMP_PREFIX)
+    // A kill mid-write leaves a temp file the next render sweeps.
+    crate::fs::write_atomic(&out.join(OWNED), text.as_bytes())
 }
 
 /// Removes the pages in `earlier` that this render does not write; returns
@@ -88,22 +91,54 @@ pub(super) fn remove_stale(
 }
 
 /// Removes the temp files an interrupted render left (before this one
-/// makes its own); returns how many went.
+/// makes its own); returns how many went. Temp files a live process holds
+/// are skipped (see [`crate::fs::sweep_temp_files`]).
 pub(super) fn remove_temp_files(out: &Path, failures: &mut Vec<String>) -> usize {
-    let mut removed = 0;
-    for dir in std::iter::once(out.to_path_buf()).chain(super::PAGE_DIRS.iter().map(|d| out.join(d))) {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
+    std::iter::once(out.to_path_buf())
+        .chain(super::PAGE_DIRS.iter().map(|d| out.join(d)))
+        .map(|dir| crate::fs::sweep_temp_files(&dir, failures))
+        .sum()
+}
+
+/// The files in `out` that are not this tool's, when `out` is not a site
+/// it made (one with [`PAGE_MANIFEST`] or [`OWNED`]): a render refuses a
+/// folder that holds any. Empty page folders, the lock and temp files are
+/// a render's own (one killed before it recorded anything).
+pub(super) fn foreign_files(out: &Path) -> Result<Vec<String>> {
+    if [PAGE_MANIFEST, OWNED]
+        .iter()
+        .any(|m| std::fs::symlink_metadata(out.join(m)).is_ok_and(|t| t.is_file()))
+    {
+        return Ok(Vec::new());
+    }
+    let mut foreign = Vec::new();
+    let mut stack = vec![(out.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => continue,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        };
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
             let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-            if is_file
-                && entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX)
-                && remove(&entry.path(), failures)
-            {
-                removed += 1;
+            if is_dir && super::PAGE_DIRS.contains(&path.as_str()) {
+                stack.push((entry.path(), path));
+            } else if !(is_file && (name.starts_with(TEMP_PREFIX) || path == LOCK)) {
+                foreign.push(if is_dir { format!("{path}/") } else { path });
             }
         }
     }
-    removed
+    foreign.sort();
+    Ok(foreign)
 }
 
 /// Removes one file; a file already gone is not a failure.

@@ -9,7 +9,6 @@ use std::sync::Mutex;
 
 use anyhow::Result;
 
-use super::prune::TEMP_PREFIX;
 use crate::fs::Output;
 
 /// The page manifest: `<blake3 hex>  <path>` per line, as `b3sum` writes
@@ -53,7 +52,9 @@ impl PageWriter {
             }
             _ => {}
         }
-        let manifest = Mutex::new(BufWriter::new(Output::create(&manifest_path, TEMP_PREFIX, false)?));
+        // Synced, and its folder after the rename: the manifest commits the
+        // site, so it must survive a power cut once a render reports success.
+        let manifest = Mutex::new(BufWriter::new(Output::create(&manifest_path, true)?));
         Ok(PageWriter {
             out: out.to_path_buf(),
             manifest_path,
@@ -78,7 +79,7 @@ impl PageWriter {
         if same {
             self.unchanged.fetch_add(1, Ordering::Relaxed);
         } else {
-            match crate::fs::write_atomic_unsynced(&path, data, TEMP_PREFIX) {
+            match crate::fs::write_atomic_unsynced(&path, data) {
                 Ok(()) => {
                     self.written.fetch_add(1, Ordering::Relaxed);
                 }

@@ -142,7 +142,7 @@ pub fn spawn_paused(mut cmd: Command, point: &str) -> std::process::Child {
     use std::io::BufRead;
     use std::process::Stdio;
     let mut child = cmd
-        .env("DIVERSITY_TEST_PAUSE", point)
+        .env("DIVERSITY_TEST_HOLD", point)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -163,14 +163,14 @@ pub fn spawn_paused(mut cmd: Command, point: &str) -> std::process::Child {
     child
 }
 
-/// A command started with a test pause (`DIVERSITY_TEST_PAUSE`): waits
+/// A command started with a test pause (`DIVERSITY_TEST_HOLD`): waits
 /// until it stops at `point`, runs `meanwhile`, then lets it go on and
 /// returns its output.
 pub fn run_paused(mut cmd: Command, point: &str, meanwhile: impl FnOnce()) -> Output {
     use std::io::{BufRead, Write};
     use std::process::Stdio;
     let mut child = cmd
-        .env("DIVERSITY_TEST_PAUSE", point)
+        .env("DIVERSITY_TEST_HOLD", point)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
