@@ -58,15 +58,33 @@ fn render_args<'a>(cache: &'a Path, poems: &'a Path, out: &'a Path) -> Vec<&'a s
 /// exists; its stderr lines arrive on the receiver.
 fn spawn_paused(args: &[&str], name: &str, gate: &Path) -> (Child, Receiver<String>) {
     std::fs::write(gate, "").unwrap();
-    let mut child = bin()
-        .args(args)
+    let mut cmd = bin();
+    cmd.args(args)
         .env("DIVERSITY_TEST_PAUSE", format!("{name}:{}", gate.display()))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    default_ctrl_c(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
     let lines = lines_of(&mut child);
     (child, lines)
 }
+
+/// Gives the child Ctrl-C's default action: a test runner started in the
+/// background of a script inherits SIGINT ignored, and so would the child,
+/// which would then never stop (a user's `cmd &` behaves the same way).
+#[cfg(unix)]
+fn default_ctrl_c(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: `signal` is async-signal-safe, as `pre_exec` requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(unix))]
+fn default_ctrl_c(_: &mut Command) {}
 
 fn lines_of(child: &mut Child) -> Receiver<String> {
     let err = child.stderr.take().unwrap();
@@ -117,7 +135,17 @@ fn wait_for_line(rx: &Receiver<String>, what: &str, child: &mut Child) -> String
 
 /// The rest of a child's stderr once it ends, and its status.
 fn finish(mut child: Child, rx: Receiver<String>) -> (std::process::ExitStatus, String) {
-    let status = child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the command did not end within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let mut rest = String::new();
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(5)) {
         rest.push_str(&line);
