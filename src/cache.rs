@@ -583,10 +583,10 @@ pub fn prune_generations(dir: &Path, keep: u64) -> Result<()> {
 }
 
 /// Refuses a non-empty folder that is not a cache, naming what it holds:
-/// the tool writes only into an empty folder or one of its own (holding
-/// its lock file, generation folders, or a manifest with its seal and
-/// format fields), and so never overwrites or deletes another program's
-/// files.
+/// the tool writes only into an empty folder or one of its own (its lock
+/// file, a manifest with its seal and format fields, or generation
+/// folders) that holds nothing else it did not write, and so never
+/// overwrites or deletes another program's files.
 pub fn refuse_foreign(dir: &Path) -> Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -599,24 +599,34 @@ pub fn refuse_foreign(dir: &Path) -> Result<()> {
         }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
     };
-    let mut foreign = Vec::new();
+    let manifest = is_our_manifest(&dir.join(MANIFEST));
+    let (mut marked, mut foreign, mut mixed) = (false, Vec::new(), Vec::new());
     for e in entries {
         let e = e.with_context(|| format!("cannot read {}", dir.display()))?;
         let name = e.file_name().to_string_lossy().into_owned();
         let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-        let ours = match name.as_str() {
-            lock::LOCK => is_our_lock(&e.path()),
-            MANIFEST => is_our_manifest(&e.path()),
-            n => is_dir && generation_number(n).is_some(),
-        };
-        if ours {
-            return Ok(());
+        match name.as_str() {
+            lock::LOCK if !is_dir && is_our_lock(&e.path()) => marked = true,
+            MANIFEST if manifest => marked = true,
+            // A generation folder is removed whole: it must hold only ours.
+            n if is_dir && generation_number(n).is_some() => match is_our_generation(&e.path()) {
+                true => marked = true,
+                false => mixed.push(name),
+            },
+            // Format 2 kept its data beside its manifest.
+            n if !is_dir && (is_kept_beside(n) || (manifest && is_data_name(n))) => {}
+            _ => foreign.push(name),
         }
-        foreign.push(name);
     }
-    if foreign.is_empty() {
-        return Ok(());
-    }
+    // The user's own files beside a cache are never touched (so they may
+    // stay); in a folder nothing marks as a cache they could be taken for
+    // ours, and a generation folder holding them would be removed whole.
+    let mut foreign = match (mixed.is_empty(), marked) {
+        (false, _) => mixed,
+        (true, true) => return Ok(()),
+        (true, false) if foreign.is_empty() => return Ok(()),
+        (true, false) => foreign,
+    };
     foreign.sort();
     let shown: Vec<&str> = foreign.iter().take(5).map(String::as_str).collect();
     let more = match foreign.len() - shown.len() {
@@ -629,6 +639,41 @@ pub fn refuse_foreign(dir: &Path) -> Result<()> {
         dir.display(),
         shown.join(", ")
     )
+}
+
+/// Files `build` keeps beside a cache (the embeddings it made, their
+/// journals) and temp files of ours.
+fn is_kept_beside(name: &str) -> bool {
+    let kept = ["embeddings.json", "themes-embeddings.json", "palette-embeddings.json"];
+    name.starts_with(crate::fs::TEMP_PREFIX)
+        || kept
+            .iter()
+            .any(|k| name == *k || name.strip_prefix(k).is_some_and(|r| r == ".journal.jsonl"))
+}
+
+/// The names of a generation's files (and of format 2's, beside the
+/// manifest).
+fn is_data_name(name: &str) -> bool {
+    let fixed = [
+        VECTORS,
+        SIMILAR,
+        DIFFERENT,
+        RUN,
+        PROGRESS,
+        "similar.bin.partial",
+        "different.bin.partial",
+    ];
+    fixed.contains(&name)
+        || name.starts_with(crate::fs::TEMP_PREFIX)
+        || ((name.starts_with("themes-") || name.starts_with("extra-vectors-")) && name.ends_with(".bin"))
+}
+
+/// A generation folder holds only files with the names of a generation's.
+fn is_our_generation(path: &Path) -> bool {
+    std::fs::read_dir(path).is_ok_and(|r| {
+        r.flatten()
+            .all(|e| e.file_type().is_ok_and(|t| t.is_file()) && is_data_name(&e.file_name().to_string_lossy()))
+    })
 }
 
 /// A lock file holds a pid or nothing.
@@ -650,8 +695,9 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<lock::DirLock> {
     refuse_foreign(dir)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create cache directory {}", dir.display()))?;
     let lock = lock::DirLock::acquire(dir)?;
-    // Temp files a killed writer left in the generations (the folder's own
-    // are swept by the command).
+    // Temp files a killed writer left, swept only once the folder is known
+    // to be ours and no other writer runs.
+    crate::fs::sweep_leftovers(dir);
     for g in generations(dir)? {
         crate::fs::sweep_leftovers(&generation_dir(dir, g));
     }
@@ -678,6 +724,11 @@ pub(crate) fn named_generation(dir: &Path) -> Option<u64> {
 /// one the manifest names) nor `keep`: abandoned runs. The caller holds
 /// the lock.
 pub(crate) fn remove_abandoned(dir: &Path, in_use: Option<u64>, keep: Option<u64>) -> Result<()> {
+    // A manifest of another format (a newer version's) or one unreadable
+    // may still name any of them: all stay until the next switch.
+    if in_use.is_none() && dir.join(MANIFEST).exists() {
+        return Ok(());
+    }
     for g in generations(dir)? {
         if Some(g) != in_use && Some(g) != keep {
             let path = generation_dir(dir, g);
@@ -704,20 +755,22 @@ pub(crate) fn new_generation(dir: &Path, in_use: Option<u64>) -> Result<u64> {
 pub(crate) fn after_commit(dir: &Path, m: &Manifest, legacy: Option<&Manifest>) {
     let data = m.data_dir(dir);
     let mut names: Vec<PathBuf> = vec![data.join(RUN), data.join(PROGRESS)];
-    // Format 2 kept every file beside the manifest.
-    for name in [
-        VECTORS,
-        SIMILAR,
-        DIFFERENT,
-        RUN,
-        PROGRESS,
-        "similar.bin.partial",
-        "different.bin.partial",
-    ] {
-        names.push(dir.join(name));
-    }
-    for name in legacy.into_iter().flat_map(|l| l.integrity.files.keys()) {
-        if Path::new(name).file_name().is_some_and(|f| f == name.as_str()) && name != MANIFEST {
+    // Format 2 kept every file beside the manifest; only its data goes.
+    if let Some(l) = legacy {
+        let listed = l.integrity.files.keys().map(String::as_str);
+        let fixed = [
+            VECTORS,
+            SIMILAR,
+            DIFFERENT,
+            RUN,
+            PROGRESS,
+            "similar.bin.partial",
+            "different.bin.partial",
+        ];
+        for name in listed
+            .chain(fixed)
+            .filter(|n| is_data_name(n) && !n.starts_with(crate::fs::TEMP_PREFIX))
+        {
             names.push(dir.join(name));
         }
     }
@@ -1257,21 +1310,6 @@ impl Cache {
             .collect();
         Ok(Quantized { n, dim, data })
     }
-
-    /// Refuses the cache when the corpus's keys are not the ones it was
-    /// built from (see [`Manifest::poems_changed`]).
-    pub fn check_keys(&self, all_keys: &[String]) -> Result<()> {
-        let what = self.manifest.poems_changed(all_keys);
-        if what.is_empty() {
-            return Ok(());
-        }
-        bail!(
-            "the cache {} is stale: {} since it was computed. Update it with:\n  {}",
-            self.dir.display(),
-            what.join("; "),
-            self.manifest.rebuild_command(&self.dir)
-        )
-    }
 }
 
 #[cfg(test)]
@@ -1315,9 +1353,26 @@ mod tests {
         );
         std::fs::create_dir(dir.join("gen-x")).unwrap();
         assert!(refuse_foreign(&dir).is_err());
+        // A generation folder holding the user's drafts is not ours, even
+        // beside our lock: it would be removed whole.
         std::fs::create_dir(dir.join("gen-7")).unwrap();
+        std::fs::write(dir.join("gen-7").join("draft.txt"), "mine").unwrap();
+        std::fs::write(dir.join("lock"), "123\n").unwrap();
+        let err = refuse_foreign(&dir).unwrap_err().to_string();
+        assert!(err.contains("holds gen-7,") || err.contains("holds gen-7 "), "{err}");
+        std::fs::remove_file(dir.join("gen-7").join("draft.txt")).unwrap();
+        // The user's files beside a marked cache stay (nothing removes
+        // names it did not write).
+        std::fs::write(dir.join("gen-7").join(SIMILAR), "").unwrap();
         refuse_foreign(&dir).unwrap();
         assert_eq!(generations(&dir).unwrap(), vec![7]);
+        // Format 2's files count as ours only beside its manifest.
+        let bare = d.path().join("bare");
+        std::fs::create_dir(&bare).unwrap();
+        std::fs::write(bare.join("embeddings.json"), "{}").unwrap();
+        refuse_foreign(&bare).unwrap();
+        std::fs::write(bare.join(VECTORS), "").unwrap();
+        assert!(refuse_foreign(&bare).unwrap_err().to_string().contains(VECTORS));
         let other = d.path().join("o");
         std::fs::create_dir(&other).unwrap();
         std::fs::write(
@@ -1331,6 +1386,24 @@ mod tests {
         assert_eq!(generation_number("gen-12"), Some(12));
         assert_eq!(generation_number("gen-"), None);
         assert_eq!(generation_number("gen-1a"), None);
+    }
+
+    #[test]
+    fn generations_stay_while_the_manifest_names_none_this_version_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path();
+        for g in [3, 4] {
+            std::fs::create_dir(generation_dir(dir, g)).unwrap();
+        }
+        // A newer version's manifest: its generation may be either.
+        std::fs::write(dir.join(MANIFEST), "{\"format_version\": 9, \"generation\": 3}").unwrap();
+        assert_eq!(named_generation(dir), None);
+        let n = new_generation(dir, None).unwrap();
+        assert_eq!((n, generations(dir).unwrap()), (5, vec![3, 4, 5]));
+        // Without a manifest, a generation no manifest names is abandoned.
+        std::fs::remove_file(dir.join(MANIFEST)).unwrap();
+        remove_abandoned(dir, None, Some(5)).unwrap();
+        assert_eq!(generations(dir).unwrap(), vec![5]);
     }
 
     #[test]

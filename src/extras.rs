@@ -90,9 +90,12 @@ pub fn write(engine: Option<&mut Engine>, q: &Quantized, extras: &Extras, m: &Ma
 /// palette changed: recomputes only those, writes them beside the old ones
 /// in its generation folder (new names), switches the manifest to them,
 /// removes the old ones, and returns the new manifest.
-/// `engine` builds the engine for the themes' vectors.
+/// `engine` builds the engine for the themes' vectors; `_lock` is the
+/// folder's lock, held since the cache was found current.
+#[allow(clippy::too_many_arguments)]
 pub fn recompute(
     dir: &Path,
+    _lock: cache::lock::DirLock,
     engine: impl FnOnce(&Quantized) -> Result<Engine>,
     q: &Quantized,
     extras: &Extras,
@@ -105,7 +108,6 @@ pub fn recompute(
         dir.display(),
         old.extras_differences(pending).join("; ")
     );
-    let _lock = cache::lock::DirLock::acquire(dir)?;
     // Only themes need the engine (and its similarity matrix).
     let t = Instant::now();
     let mut engine = match &extras.themes {

@@ -163,7 +163,7 @@ pub fn run_loaded(opts: &Options, loaded: Loaded) -> Result<Precomputed> {
         bytesize::ByteSize(needs.with_matrix())
     );
     let mut writer = match CacheWriter::open(&opts.out, pending.clone(), &q)? {
-        Opened::Complete(m) if m.extras_fingerprint == pending.extras_fingerprint => {
+        Opened::Complete(m, _) if m.extras_fingerprint == pending.extras_fingerprint => {
             return Ok(Precomputed {
                 manifest: Some(*m),
                 up_to_date: true,
@@ -172,10 +172,10 @@ pub fn run_loaded(opts: &Options, loaded: Loaded) -> Result<Precomputed> {
                 interrupted: false,
             })
         }
-        Opened::Complete(m) => {
+        Opened::Complete(m, lock) => {
             let engine =
                 |themes: &Quantized| Engine::new(opts.backend, &q, Some(themes), opts.threads, &opts.gpu, &plan);
-            let manifest = extras::recompute(&opts.out, engine, &q, &extras, *m, &pending, timings)?;
+            let manifest = extras::recompute(&opts.out, lock, engine, &q, &extras, *m, &pending, timings)?;
             return Ok(Precomputed {
                 manifest: Some(manifest),
                 up_to_date: false,

@@ -68,24 +68,6 @@ fn spawn_paused(args: &[&str], name: &str, gate: &Path) -> (Child, Receiver<Stri
     (child, lines)
 }
 
-/// Gives the child Ctrl-C's default action: a test runner started in the
-/// background of a script inherits SIGINT ignored, and so would the child,
-/// which would then never stop (a user's `cmd &` behaves the same way).
-#[cfg(unix)]
-fn default_ctrl_c(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: `signal` is async-signal-safe, as `pre_exec` requires.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(unix))]
-fn default_ctrl_c(_: &mut Command) {}
-
 fn lines_of(child: &mut Child) -> Receiver<String> {
     let err = child.stderr.take().unwrap();
     let (tx, rx) = channel();

@@ -485,7 +485,7 @@ fn ctrl_c_ends_a_command_without_checkpoints_at_once() {
         .status()
         .unwrap()
         .success());
-    let mut child = bin()
+    let mut child = default_ctrl_c(&mut bin())
         .args([
             "export",
             "--cache",

@@ -27,7 +27,7 @@ use crate::timings::Timings;
 pub enum Opened {
     /// A finished, intact cache with the same fingerprint: nothing to
     /// compute (its poem list and report were brought up to date).
-    Complete(Box<Manifest>),
+    Complete(Box<Manifest>, DirLock),
     /// Ready to write; `done` marks chunks already on disk and verified.
     Writer(Box<CacheWriter>),
 }
@@ -120,7 +120,7 @@ impl CacheWriter {
         let current = Current::read(dir)?;
         let decision = decide(dir, &current, &mut pending)?;
         let repair = match decision {
-            Decision::Reuse(m) => return Ok(Opened::Complete(Box::new(m))),
+            Decision::Reuse(m) => return Ok(Opened::Complete(Box::new(m), lock)),
             Decision::Repair(old) => Some(old),
             Decision::Rebuild => None,
         };

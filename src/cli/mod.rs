@@ -91,7 +91,6 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             opts.shard = a.shard;
             absolute_paths(&mut opts);
             refuse_aliasing(&[Role::cache_out("--out", &opts.out)], &precompute_inputs(&opts))?;
-            crate::fs::sweep_leftovers(&opts.out);
             let run = crate::precompute::run(&opts)?;
             match &run.manifest {
                 Some(m) => report::precomputed(&opts.out, m, run.up_to_date, run.extras_only),
@@ -101,7 +100,6 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
         Command::Merge { out, shards } => {
             let inputs: Vec<Role> = shards.iter().map(|s| Role::folder("the shard", s)).collect();
             refuse_aliasing(&[Role::folder("--out", &out)], &inputs)?;
-            crate::fs::sweep_leftovers(&out);
             report::merged(&out, shards.len(), &crate::shard::merge(&out, &shards, show)?)
         }
         Command::Export { cache, out } => {
@@ -355,7 +353,6 @@ fn build(a: BuildArgs, show: bool) -> Result<Outcome> {
         &[Role::cache_out("--cache", &pre.out), Role::folder("--out", &a.out)],
         &inputs,
     )?;
-    crate::fs::sweep_leftovers(&pre.out);
     if let (None, Some(b), false) = (&pre.extras.themes, &bundled, a.no_themes) {
         pre.extras.themes = Some(b.themes());
     }

@@ -268,3 +268,23 @@ pub fn synthetic(path: &Path, n: usize, dim: usize, seed: u64) {
     }
     std::fs::write(path, s).unwrap();
 }
+
+/// Gives the child Ctrl-C's default action: a test runner started in the
+/// background of a script inherits SIGINT ignored, and so would the child,
+/// which would then never stop (a user's `cmd &` behaves the same way).
+#[cfg(unix)]
+pub fn default_ctrl_c(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: `signal` is async-signal-safe, as `pre_exec` requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(not(unix))]
+pub fn default_ctrl_c(cmd: &mut Command) -> &mut Command {
+    cmd
+}
