@@ -489,16 +489,20 @@ fn a_rebuild_killed_at_random_moments_leaves_the_previous_cache_readable_and_res
         }
         r.assert_previous_cache_intact(&format!("killed after {delay} ms (delays {delays:?})"));
     }
-    if !r.switched() {
-        // The last moment before the switch: every file of the new generation
-        // written, renamed and synced, the manifest not yet replaced.
-        let mut cmd = bin();
-        cmd.args(&r.args);
-        let mut child = spawn_paused(cmd, "cache:before-commit");
-        child.kill().unwrap();
-        child.wait().unwrap();
-        r.assert_previous_cache_intact("killed just before the switch");
-    }
+    r.assert_completes();
+    // The last moment before the switch, whatever the random kills hit:
+    // every file of the new generation written, renamed and synced, the
+    // manifest not yet replaced.
+    let held = dir.path().join("held");
+    std::fs::create_dir(&held).unwrap();
+    let r = rebuild_setup(&held, 23);
+    let mut cmd = bin();
+    cmd.args(&r.args);
+    let mut child = spawn_paused(cmd, "cache:before-commit");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!r.switched(), "the held rebuild switched");
+    r.assert_previous_cache_intact("killed just before the switch");
     r.assert_completes();
 }
 
