@@ -562,27 +562,58 @@ fn a_reader_during_a_generation_switch_never_mixes_two_caches() {
     });
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(o.stdout == new, "the reader used bytes it had not checked");
-    let site = dir.path().join("site");
     let poems = corpus("poems.json");
-    let render = [
-        "render",
-        "--cache",
-        c,
-        "--poems",
-        poems.to_str().unwrap(),
-        "--out",
-        site.to_str().unwrap(),
-    ];
-    for point in ["cache-open:manifest-read", "cache-open:verified"] {
+    let render = |from: &Path, site: &Path| {
+        let args = [
+            "render",
+            "--cache",
+            path_str(from),
+            "--poems",
+            path_str(&poems),
+            "--out",
+            path_str(site),
+        ];
+        args.map(str::to_owned)
+    };
+    // The site of each cache alone, by its page hashes (lines in any order).
+    let pages = |site: &Path| {
+        let text = std::fs::read_to_string(site.join(".pages.b3")).unwrap();
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        lines.sort();
+        lines
+    };
+    let older = dir.path().join("older");
+    precompute(&older, &["--top-k", "5"]);
+    let (site5, site9) = (dir.path().join("site5"), dir.path().join("site9"));
+    assert!(bin().args(render(&older, &site5)).output().unwrap().status.success());
+    assert!(bin().args(render(&newer, &site9)).output().unwrap().status.success());
+    assert_ne!(pages(&site5), pages(&site9));
+    // The cache holds --top-k 5 here; each verify switches it to 9 and each
+    // render back to 5: held after reading the manifest, render reads the
+    // new generation (5); held after its checks, the one it checked (9).
+    for (point, expected) in [("cache-open:manifest-read", &site5), ("cache-open:verified", &site9)] {
         let o = run_paused(reader(&["verify", "--cache", c, "--sample", "5"]), point, || {
             precompute(&cache, &["--top-k", "9"]);
         });
         assert!(o.status.success(), "verify paused at {point}: {}", stderr(&o));
-        let o = run_paused(reader(&render), point, || {
-            precompute(&cache, &["--top-k", "5"]);
-        });
+        let site = dir.path().join(point.replace(':', "-"));
+        let o = run_paused(
+            reader(&render(&cache, &site).each_ref().map(String::as_str)),
+            point,
+            || {
+                precompute(&cache, &["--top-k", "5"]);
+            },
+        );
         assert!(o.status.success(), "render paused at {point}: {}", stderr(&o));
+        assert!(
+            pages(&site) == pages(expected),
+            "render paused at {point} mixed two caches"
+        );
     }
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
 }
 
 /// A folder holding the user's own files, some with a cache's names, is
