@@ -196,7 +196,7 @@ fn some_keys(keys: &[&str]) -> String {
     let shown: Vec<String> = keys.iter().take(SHOWN_KEYS).map(|k| format!("{k:?}")).collect();
     match keys.len().saturating_sub(SHOWN_KEYS) {
         0 => shown.join(", "),
-        more => format!("{} … and {} more", shown.join(", "), crate::render::thousands(more)),
+        more => format!("{} … and {} more", shown.join(", "), crate::plural::thousands(more)),
     }
 }
 
@@ -796,7 +796,7 @@ fn read_embeddings(path: &Path, dim: &mut Option<usize>, model: &mut String) -> 
         return read_lines(path, &bytes);
     }
     expect_object(path, &bytes, "embeddings")?;
-    let file: crate::embed::format::EmbeddingsFile<RawEmbedding> =
+    let file: crate::formats::embeddings::EmbeddingsFile<RawEmbedding> =
         serde_json::from_slice(&bytes).map_err(|e| json_error(path, e))?;
     *dim = file.metadata.embedding_dimension;
     if let Some(m) = file.metadata.embedding_model {

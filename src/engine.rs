@@ -8,11 +8,12 @@ use std::time::Instant;
 
 use anyhow::Result;
 
+use crate::cpu::on_the_fly::OnTheFly;
 use crate::cpu::{self, CpuBackend};
 use crate::gpu::{GpuBackend, GpuContext, GpuOptions, GpuTimings};
+use crate::memory::Plan;
 use crate::progress::pool;
 use crate::quantize::Quantized;
-use crate::rows::{OnTheFly, Plan};
 use crate::timings::Timings;
 
 /// Which backend computes the different orderings.

@@ -12,9 +12,9 @@ use crate::cpu;
 use crate::engine::{BackendChoice, Engine};
 use crate::extras::{self, Extras};
 use crate::gpu::GpuOptions;
+use crate::memory::{Limit, Needs, Plan};
 use crate::progress::progress_bar;
 use crate::quantize::{self, Quantized, MAX_ROW};
-use crate::rows::{Limit, Needs, Plan};
 use crate::themes;
 use crate::timings::Timings;
 
@@ -106,7 +106,7 @@ pub fn load(opts: &Options) -> Result<Loaded> {
             1 => "the only usable vector is its own mean".to_owned(),
             n => format!(
                 "all {} usable vectors are identical, so each equals their mean",
-                crate::render::thousands(n)
+                crate::plural::thousands(n)
             ),
         };
         bail!(

@@ -13,8 +13,9 @@ use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{Cache, Kind};
+use crate::cpu::on_the_fly::OnTheFly;
 use crate::cpu::{similar_rows, CpuBackend};
-use crate::rows::{Limit, LimitSource, Needs, OnTheFly, Plan};
+use crate::memory::{Limit, LimitSource, Needs, Plan};
 use crate::shard::ShardSpec;
 use crate::synthetic::{self, Shape};
 use crate::timings::Timings;

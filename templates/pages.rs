@@ -8,6 +8,7 @@
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::Scheme;
+use crate::plural::thousands;
 
 /// The site's only styling: a few lines, no scripts. Colours come from the
 /// scheme's variables ([`scheme_css`]).
@@ -214,19 +215,6 @@ pub fn legend() -> String {
         }
     }
     .into_string()
-}
-
-/// `n` with thousands separators: 7,799.
-pub fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The label on a golden poem's block.

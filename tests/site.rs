@@ -572,7 +572,7 @@ fn theme_pages_and_colours_are_rendered_linked_and_pruned() {
     // Each page and its twin, the listings, and the complete lists: one per
     // ordering, the reader page and script, the packing and 7 text files.
     let all = (440 * 2 * 3 + 12 * 2 * 3 + 10) * 2 + listings + (440 + 12) * 2 + 10;
-    let all = diversity_gpu::render::thousands(all);
+    let all = diversity_gpu::plural::thousands(all);
     assert!(stderr(&o).contains(&format!("in {all} files")), "{}", stderr(&o));
     assert!(check_pages_and_links(&files) > 10_000);
     // The index links every theme's first pages; the theme pages follow the cache.
@@ -1073,7 +1073,7 @@ fn a_cut_site_computes_only_what_it_shows() {
     let page = std::fs::read_to_string(out.join("different").join(format!("{}-0000.html", safe("s0000007")))).unwrap();
     let said = format!(
         "the first {} in one list (this site holds no more)",
-        diversity_gpu::render::thousands(shown)
+        diversity_gpu::plural::thousands(shown)
     );
     assert!(page.contains(&said), "{said}");
     assert_within(&out, &budget);

@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use crate::fs::{refuse_aliasing, Role};
 use crate::plural::count;
-use crate::render::thousands;
+use crate::plural::thousands;
 
 pub use args::*;
 pub use report::print_timings;

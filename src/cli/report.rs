@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 
 use crate::cache::Manifest;
 use crate::plural::count;
-use crate::render::thousands;
+use crate::plural::thousands;
 use crate::timings::Timings;
 
 /// Prints a phase → seconds table in execution order, then the total of the phases.

@@ -23,7 +23,6 @@
 mod client;
 mod failure;
 pub mod flags;
-pub mod format;
 mod in_process;
 mod journal;
 mod local;

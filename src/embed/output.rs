@@ -7,8 +7,8 @@ use std::time::SystemTime;
 use anyhow::Result;
 
 use super::failure::Failure;
-use super::format::{EmbeddingsFile, Entry, FailureRecord, Metadata};
 use crate::corpus::Poem;
+use crate::formats::embeddings::{EmbeddingsFile, Entry, FailureRecord, Metadata};
 
 /// One poem's state.
 pub enum PoemOutcome {

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::run::{Stop, Summary};
 use crate::plural::count;
-use crate::render::thousands;
+use crate::plural::thousands;
 
 /// Prints the run's outcome on stderr; returns the exit status: 0 done,
 /// 1 stopped (configuration, gave up, `--fail-fast`), 2 some poems

@@ -30,8 +30,8 @@ pub use pipelines::MAX_TILES;
 pub use tiles::TileLayout;
 
 use crate::matrix::row_bytes;
+use crate::memory::RowStats;
 use crate::quantize::Quantized;
-use crate::rows::RowStats;
 use row_cache::RowCache;
 use tiles::MatrixTiles;
 use walk::BatchBuffers;

@@ -33,8 +33,8 @@ use super::tiles::MatrixTiles;
 use super::walk::{dispatch_grid, BatchBuffers};
 use super::GpuBackend;
 use super::GpuError;
+use crate::memory::RowStats;
 use crate::quantize::Quantized;
-use crate::rows::RowStats;
 
 /// Which slot holds which row: the cache's bookkeeping on the host.
 pub(super) struct Slots {

@@ -51,13 +51,14 @@ use rayon::prelude::*;
 
 use crate::cache::{Cache, Kind};
 use crate::corpus::{self, Poem};
+use crate::plural::thousands;
 use crate::timings::Timings;
 pub use budget::{Limits, DEFAULT_BUDGET, PER_PAGE};
 pub use complete::Packing;
 pub use prune::{LOCK, OWNED, TEMP_PREFIX};
 pub use site::Rows;
 use site::{Page, Site};
-pub use templates::{jump_pages, thousands};
+pub use templates::jump_pages;
 pub use text::{clean, file_stems, safe_key, shown, COLUMNS, MAX_STEM};
 use writer::PageWriter;
 pub use writer::PAGE_MANIFEST;
@@ -187,7 +188,7 @@ impl Shape {
     /// The plan in words, as `build` and `render` print it.
     pub fn describe(&self, limits: &Limits) -> String {
         use crate::plural::count;
-        use templates::thousands;
+
         let within = match limits.budget {
             Some(b) => format!("within --budget {}", budget::exact(b)),
             None => "no budget (--all)".to_owned(),
