@@ -212,6 +212,22 @@ pub(crate) fn add_row_argmin_fn() -> Step {
     add_row_argmin_generic
 }
 
+/// Seeds one walk's sums: `values` for the first poems, [`CHOSEN`] for
+/// `skip` (the start, when there is one) and the padding. Returns the first
+/// pick, the smallest sum and its first index. Every walk on the CPU starts
+/// here: from a matrix row, from a start's dots, or from a theme's seed.
+pub fn seed(sums: &mut [i32], values: impl Iterator<Item = i32>, skip: Option<usize>) -> (i32, usize) {
+    sums.fill(CHOSEN);
+    for (x, v) in sums.iter_mut().zip(values) {
+        *x = v;
+    }
+    if let Some(s) = skip {
+        sums[s] = CHOSEN;
+    }
+    let min = sums.iter().copied().min().unwrap_or(CHOSEN);
+    (min, first_equal(sums, min))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

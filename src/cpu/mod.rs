@@ -16,7 +16,7 @@ pub mod on_the_fly;
 
 use crate::matrix::{padded, sim16, CHOSEN};
 use crate::quantize::Quantized;
-use kernels::{add_row_argmin_fn, add_rows2_fn, dot_rows, first_equal, Step, Step2, DOT_BLOCK};
+use kernels::{add_row_argmin_fn, add_rows2_fn, dot_rows, seed, Step, Step2, DOT_BLOCK};
 
 /// The rounded similarity matrix, row-major with rows padded to
 /// [`padded`](crate::matrix::padded)`(n)` entries (padding is zero).
@@ -69,22 +69,8 @@ pub fn walk(m: &SimMatrix, s: usize, out: &mut [u32], sums: &mut [i32]) {
 
 /// Seeds the sums with the start's row (start and padding chosen) and
 /// returns the first pick.
-fn seed(m: &SimMatrix, s: usize, sums: &mut [i32]) -> (i32, usize) {
-    seed_with(m.n, m.row(s), Some(s), sums)
-}
-
-/// Seeds the sums with `row`'s first `n` values, `skip` (when there is one)
-/// and the padding chosen, and returns the first pick.
-fn seed_with(n: usize, row: &[i16], skip: Option<usize>, sums: &mut [i32]) -> (i32, usize) {
-    sums.fill(CHOSEN);
-    for (x, &r) in sums[..n].iter_mut().zip(row) {
-        *x = r as i32;
-    }
-    if let Some(s) = skip {
-        sums[s] = CHOSEN;
-    }
-    let min = sums.iter().copied().min().unwrap_or(CHOSEN);
-    (min, first_equal(sums, min))
+fn seed_start(m: &SimMatrix, s: usize, sums: &mut [i32]) -> (i32, usize) {
+    seed(sums, m.row(s)[..m.n].iter().map(|&r| r as i32), Some(s))
 }
 
 #[inline]
@@ -92,17 +78,17 @@ fn walk_with(m: &SimMatrix, s: usize, out: &mut [u32], sums: &mut [i32], step: S
     if out.is_empty() {
         return;
     }
-    let best = seed(m, s, sums);
+    let best = seed_start(m, s, sums);
     walk_from(m, best, out, sums, step);
 }
 
-/// A walk whose sums start as `seed` (one value per poem) with no poem
+/// A walk whose sums start as `values` (one per poem) with no poem
 /// chosen: a theme's walk. `sums` is scratch of length `m.stride`.
-pub fn walk_seeded(m: &SimMatrix, seed: &[i16], out: &mut [u32], sums: &mut [i32]) {
+pub fn walk_seeded(m: &SimMatrix, values: &[i16], out: &mut [u32], sums: &mut [i32]) {
     if out.is_empty() {
         return;
     }
-    let best = seed_with(m.n, seed, None, sums);
+    let best = seed(sums, values.iter().map(|&r| r as i32), None);
     walk_from(m, best, out, sums, add_row_argmin_fn());
 }
 
@@ -125,7 +111,7 @@ fn walk_pair(m: &SimMatrix, starts: [usize; 2], out: [&mut [u32]; 2], sums: [&mu
     if oa.is_empty() {
         return;
     }
-    let mut best = [seed(m, starts[0], sa), seed(m, starts[1], sb)];
+    let mut best = [seed_start(m, starts[0], sa), seed_start(m, starts[1], sb)];
     for t in 0..oa.len() {
         let (pa, pb) = (best[0].1, best[1].1);
         oa[t] = pa as u32;

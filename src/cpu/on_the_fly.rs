@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use super::kernels::{dot_rows_at, first_equal, DOT_BLOCK};
+use super::kernels::{dot_rows_at, seed, DOT_BLOCK};
 use crate::matrix::{padded, CHOSEN};
 use crate::memory::RowStats;
 use crate::quantize::{sim16, Quantized};
@@ -132,7 +132,7 @@ impl OnTheFly {
         let best: Vec<(i32, usize)> = sums
             .chunks_mut(stride)
             .zip(seeds.iter().zip(dots.chunks(n)))
-            .map(|(s, (&start, d))| seed(s, start, d))
+            .map(|(s, (&start, d))| seed(s, d.iter().map(|&x| sim16(x) as i32), Some(start)))
             .collect();
         drop((seeds, dots));
         {
@@ -160,13 +160,7 @@ impl OnTheFly {
                     let best = sums
                         .chunks_mut(stride)
                         .zip(seed_rows.chunks(n))
-                        .map(|(s, r)| {
-                            for (x, &v) in s.iter_mut().zip(r) {
-                                *x = v as i32;
-                            }
-                            let min = s.iter().copied().min().unwrap_or(CHOSEN);
-                            (min, first_equal(s, min))
-                        })
+                        .map(|(s, r)| seed(s, r.iter().map(|&v| v as i32), None))
                         .collect();
                     self.walk_lockstep(sums, best, width, o);
                 })
@@ -232,17 +226,6 @@ impl OnTheFly {
         }
         picks.iter().map(|p| found[p].clone()).collect()
     }
-}
-
-/// Seeds one walk's sums with its start's rounded dots (start and padding
-/// chosen) and returns the first pick.
-fn seed(sums: &mut [i32], start: usize, dots: &[i32]) -> (i32, usize) {
-    for (x, &d) in sums.iter_mut().zip(dots) {
-        *x = sim16(d) as i32;
-    }
-    sums[start] = CHOSEN;
-    let min = sums.iter().copied().min().unwrap_or(CHOSEN);
-    (min, first_equal(sums, min))
 }
 
 #[cfg(test)]
