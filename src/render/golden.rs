@@ -6,17 +6,6 @@ use super::site::{Page, Site};
 use super::templates::{self, Nav};
 use super::text::COLUMNS;
 
-/// A golden poem's length in characters (Unicode scalar values).
-pub const GOLDEN_CHARS: usize = 1024;
-
-/// Whether `text` is exactly [`GOLDEN_CHARS`] characters long once
-/// trailing whitespace is trimmed.
-pub fn is_golden(text: &str) -> bool {
-    let t = text.trim_end();
-    // Cheap bounds first: a char is 1 to 4 bytes.
-    (GOLDEN_CHARS..=4 * GOLDEN_CHARS).contains(&t.len()) && t.chars().count() == GOLDEN_CHARS
-}
-
 /// The golden pages (`golden/<page>.html`, with text twins when asked
 /// for): the golden poems shown in reading order, `per_page` a page. There
 /// is always a first page, so the index's link holds even with none.
@@ -47,26 +36,4 @@ pub(super) fn pages(site: &Site) -> Vec<Page> {
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn golden_means_1024_characters_before_trailing_whitespace() {
-        let a = "a".repeat(1024);
-        assert!(is_golden(&a));
-        assert!(is_golden(&format!("{a}\n\n  \t")));
-        assert!(!is_golden(&"a".repeat(1023)));
-        assert!(!is_golden(&"a".repeat(1025)));
-        // Leading whitespace counts; only trailing is trimmed.
-        assert!(is_golden(&format!(" {}", "a".repeat(1023))));
-        // Characters, not bytes: 1,024 'é' are 2,048 bytes and golden.
-        assert!(is_golden(&"é".repeat(1024)));
-        assert!(!is_golden(&"é".repeat(600)));
-        // A combining accent is its own scalar value.
-        assert!(!is_golden(&"e\u{301}".repeat(512).replacen('e', "", 1)));
-        assert!(is_golden(&"e\u{301}".repeat(512)));
-    }
 }

@@ -31,17 +31,20 @@ mod templates;
 
 mod budget;
 mod catalogue;
+mod checks;
 mod chronology;
+mod colors;
 mod complete;
-pub mod golden;
+mod golden;
 mod links;
+mod names;
 mod prune;
 mod site;
 mod text;
 mod words;
 mod writer;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -54,29 +57,19 @@ use crate::corpus::{self, Poem};
 use crate::plural::thousands;
 use crate::timings::Timings;
 pub use budget::{Limits, DEFAULT_BUDGET, PER_PAGE};
+pub use checks::absolute;
+use checks::{check_fresh, check_out, check_space};
+use colors::colors;
+pub use colors::read_colors;
 pub use complete::Packing;
-pub use prune::{LOCK, OWNED, TEMP_PREFIX};
+use names::PAGE_DIRS;
+pub use names::{LOCK, OWNED, PAGE_MANIFEST};
+pub use prune::TEMP_PREFIX;
 pub use site::Rows;
 use site::{Page, Site};
 pub use templates::jump_pages;
 pub use text::{clean, file_stems, safe_key, shown, COLUMNS, MAX_STEM};
 use writer::PageWriter;
-pub use writer::PAGE_MANIFEST;
-
-/// The folders pages go into, under the site folder.
-const PAGE_DIRS: [&str; 11] = [
-    "similar",
-    "different",
-    "chronological",
-    "themes",
-    "golden",
-    "poems",
-    "words",
-    "complete",
-    "complete/similar",
-    "complete/different",
-    "complete/themes",
-];
 
 /// The pages' colours (`--scheme`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -242,76 +235,6 @@ pub struct Summary {
     pub timings: Timings,
 }
 
-/// Reads `{"poem_colors": {key: {"color": …}}}`, where a colour is `#hex`
-/// or, as in the original system's file, a colour name from `palette`.
-/// Malformed colours and unknown names are warned about (with the names the
-/// palette knows) and dropped: they go into a style attribute.
-pub fn read_colors(path: &Path, palette: &[crate::palette::Color]) -> Result<HashMap<String, String>> {
-    #[derive(serde::Deserialize)]
-    struct File {
-        poem_colors: HashMap<String, Entry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        color: String,
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let f: File = serde_json::from_slice(&bytes)
-        .map_err(|e| anyhow::anyhow!("{}: line {}, column {}: {e}", path.display(), e.line(), e.column()))?;
-    let by_name: HashMap<String, &str> = palette
-        .iter()
-        .map(|c| (c.name.to_lowercase(), c.hex.as_str()))
-        .collect();
-    let mut out = HashMap::new();
-    let mut unknown: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for (k, e) in f.poem_colors {
-        let c = e.color.trim();
-        let hex = c.strip_prefix('#').unwrap_or("");
-        if matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            out.insert(k, c.to_owned());
-        } else if let Some(h) = by_name.get(&c.to_lowercase()) {
-            out.insert(k, h.to_string());
-        } else if c.starts_with('#') || c.contains([';', ':', '(', '"', '<']) {
-            log::warn!(
-                "{}: poem {k:?} has an invalid colour {:?}; ignored",
-                path.display(),
-                e.color
-            );
-        } else {
-            unknown.entry(c.to_owned()).or_default().push(k);
-        }
-    }
-    for (name, mut keys) in unknown {
-        keys.sort();
-        let known: Vec<&str> = palette.iter().map(|c| c.name.as_str()).collect();
-        log::warn!(
-            "{}: colour name {name:?} (poems {}) is not in the palette, so those poems keep their computed colour; known names: {}",
-            path.display(),
-            keys.join(", "),
-            known.join(", ")
-        );
-    }
-    Ok(out)
-}
-
-/// Each poem's colour: the cache's semantic colour, where `--colors` names
-/// none (its names mapped through the cache's palette, else the default one).
-fn colors(cache: &Cache, file: Option<&Path>) -> Result<HashMap<String, String>> {
-    let m = &cache.manifest;
-    let mut out: HashMap<String, String> = (0..m.included)
-        .filter_map(|i| cache.color(i).map(|c| (m.keys[i].clone(), c.hex.clone())))
-        .collect();
-    if let Some(path) = file {
-        let palette = if m.palette.is_empty() {
-            crate::palette::default_colors()?
-        } else {
-            m.palette.clone()
-        };
-        out.extend(read_colors(path, &palette)?);
-    }
-    Ok(out)
-}
-
 /// Plans the site before any ordering is computed, from the poems, the rows
 /// the cache will have and the colours: what `build` computes follows
 /// ([`Shape::top_k`]). Refuses, naming flags that fit, a site that fits
@@ -412,61 +335,6 @@ pub fn render(opts: &Options) -> Result<Summary> {
     Ok(summary)
 }
 
-/// Refuses a site folder that cannot be made (a file on its path) and a
-/// non-empty folder this tool did not make, naming the files in it.
-fn check_out(out: &Path) -> Result<()> {
-    for a in out.ancestors().filter(|a| !a.as_os_str().is_empty()) {
-        match std::fs::metadata(a) {
-            Ok(m) if m.is_dir() => break,
-            Ok(_) => anyhow::bail!(
-                "cannot create {}: {} is a file, not a folder",
-                out.display(),
-                a.display()
-            ),
-            Err(_) => continue,
-        }
-    }
-    let foreign = prune::foreign_files(out)?;
-    if !foreign.is_empty() {
-        const SHOWN: usize = 8;
-        let mut names = foreign.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
-        if foreign.len() > SHOWN {
-            names += &format!(" and {} more", thousands(foreign.len() - SHOWN));
-        }
-        anyhow::bail!(
-            "{} is not a site this tool made and is not empty: it holds {names}. render writes only into a new or empty folder, or a site it made (one with {PAGE_MANIFEST}); choose another --out, or move those files away",
-            out.display()
-        );
-    }
-    Ok(())
-}
-
-/// Refuses a cache whose poems changed since it was computed, with the
-/// command that updates it from these poems: absolute paths, so that it
-/// works run verbatim from any folder.
-fn check_fresh(cache: &Cache, poems: &Path, all_keys: &[String]) -> Result<()> {
-    let what = cache.manifest.poems_changed(all_keys);
-    if what.is_empty() {
-        return Ok(());
-    }
-    let mut m = cache.manifest.clone();
-    m.inputs.poems = absolute(poems);
-    anyhow::bail!(
-        "the cache {} is stale: {} since it was computed. Update it with:\n  {}",
-        absolute(&cache.dir).display(),
-        what.join("; "),
-        m.rebuild_command(&absolute(&cache.dir))
-    )
-}
-
-/// `p` made absolute: canonical where it exists, else against the current
-/// folder; as given where both fail.
-pub fn absolute(p: &Path) -> PathBuf {
-    p.canonicalize()
-        .or_else(|_| std::path::absolute(p))
-        .unwrap_or_else(|_| p.to_path_buf())
-}
-
 /// The site-wide settings of the options. `--reverse` needs whole
 /// orderings: the far end of a `--top-k` prefix is not the ordering's.
 fn configure(site: &mut Site, opts: &Options) -> Result<()> {
@@ -532,27 +400,6 @@ fn shape_site(
     }
     site.pages = plan.cap;
     Ok((plan, listings))
-}
-
-/// The size guard: the projected size against the free space under `out`
-/// (or its nearest existing folder).
-fn check_space(opts: &Options, shape: &Shape, earlier: &BTreeSet<String>) -> Result<()> {
-    let existing = opts.out.ancestors().find(|a| a.exists()).unwrap_or(Path::new("."));
-    let available = fs4::available_space(existing)
-        .with_context(|| format!("cannot read the free space of {}", existing.display()))?;
-    let reclaimed = earlier
-        .iter()
-        .filter_map(|rel| std::fs::symlink_metadata(opts.out.join(rel)).ok())
-        .map(|m| m.len())
-        .sum();
-    budget::check_space(
-        &budget::SpaceCheck {
-            projected: shape.projected_bytes,
-            reclaimed,
-            available,
-        },
-        &opts.out,
-    )
 }
 
 /// Writes every ordering page (poems' and themes') and the reading-order pages.

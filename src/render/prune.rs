@@ -8,14 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::writer::PAGE_MANIFEST;
-
-/// Every page a render has started writing, one site-relative path a line;
-/// written before the first page, so a killed render's pages are known.
-pub const OWNED: &str = ".pages.owned";
-
-/// The lock that keeps one render at a time in a site folder.
-pub const LOCK: &str = ".pages.lock";
+use super::names::{LOCK, OWNED, PAGE_DIRS, PAGE_MANIFEST};
 
 /// Prefix of the renderer's temp files (every command's: see
 /// [`crate::fs::TEMP_PREFIX`]). Page names hold only ASCII letters, digits
@@ -32,7 +25,7 @@ fn is_page_path(rel: &str) -> bool {
     let Some((dir, name)) = rel.rsplit_once('/') else {
         return false;
     };
-    super::PAGE_DIRS.contains(&dir)
+    PAGE_DIRS.contains(&dir)
         && !name.is_empty()
         && !name.contains(['/', '\\'])
         && name != "."
@@ -95,7 +88,7 @@ pub(super) fn remove_stale(
 /// are skipped (see [`crate::fs::sweep_temp_files`]).
 pub(super) fn remove_temp_files(out: &Path, failures: &mut Vec<String>) -> usize {
     std::iter::once(out.to_path_buf())
-        .chain(super::PAGE_DIRS.iter().map(|d| out.join(d)))
+        .chain(PAGE_DIRS.iter().map(|d| out.join(d)))
         .map(|dir| crate::fs::sweep_temp_files(&dir, failures))
         .sum()
 }
@@ -130,7 +123,7 @@ pub(super) fn foreign_files(out: &Path) -> Result<Vec<String>> {
             };
             let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
             let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-            if is_dir && super::PAGE_DIRS.contains(&path.as_str()) {
+            if is_dir && PAGE_DIRS.contains(&path.as_str()) {
                 stack.push((entry.path(), path));
             } else if !(is_file && (name.starts_with(TEMP_PREFIX) || path == LOCK)) {
                 foreign.push(if is_dir { format!("{path}/") } else { path });

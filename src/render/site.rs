@@ -83,7 +83,7 @@ pub(super) struct Site<'a> {
     pub chrono: Vec<usize>,
     /// Each poem's page of the reading order, if shown there.
     pub chrono_page_of: Vec<Option<usize>>,
-    /// Whether each poem is golden (see [`super::golden`]).
+    /// Whether each poem is golden (see [`super::text::is_golden`]).
     pub golden: Vec<bool>,
     /// Each poem's colour bar, `#rrggbb` (by corpus index).
     pub color: Vec<Option<String>>,
@@ -150,7 +150,7 @@ impl<'a> Site<'a> {
             poem_of_row,
             chrono_page_of: vec![None; poems.len()],
             chrono,
-            golden: poems.iter().map(|p| super::golden::is_golden(&p.text)).collect(),
+            golden: poems.iter().map(|p| super::text::is_golden(&p.text)).collect(),
             color: vec![None; poems.len()],
             colors: false,
             txt,

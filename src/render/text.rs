@@ -146,6 +146,17 @@ fn expand_tabs(line: &str) -> String {
     s
 }
 
+/// A golden poem's length in characters (Unicode scalar values).
+pub const GOLDEN_CHARS: usize = 1024;
+
+/// Whether `text` is exactly [`GOLDEN_CHARS`] characters long once
+/// trailing whitespace is trimmed.
+pub fn is_golden(text: &str) -> bool {
+    let t = text.trim_end();
+    // Cheap bounds first: a char is 1 to 4 bytes.
+    (GOLDEN_CHARS..=4 * GOLDEN_CHARS).contains(&t.len()) && t.chars().count() == GOLDEN_CHARS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +214,22 @@ mod tests {
         assert!(c.starts_with("        word"));
         assert_eq!(clean("a\n\n  b"), "a\n\n  b\n");
         assert_eq!(clean("_\u{8}a_\u{8}b c\u{7}d\r"), "ab cd\n");
+    }
+
+    #[test]
+    fn golden_means_1024_characters_before_trailing_whitespace() {
+        let a = "a".repeat(1024);
+        assert!(is_golden(&a));
+        assert!(is_golden(&format!("{a}\n\n  \t")));
+        assert!(!is_golden(&"a".repeat(1023)));
+        assert!(!is_golden(&"a".repeat(1025)));
+        // Leading whitespace counts; only trailing is trimmed.
+        assert!(is_golden(&format!(" {}", "a".repeat(1023))));
+        // Characters, not bytes: 1,024 'é' are 2,048 bytes and golden.
+        assert!(is_golden(&"é".repeat(1024)));
+        assert!(!is_golden(&"é".repeat(600)));
+        // A combining accent is its own scalar value.
+        assert!(!is_golden(&"e\u{301}".repeat(512).replacen('e', "", 1)));
+        assert!(is_golden(&"e\u{301}".repeat(512)));
     }
 }

@@ -11,11 +11,7 @@ use anyhow::Result;
 
 use crate::fs::Output;
 
-/// The page manifest: `<blake3 hex>  <path>` per line, as `b3sum` writes
-/// and checks it (`b3sum --check .pages.b3`). It lists exactly the pages on
-/// disk: it is removed when a render starts writing and put back, built as
-/// pages are written, only when the render finishes.
-pub const PAGE_MANIFEST: &str = ".pages.b3";
+use super::names::PAGE_MANIFEST;
 
 /// Writes pages under the site folder and counts what it did.
 pub(super) struct PageWriter {
