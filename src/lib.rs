@@ -41,3 +41,6 @@ pub mod shard;
 pub mod synthetic;
 pub mod themes;
 pub mod timings;
+
+#[cfg(test)]
+mod layers;

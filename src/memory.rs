@@ -1,7 +1,7 @@
 //! The memory plan: whether the CPU walks hold the whole similarity matrix
 //! or compute rows on the fly behind a bounded cache, from what each part
 //! of a job needs and the limit (`--max-memory`, or what the machine has
-//! available); and the rows statistics both backends report.
+//! available).
 
 use std::fmt;
 
@@ -188,48 +188,6 @@ impl Needs {
             batch: self.batch,
             cache_rows,
         })
-    }
-}
-
-/// How often the walks found their row in the cache, and where the time went.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct RowStats {
-    /// Rows the walks asked for (one per walk per step after the first).
-    pub requests: u64,
-    /// Rows computed because the cache did not hold them.
-    pub computed: u64,
-    /// Start rows computed to seed the walks (never cached: each is used once).
-    pub seeds: u64,
-    /// Cache capacity, in rows.
-    pub capacity: usize,
-    /// Seconds computing the starts' dots and sorting their similar
-    /// orderings (thread-seconds divided by the threads).
-    pub secs_similar: f64,
-    /// Seconds computing rows the cache lacked (likewise).
-    pub secs_rows: f64,
-}
-
-impl RowStats {
-    /// Fraction of requests served without computing a row.
-    pub fn hit_rate(&self) -> f64 {
-        if self.requests == 0 {
-            return 0.0;
-        }
-        1.0 - self.computed as f64 / self.requests as f64
-    }
-}
-
-impl fmt::Display for RowStats {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} rows asked for, {} computed ({:.1} % hits; cache of {} rows), {} start rows",
-            self.requests,
-            self.computed,
-            100.0 * self.hit_rate(),
-            self.capacity,
-            self.seeds
-        )
     }
 }
 

