@@ -524,8 +524,9 @@ fn report_words(listings: &[Page]) {
     );
 }
 
-/// Writes `n` files of `size` bytes under `dir` with the same threads and
-/// atomic writes as `render`: the disk's bound for the benchmark.
+/// Writes `n` files of `size` bytes under `dir` with the same threads as
+/// `render`, each created and written in place (no temp file, no rename):
+/// what the disk costs at least, for the benchmark.
 pub fn write_plain_files(dir: &Path, n: usize, size: usize, pool: &rayon::ThreadPool) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let data = vec![b'x'; size];
