@@ -11,7 +11,7 @@
 //! only the leftovers of runs that ended (a kill, a second Ctrl-C, a power
 //! cut) and never a temp file a concurrent run is still writing.
 //!
-//! - [`aliasing`]: no output may be one of the command's inputs.
+//! - `aliasing`: no output may be one of the command's inputs.
 //! - [`FolderLock`]: one writer per folder.
 
 mod aliasing;

@@ -2,8 +2,8 @@
 //! new generation folder beside the last good one, new rows built in
 //! `*.partial` files, checkpoints whose rows are hashed as written, and
 //! resume or repair that re-verifies every chunk it keeps. The manifest
-//! switches to the new generation only when it is complete; the old one is
-//! removed after the switch.
+//! switches to the new generation only when it is complete (the finishing
+//! protocol in `finish`); the old one is removed after the switch.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
