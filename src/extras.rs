@@ -11,6 +11,7 @@ use anyhow::Result;
 use crate::cache::{self, Manifest};
 use crate::corpus;
 use crate::engine::Engine;
+use crate::fs::FolderLock;
 use crate::quantize::Quantized;
 use crate::timings::Timings;
 use crate::{palette, themes};
@@ -87,22 +88,35 @@ pub fn write(engine: Option<&mut Engine>, q: &Quantized, extras: &Extras, m: &Ma
 }
 
 /// A finished cache whose orderings are up to date but whose themes or
-/// palette changed: recomputes only those, writes them beside the old ones
-/// in its generation folder (new names), switches the manifest to them,
-/// removes the old ones, and returns the new manifest.
-/// `engine` builds the engine for the themes' vectors; `_lock` is the
-/// folder's lock, held since the cache was found current.
-#[allow(clippy::too_many_arguments)]
+/// palette changed.
+pub struct Stale<'a> {
+    /// The cache folder.
+    pub dir: &'a Path,
+    /// The folder's lock, held since the cache was found current.
+    pub lock: FolderLock,
+    /// The finished cache's manifest.
+    pub old: Manifest,
+    /// The manifest with the new themes and palette.
+    pub pending: &'a Manifest,
+}
+
+/// Recomputes only the themes and colours of a [`Stale`] cache, writes
+/// them beside the old ones in its generation folder (new names), switches
+/// the manifest to them, removes the old ones, and returns the new
+/// manifest. `engine` builds the engine for the themes' vectors.
 pub fn recompute(
-    dir: &Path,
-    _lock: cache::lock::DirLock,
+    stale: Stale,
     engine: impl FnOnce(&Quantized) -> Result<Engine>,
     q: &Quantized,
     extras: &Extras,
-    old: Manifest,
-    pending: &Manifest,
     mut timings: Timings,
 ) -> Result<Manifest> {
+    let Stale {
+        dir,
+        lock: _lock,
+        old,
+        pending,
+    } = stale;
     log::warn!(
         "cache {} is stale ({}); recomputing the themes and colours only",
         dir.display(),

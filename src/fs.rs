@@ -11,7 +11,7 @@
 //! only the leftovers of runs that ended (a kill, a second Ctrl-C, a power
 //! cut) and never a temp file a concurrent run is still writing.
 //!
-//! - [`aliasing`]: no output may be one of the command's inputs.
+//! - `aliasing`: no output may be one of the command's inputs.
 //! - [`FolderLock`]: one writer per folder.
 
 mod aliasing;
@@ -45,7 +45,9 @@ pub fn open_keeping(path: &Path) -> Result<File> {
 }
 
 /// Writes `bytes` to `path` atomically and durably: a temp file in the same
-/// directory, synced, renamed over the target, then the directory synced.
+/// directory, synced, renamed over the target, then the directory synced
+/// (on Unix; elsewhere the rename is not flushed). A device or pipe is
+/// written directly, neither atomically nor synced.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_via_temp(path, bytes, true)
 }
@@ -230,16 +232,42 @@ pub struct FolderLock {
     _file: File,
 }
 
+/// A folder lock another process holds.
+#[derive(Debug)]
+pub struct Held {
+    file: File,
+    path: PathBuf,
+    /// Who holds it, for messages: "another process (pid N)".
+    pub holder: String,
+}
+
 impl FolderLock {
     /// Takes the lock `name` in `dir` (`what` says what the folder is, for
     /// messages). Without `wait`, fails at once naming the process that
     /// holds it; with `wait`, says whom it waits for and waits.
     pub fn acquire(dir: &Path, name: &str, what: &str, wait: bool) -> Result<Self> {
-        use std::io::{Read, Seek};
+        match Self::try_acquire(dir, name)? {
+            Ok(lock) => Ok(lock),
+            Err(held) if !wait => bail!(
+                "the {what} {} is being written by {}; wait for it to finish (or stop it), or pass --wait to wait for it",
+                dir.display(),
+                held.holder
+            ),
+            Err(held) => {
+                eprintln!("waiting for {} to finish writing the {what} {}", held.holder, dir.display());
+                held.wait()
+            }
+        }
+    }
+
+    /// Takes the lock `name` in `dir` if no other process holds it; else
+    /// says who does, without waiting.
+    pub fn try_acquire(dir: &Path, name: &str) -> Result<std::result::Result<Self, Held>> {
+        use std::io::Read;
         let path = dir.join(name);
         let mut file = open_keeping(&path)?;
         match fs4::FileExt::try_lock(&file) {
-            Ok(()) => {}
+            Ok(()) => Self::mark(file, &path).map(Ok),
             Err(fs4::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
                 let _ = file.read_to_string(&mut holder);
@@ -247,25 +275,29 @@ impl FolderLock {
                     "" => "another process".to_owned(),
                     pid => format!("another process (pid {pid})"),
                 };
-                if !wait {
-                    bail!(
-                        "the {what} {} is being written by {holder}; wait for it to finish (or stop it), or pass --wait to wait for it",
-                        dir.display()
-                    );
-                }
-                eprintln!("waiting for {holder} to finish writing the {what} {}", dir.display());
-                fs4::FileExt::lock(&file).with_context(|| format!("cannot lock {}", path.display()))?;
+                Ok(Err(Held { file, path, holder }))
             }
-            Err(fs4::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
-            }
+            Err(fs4::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
         }
-        // The pid is only a hint for the message above; the lock is the truth.
+    }
+
+    /// Writes this process's id into the lock file it now holds.
+    fn mark(mut file: File, path: &Path) -> Result<Self> {
+        use std::io::Seek;
+        // The pid is only a hint for the messages above; the lock is the truth.
         file.set_len(0)
             .and_then(|_| file.rewind())
             .and_then(|_| writeln!(file, "{}", std::process::id()))
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(FolderLock { _file: file })
+    }
+}
+
+impl Held {
+    /// Waits until the holder lets go, then takes the lock.
+    pub fn wait(self) -> Result<FolderLock> {
+        fs4::FileExt::lock(&self.file).with_context(|| format!("cannot lock {}", self.path.display()))?;
+        FolderLock::mark(self.file, &self.path)
     }
 }
 
@@ -447,6 +479,22 @@ mod tests {
         live.keep().unwrap();
         assert_eq!(sweep_temp_files(d, &mut failures), 1);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_second_lock_is_refused_naming_the_holder_and_freed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = FolderLock::acquire(dir.path(), "lock", "cache", false).unwrap();
+        let err = FolderLock::acquire(dir.path(), "lock", "cache", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("pid {}", std::process::id())) && err.contains("being written"),
+            "{err}"
+        );
+        assert!(FolderLock::try_acquire(dir.path(), "lock").unwrap().is_err());
+        drop(held);
+        FolderLock::try_acquire(dir.path(), "lock").unwrap().unwrap();
     }
 
     #[cfg(unix)]

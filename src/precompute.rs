@@ -175,7 +175,13 @@ pub fn run_loaded(opts: &Options, loaded: Loaded) -> Result<Precomputed> {
         Opened::Complete(m, lock) => {
             let engine =
                 |themes: &Quantized| Engine::new(opts.backend, &q, Some(themes), opts.threads, &opts.gpu, &plan);
-            let manifest = extras::recompute(&opts.out, lock, engine, &q, &extras, *m, &pending, timings)?;
+            let stale = extras::Stale {
+                dir: &opts.out,
+                lock,
+                old: *m,
+                pending: &pending,
+            };
+            let manifest = extras::recompute(stale, engine, &q, &extras, timings)?;
             return Ok(Precomputed {
                 manifest: Some(manifest),
                 up_to_date: false,

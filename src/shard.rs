@@ -193,8 +193,8 @@ fn missing(parts: &[Part], gap: std::ops::Range<usize>) -> String {
 /// the cache one unsharded run writes. `out` must not be one of the shards,
 /// nor another program's folder. The merged cache is a new generation of
 /// `out`, written from the bytes each shard's check read (never from its
-/// files opened again), and sealed only when what it holds hashes to what
-/// the shards recorded.
+/// files opened again), and switched to by the same finishing protocol as
+/// precompute's, only when what it holds hashes to what the shards recorded.
 pub fn merge(out: &Path, dirs: &[PathBuf], progress: bool) -> Result<Manifest> {
     if dirs.is_empty() {
         bail!("merge needs at least one shard directory");
@@ -245,17 +245,12 @@ pub fn merge(out: &Path, dirs: &[PathBuf], progress: bool) -> Result<Manifest> {
         let hash = copy_checked(&[first], &name, &data, None)?;
         expected.insert(name, hash);
     }
-    cache::measure(out, &mut merged)?;
-    for (name, want) in &expected {
-        if merged.integrity.files.get(name).map(|f| &f.blake3) != Some(want) {
-            bail!(
-                "{} does not hold the bytes copied into it; nothing was switched, merge again",
-                data.join(name).display()
-            );
-        }
-    }
-    cache::commit(out, &mut merged)?;
-    cache::after_commit(out, &merged, None);
+    cache::commit(
+        out,
+        &mut merged,
+        &cache::Written::Files(expected),
+        cache::Replaced::Generations { legacy: None },
+    )?;
     // The result must pass every reader's checks.
     Cache::open(out).with_context(|| format!("the merged cache {} does not open", out.display()))?;
     Ok(merged)

@@ -1,9 +1,9 @@
-//! Writing a cache: one writer at a time ([`DirLock`]), every rebuild in a
+//! Writing a cache: one writer at a time ([`FolderLock`]), every rebuild in a
 //! new generation folder beside the last good one, new rows built in
 //! `*.partial` files, checkpoints whose rows are hashed as written, and
 //! resume or repair that re-verifies every chunk it keeps. The manifest
-//! switches to the new generation only when it is complete; the old one is
-//! removed after the switch.
+//! switches to the new generation only when it is complete (the finishing
+//! protocol in `finish`); the old one is removed after the switch.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -12,14 +12,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use super::codec::{encode, encode_i16};
+use super::finish::{commit, Replaced, Written};
 use super::integrity::{self, ChunkHash};
-use super::lock::DirLock;
+use super::manifest::{parse_sealed, read_manifest, write_sealed};
+use super::reader::verify_files;
 use super::{
-    after_commit, commit, generation_dir, generations, lock_dir, measure, new_generation, parse_sealed, read_manifest,
-    remove_abandoned, remove_if_exists, verify_files, write_sealed, Manifest, DIFFERENT, FORMAT_VERSION, MANIFEST,
-    PROGRESS, RUN, SIMILAR, VECTORS,
+    generation_dir, generations, lock_dir, new_generation, remove_abandoned, remove_if_exists, Manifest, DIFFERENT,
+    FORMAT_VERSION, MANIFEST, PROGRESS, RUN, SIMILAR, VECTORS,
 };
-use crate::fs::write_atomic;
+use crate::fs::{write_atomic, FolderLock};
 use crate::quantize::Quantized;
 use crate::timings::Timings;
 
@@ -27,7 +29,7 @@ use crate::timings::Timings;
 pub enum Opened {
     /// A finished, intact cache with the same fingerprint: nothing to
     /// compute (its poem list and report were brought up to date).
-    Complete(Box<Manifest>, DirLock),
+    Complete(Box<Manifest>, FolderLock),
     /// Ready to write; `done` marks chunks already on disk and verified.
     Writer(Box<CacheWriter>),
 }
@@ -51,7 +53,7 @@ pub struct CacheWriter {
     pub resumed: bool,
     /// A cache of an older format found in the folder: its files go after the switch.
     legacy: Option<Manifest>,
-    _lock: DirLock,
+    _lock: FolderLock,
 }
 
 /// The name a file is built under until the run finishes.
@@ -169,7 +171,7 @@ impl CacheWriter {
         Ok(Opened::Writer(Box::new(CacheWriter {
             dir: dir.to_owned(),
             data,
-            vectors: bytemuck::cast_slice(&vectors.data).to_vec(),
+            vectors: encode_i16(&vectors.data),
             pending,
             similar,
             different,
@@ -221,7 +223,7 @@ impl CacheWriter {
         .into_iter()
         .zip(&mut hashes)
         {
-            super::encode(rows, p.index_bytes, &mut buf);
+            encode(rows, p.index_bytes, &mut buf);
             *hash = integrity::hash_bytes(&buf);
             let mut f: &File = file;
             f.seek(SeekFrom::Start(offset))
@@ -238,11 +240,12 @@ impl CacheWriter {
         Ok(())
     }
 
-    /// Completes the generation and switches to it: the vectors, then the
-    /// orderings renamed in, then every file's and chunk's hash read back
+    /// Completes the generation and switches to it: the orderings synced,
+    /// the vectors written, the orderings renamed in, then the finishing
+    /// protocol (`finish::commit`): every file's and chunk's hash read back
     /// from disk and compared with the hashes of the rows as computed, the
     /// folder synced, and the sealed manifest written (the switch). Only
-    /// then are the older generations removed.
+    /// then are the older generations and the run's records removed.
     pub fn finish(self, timings: Timings, backend: String) -> Result<Manifest> {
         let chunks: Vec<ChunkHash> = match self.chunks.into_iter().collect::<Option<_>>() {
             Some(c) => c,
@@ -261,16 +264,10 @@ impl CacheWriter {
         let mut m = self.pending;
         m.timings = timings;
         m.backend = backend;
-        measure(&dir, &mut m)?;
-        if let Some(c) = (0..chunks.len()).find(|&c| m.integrity.chunks[c] != chunks[c]) {
-            // Nothing was switched: readers still see the previous cache.
-            bail!(
-                "chunk {c} (starts {:?}) changed on disk after it was written; run the same command again",
-                m.chunk_starts(c)
-            );
-        }
-        commit(&dir, &mut m)?;
-        after_commit(&dir, &m, self.legacy.as_ref());
+        let replaced = Replaced::Generations {
+            legacy: self.legacy.as_ref(),
+        };
+        commit(&dir, &mut m, &Written::Chunks(chunks), replaced)?;
         Ok(m)
     }
 }
