@@ -166,7 +166,7 @@ impl GpuContext {
         })
     }
 
-    /// An uninitialised buffer of `size` bytes.
+    /// A buffer of `size` bytes (wgpu zeroes it before its first use).
     pub(super) fn buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),

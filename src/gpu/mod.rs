@@ -86,12 +86,13 @@ const MIN_CACHE_ROWS: usize = 64;
 pub struct GpuTimings {
     pub upload: f64,
     pub similarity: f64,
-    pub selection: f64,
+    /// The walks (the "different" orderings).
+    pub walk: f64,
     pub readback: f64,
-    /// Device time of the similarity and selection passes (timestamp queries;
+    /// Device time of the similarity and walk passes (timestamp queries;
     /// `None` where the adapter has none).
     pub device_similarity: Option<f64>,
-    pub device_selection: Option<f64>,
+    pub device_walk: Option<f64>,
 }
 
 /// What the matrix tiles hold, decided once when the backend is built; the
@@ -358,7 +359,7 @@ pub(crate) mod tests {
         assert_eq!(g.timings.device_similarity.is_some(), timestamps && filled);
         assert_eq!(g.row_stats().is_some(), !filled);
         if width > 0 && q.n > 1 {
-            assert_eq!(g.timings.device_selection.is_some(), timestamps && filled);
+            assert_eq!(g.timings.device_walk.is_some(), timestamps && filled);
         }
         out
     }

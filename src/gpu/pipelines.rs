@@ -138,10 +138,14 @@ bindings! {
     /// walk.wgsl: the matrix tiles, the running sums, the orderings, each
     /// start's last choice, and the parameters.
     WalkBindings {
-        /// The [`MAX_TILES`] matrix tiles (or row cache tiles).
+        /// The [`MAX_TILES`] tiles of the matrix (or of the row cache);
+        /// a small placeholder stands in for each one not used.
         mat0: 0 => storage(true),
+        /// Tile 1.
         mat1: 1 => storage(true),
+        /// Tile 2.
         mat2: 2 => storage(true),
+        /// Tile 3.
         mat3: 3 => storage(true),
         /// The running sums, one row per start of the batch.
         sums: 4 => storage(false),

@@ -286,7 +286,7 @@ impl GpuBackend {
         width: usize,
         out: &mut [u32],
     ) -> Result<()> {
-        let t_sel = Instant::now();
+        let t_walk = Instant::now();
         let mut readback = Duration::ZERO;
         for group in batches.chunks(lanes.len()) {
             let mut rows: Vec<Vec<u32>> = group.iter().map(|b| b.clone().map(|s| s as u32).collect()).collect();
@@ -313,7 +313,7 @@ impl GpuBackend {
                 readback += t.elapsed() - waited;
             }
         }
-        self.timings.selection += (t_sel.elapsed() - readback).as_secs_f64();
+        self.timings.walk += (t_walk.elapsed() - readback).as_secs_f64();
         self.timings.readback += readback.as_secs_f64();
         Ok(())
     }

@@ -111,7 +111,7 @@ impl GpuBackend {
         let buffers = &self.batch_buffers[0];
         let timer = Timer::new(&self.ctx, batches.len());
         let mut in_flight: Option<InFlight> = None;
-        let t_sel = Instant::now();
+        let t_walk = Instant::now();
         let mut readback = Duration::ZERO;
         for (k, batch) in batches.iter().enumerate() {
             let submission = self.submit_batch(buffers, batch, k, timer.as_ref());
@@ -128,10 +128,10 @@ impl GpuBackend {
         if let Some(done) = in_flight.take() {
             readback += self.copy_out(buffers, done, &starts, width, out)?;
         }
-        self.timings.selection += (t_sel.elapsed() - readback).as_secs_f64();
+        self.timings.walk += (t_walk.elapsed() - readback).as_secs_f64();
         self.timings.readback += readback.as_secs_f64();
         if let Some(tm) = timer {
-            *self.timings.device_selection.get_or_insert(0.0) += tm.seconds(&self.ctx)?;
+            *self.timings.device_walk.get_or_insert(0.0) += tm.seconds(&self.ctx)?;
         }
         Ok(())
     }
