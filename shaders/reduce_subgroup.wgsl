@@ -11,7 +11,8 @@ fn reduce_argmin(v: i32, i: u32, lid: u32) -> u32 {
     // One lane per subgroup: the lowest active one.
     let leader = subgroupBroadcastFirst(lid) == lid;
     if (lid == 0u) {
-        atomicStore(&wg_min, 2147483647);
+        // No sum exceeds CHOSEN: it is the minimum's identity.
+        atomicStore(&wg_min, CHOSEN);
         atomicStore(&wg_idx, 0xffffffffu);
     }
     workgroupBarrier();

@@ -8,7 +8,7 @@
 // words. Each invocation computes one u32 word (two columns) of every row of
 // its block, so one load of a column word serves BLOCK rows. All arithmetic
 // is exact i32, as in similarity.wgsl: the same integers, whatever the order.
-// common.wgsl (lo, hi, sim16) is prepended.
+// common.wgsl (lo, hi, pack, sim16) is prepended.
 
 override WG: u32 = 256u;
 // Words of BLOCK row vectors: BLOCK × words per vector.
@@ -19,7 +19,7 @@ struct Params {
     n: u32,            // poems: the columns
     dim_words: u32,    // u32 words per vector
     stride_words: u32, // u32 words per matrix row (two columns each)
-    first: u32,        // this tile's first pair in the list
+    row0: u32,         // this tile's first pair in the list
     rows: u32,         // this tile's pairs
 }
 
@@ -41,7 +41,7 @@ fn main(
     let r0 = wid.y * BLOCK;
     let rows = min(BLOCK, p.rows - r0);
     for (var i = lid; i < rows * p.dim_words; i += WG) {
-        let v = list[2u * (p.first + r0 + i / p.dim_words)];
+        let v = list[2u * (p.row0 + r0 + i / p.dim_words)];
         block[i] = emb[v * p.dim_words + i % p.dim_words];
     }
     workgroupBarrier();
@@ -64,7 +64,7 @@ fn main(
         }
     }
     for (var r = 0u; r < rows; r++) {
-        let at = list[2u * (p.first + r0 + r) + 1u];
-        tile[at * p.stride_words + cw] = (bitcast<u32>(sim16(d0[r])) & 0xffffu) | (bitcast<u32>(sim16(d1[r])) << 16u);
+        let at = list[2u * (p.row0 + r0 + r) + 1u];
+        tile[at * p.stride_words + cw] = pack(sim16(d0[r]), sim16(d1[r]));
     }
 }

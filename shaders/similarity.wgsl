@@ -4,7 +4,7 @@
 // invocation computes two adjacent columns of one row and writes them as one
 // packed u32, so the tile is the same i16 layout the CPU backend uses.
 // All arithmetic is exact i32: |partial dot| < 2^31 by Cauchy-Schwarz.
-// common.wgsl (lo, hi, sim16) is prepended.
+// common.wgsl (lo, hi, pack, sim16) is prepended.
 
 override WG_X: u32 = 16u;
 override WG_Y: u32 = 16u;
@@ -49,5 +49,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c0 + 1u < p.n) {
         s1 = sim16(dot(i * p.dim_words, (c0 + 1u) * p.dim_words));
     }
-    tile[r * p.stride_words + cw] = (bitcast<u32>(s0) & 0xffffu) | (bitcast<u32>(s1) << 16u);
+    tile[r * p.stride_words + cw] = pack(s0, s1);
 }

@@ -267,9 +267,9 @@ fn gpu_engine(o: &EngineOptions, q: &Quantized, m: &SimMatrix, bound: f64, cpu_r
     // Warm-up (pipeline compilation, first-touch allocation), then measure.
     let mut out = vec![0u32; starts * w];
     g.different(0..starts.min(2), w, &mut out[..starts.min(2) * w])?;
-    g.timings.selection = 0.0;
+    g.timings.walk = 0.0;
     g.timings.readback = 0.0;
-    g.timings.device_selection = None;
+    g.timings.device_walk = None;
     let t = Instant::now();
     g.different(0..starts, w, &mut out)?;
     let secs = t.elapsed().as_secs_f64();
@@ -281,7 +281,7 @@ fn gpu_engine(o: &EngineOptions, q: &Quantized, m: &SimMatrix, bound: f64, cpu_r
         100.0 * r / bound,
         format!("{starts}×{w}")
     );
-    let device = match (g.timings.device_similarity, g.timings.device_selection) {
+    let device = match (g.timings.device_similarity, g.timings.device_walk) {
         (Some(a), Some(b)) => format!(" (device time by timestamps: matrix {a:.3} s, selection {b:.3} s)"),
         _ => String::new(),
     };
@@ -289,7 +289,7 @@ fn gpu_engine(o: &EngineOptions, q: &Quantized, m: &SimMatrix, bound: f64, cpu_r
         "    gpu timing: upload {:.3} s, similarity matrix {:.3} s, selection {:.3} s, readback {:.3} s{device}; {:.2}× the cpu backend{}",
         g.timings.upload,
         g.timings.similarity,
-        g.timings.selection,
+        g.timings.walk,
         g.timings.readback,
         r / cpu_rate,
         if software { " (software adapter: correctness only, not speed)" } else { "" }

@@ -203,12 +203,12 @@ impl Engine {
 fn record_gpu(g: &GpuTimings, timings: &mut Timings) {
     timings.detail("gpu_upload", g.upload);
     timings.detail("gpu_similarity", g.similarity);
-    timings.detail("gpu_selection", g.selection);
+    timings.detail("gpu_selection", g.walk);
     timings.detail("gpu_readback", g.readback);
     if let Some(t) = g.device_similarity {
         timings.detail("gpu_device_similarity", t);
     }
-    if let Some(t) = g.device_selection {
+    if let Some(t) = g.device_walk {
         timings.detail("gpu_device_selection", t);
     }
 }

@@ -577,12 +577,6 @@ pub struct GpuArgs {
     /// Use the slower shared-memory reduction even where the GPU has subgroups (to compare or work around a driver).
     #[arg(long)]
     pub no_subgroups: bool,
-    /// Keep the walk's running sums in workgroup memory where a row of them fits (by default they stay in a storage buffer: 2.3× faster on an H200).
-    #[arg(long)]
-    pub workgroup_sums: bool,
-    /// The default now; accepted so that older scripts keep working.
-    #[arg(long, hide = true, conflicts_with = "workgroup_sums")]
-    pub storage_sums: bool,
     /// Split the similarity matrix into tiles of this many rows.
     #[arg(long, hide = true)]
     pub tile_rows: Option<usize>,
@@ -612,7 +606,6 @@ impl GpuArgs {
             adapter: self.adapter.clone(),
             allow_software: false,
             no_subgroups: self.no_subgroups,
-            workgroup_sums: self.workgroup_sums,
             tile_rows: self.tile_rows,
             batch: self.gpu_batch,
             steps_per_dispatch: self.steps_per_dispatch,

@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 
-use super::pipelines::{storage_buffers_needed, Pipelines, SELECT_WG};
+use super::pipelines::{storage_buffers_needed, Pipelines, WALK_WG};
 use super::{GpuError, GpuOptions};
 
 /// One adapter, as `diversity-gpu adapters` lists it.
@@ -166,7 +166,7 @@ impl GpuContext {
         })
     }
 
-    /// An uninitialised buffer of `size` bytes.
+    /// A buffer of `size` bytes (wgpu zeroes it before its first use).
     pub(super) fn buffer(&self, label: &str, size: u64, usage: wgpu::BufferUsages) -> wgpu::Buffer {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -174,11 +174,6 @@ impl GpuContext {
             usage,
             mapped_at_creation: false,
         })
-    }
-
-    /// Sums a workgroup can hold (the workgroup-sums variant's array length).
-    pub fn sums_len(&self) -> usize {
-        self.pipelines.sums_len
     }
 
     /// Turns any error the driver reported into a Result.
@@ -207,15 +202,15 @@ impl GpuContext {
     }
 }
 
-/// The limits the selection shader needs, from its binding table.
+/// The limits the walk shader needs, from its binding table.
 fn check_limits(limits: &wgpu::Limits, adapter: &str) -> Result<(), GpuError> {
     let storage = storage_buffers_needed();
     if limits.max_storage_buffers_per_shader_stage < storage
-        || limits.max_compute_invocations_per_workgroup < SELECT_WG
-        || limits.max_compute_workgroup_size_x < SELECT_WG
+        || limits.max_compute_invocations_per_workgroup < WALK_WG
+        || limits.max_compute_workgroup_size_x < WALK_WG
     {
         return Err(GpuError::Limits(format!(
-            "adapter {adapter} lacks the limits this tool needs ({storage} storage buffers per stage, workgroups of {SELECT_WG})"
+            "adapter {adapter} lacks the limits this tool needs ({storage} storage buffers per stage, workgroups of {WALK_WG})"
         )));
     }
     Ok(())

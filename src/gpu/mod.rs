@@ -6,7 +6,7 @@
 //! - [`tiles`]: the quantised embeddings are uploaded once and
 //!   `similarity.wgsl` fills the rounded similarity matrix, split into up to
 //!   [`MAX_TILES`] storage bindings when it exceeds one binding.
-//! - [`walk`]: `select.wgsl` runs the diversity walk for batches of starts.
+//! - [`walk`]: `walk.wgsl` runs the diversity walk for batches of starts.
 //! - [`row_cache`]: when the matrix does not fit, the tiles hold a bounded
 //!   cache of rows, computed on the fly by the row-block shader.
 //! - [`readback`]: finished batches come back through staging buffers.
@@ -62,10 +62,6 @@ pub struct GpuOptions {
     pub allow_software: bool,
     /// Force the plain shared-memory reduction even where subgroups exist.
     pub no_subgroups: bool,
-    /// Keep the running sums in workgroup memory where a row of them fits
-    /// (otherwise they stay in a storage buffer, which the L2 cache serves:
-    /// 2.3× faster on an H200 at 8,000 poems).
-    pub workgroup_sums: bool,
     /// Force matrix tiles of this many rows (to test tiling on small corpora).
     pub tile_rows: Option<usize>,
     /// Force the number of starts per batch.
@@ -90,22 +86,32 @@ const MIN_CACHE_ROWS: usize = 64;
 pub struct GpuTimings {
     pub upload: f64,
     pub similarity: f64,
-    pub selection: f64,
+    /// The walks (the "different" orderings).
+    pub walk: f64,
     pub readback: f64,
-    /// Device time of the similarity and selection passes (timestamp queries;
+    /// Device time of the similarity and walk passes (timestamp queries;
     /// `None` where the adapter has none).
     pub device_similarity: Option<f64>,
-    pub device_selection: Option<f64>,
+    pub device_walk: Option<f64>,
+}
+
+/// What the matrix tiles hold, decided once when the backend is built; the
+/// walk dispatches on it once per call.
+enum Residency {
+    /// The whole matrix.
+    Matrix,
+    /// A cache of rows, computed on the fly; the cache knows which tile row
+    /// holds which matrix row.
+    RowsOnTheFly(Box<RowCache>),
 }
 
 /// The GPU backend: the matrix (or a cache of its rows) stays on the GPU;
 /// batches of starts walk it.
 pub struct GpuBackend {
     ctx: Arc<GpuContext>,
-    /// The whole matrix, or the cache's rows when `cache` is set.
+    /// The whole matrix, or the cache's rows, as `residency` says.
     matrix: MatrixTiles,
-    /// Rows on the fly: which tile row holds which matrix row.
-    cache: Option<RowCache>,
+    residency: Residency,
     /// Vectors: the poems, then the themes.
     vectors: usize,
     opts: GpuOptions,
@@ -147,15 +153,15 @@ impl GpuBackend {
         let (matrix, holding) = upload(&ctx, q.n, rows, opts)?;
         let upload = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let (cache, device_similarity) = match holding {
-            Holding::Cache(cache) => (Some(cache), None),
-            Holding::Matrix(embeddings) => (None, matrix.fill(&ctx, rows, &embeddings)?),
+        let (residency, device_similarity) = match holding {
+            Holding::Cache(cache) => (Residency::RowsOnTheFly(Box::new(cache)), None),
+            Holding::Matrix(embeddings) => (Residency::Matrix, matrix.fill(&ctx, rows, &embeddings)?),
         };
         let similarity = t1.elapsed().as_secs_f64();
         Ok(GpuBackend {
             ctx,
             matrix,
-            cache,
+            residency,
             vectors: rows.n,
             opts: opts.clone(),
             batch_buffers: Vec::new(),
@@ -170,14 +176,17 @@ impl GpuBackend {
 
     /// Use of the row cache, when rows are computed on the fly.
     pub fn row_stats(&self) -> Option<RowStats> {
-        self.cache.as_ref().map(|c| c.slots.stats)
+        match &self.residency {
+            Residency::Matrix => None,
+            Residency::RowsOnTheFly(cache) => Some(cache.slots.stats),
+        }
     }
 
     /// The adapter in use, in words.
     pub fn describe(&self) -> String {
         let s = &self.ctx.summary;
         format!(
-            "gpu: {} ({}, {}; {} reduction, sums in {}, {})",
+            "gpu: {} ({}, {}; {} reduction, sums in a storage buffer, {})",
             s.name,
             s.backend,
             s.device_type,
@@ -186,18 +195,13 @@ impl GpuBackend {
             } else {
                 "shared-memory"
             },
-            if self.workgroup_sums() {
-                "workgroup memory"
-            } else {
-                "a storage buffer"
-            },
-            match &self.cache {
-                Some(c) => format!(
+            match &self.residency {
+                Residency::RowsOnTheFly(c) => format!(
                     "rows on the fly, cache of {} rows in {} tile(s)",
                     c.slots.capacity(),
                     self.matrix.layout.tiles
                 ),
-                None => format!("{} matrix tile(s)", self.matrix.layout.tiles),
+                Residency::Matrix => format!("{} matrix tile(s)", self.matrix.layout.tiles),
             }
         )
     }
@@ -206,13 +210,6 @@ impl GpuBackend {
     /// themes' seed rows ([`GpuBackend::with_themes`]).
     pub fn themes(&mut self, width: usize, out: &mut [u32]) -> Result<()> {
         self.different(self.matrix.layout.n..self.vectors, width, out)
-    }
-
-    /// Whether the walk keeps its sums in workgroup memory: only when asked
-    /// and a whole row of them fits. (Splitting longer rows between
-    /// workgroup and storage memory was tried: 1.9× slower on an H200.)
-    pub fn workgroup_sums(&self) -> bool {
-        self.opts.workgroup_sums && self.matrix.layout.stride <= self.ctx.sums_len()
     }
 
     /// The adapter's summary.
@@ -362,34 +359,23 @@ pub(crate) mod tests {
         assert_eq!(g.timings.device_similarity.is_some(), timestamps && filled);
         assert_eq!(g.row_stats().is_some(), !filled);
         if width > 0 && q.n > 1 {
-            assert_eq!(g.timings.device_selection.is_some(), timestamps && filled);
+            assert_eq!(g.timings.device_walk.is_some(), timestamps && filled);
         }
         out
     }
 
-    /// Every variant: subgroup or shared-memory reduction, sums in a storage
-    /// buffer or in workgroup memory.
-    fn variants() -> Vec<(Option<Arc<GpuContext>>, bool)> {
-        let mut v = Vec::new();
-        for no_subgroups in [false, true] {
-            for workgroup_sums in [false, true] {
-                v.push((context(no_subgroups), workgroup_sums));
-            }
-        }
-        v
+    /// Every variant: the subgroup and the shared-memory reduction.
+    fn variants() -> [Option<Arc<GpuContext>>; 2] {
+        [false, true].map(context)
     }
 
     /// Every variant must give the CPU's bytes.
     fn check(q: &Quantized, width: usize, opts: &GpuOptions) {
         let cpu = cpu_different(q, width);
-        for (ctx, workgroup_sums) in variants() {
+        for ctx in variants() {
             let Some(ctx) = ctx else { return };
-            let opts = GpuOptions {
-                workgroup_sums,
-                ..opts.clone()
-            };
             assert_eq!(
-                gpu_different(ctx, q, width, &opts),
+                gpu_different(ctx, q, width, opts),
                 cpu,
                 "n={} width={width} {opts:?}",
                 q.n
@@ -446,13 +432,9 @@ pub(crate) mod tests {
         let mut cpu = vec![0; themes.n * width];
         crate::cpu::seeded_rows(&m, &crate::themes::seeds(q, themes), width, &mut cpu);
         let poems = cpu_different(q, q.n - 1);
-        for (ctx, workgroup_sums) in variants() {
+        for ctx in variants() {
             let Some(ctx) = ctx else { return };
-            let opts = GpuOptions {
-                workgroup_sums,
-                ..opts.clone()
-            };
-            let mut g = GpuBackend::with_themes(ctx, q, Some(themes), &opts).unwrap();
+            let mut g = GpuBackend::with_themes(ctx, q, Some(themes), opts).unwrap();
             let mut out = vec![0; themes.n * width];
             g.themes(width, &mut out).unwrap();
             assert_eq!(out, cpu, "n={} themes={} width={width} {opts:?}", q.n, themes.n);

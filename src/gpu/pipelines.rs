@@ -1,19 +1,19 @@
 //! The shaders, their binding contract and the compute pipelines.
 //!
-//! Every binding of every shader is declared once, in [`SIMILARITY_BINDINGS`],
-//! [`ROWS_BINDINGS`] and [`SELECT_BINDINGS`]: the bind-group layouts, the bind groups and the
-//! storage-buffer limit check are built from these tables, and a test parses
-//! every composed shader with naga and checks its `@binding`s and workgroup
-//! sizes against them.
+//! Every binding of every shader is declared once, as a struct of named
+//! buffers ([`SimilarityBindings`], [`RowsBindings`], [`WalkBindings`]) whose
+//! table maps each name to its binding number: the bind-group layouts, the
+//! bind groups and the storage-buffer limit check are built from them, and a
+//! test parses every composed shader with naga and checks its `@binding`s
+//! (name, number, kind), its uniform's members (name, offset), its workgroup
+//! size and `CHOSEN` against the Rust side.
 
 use anyhow::{bail, Result};
 
-use crate::matrix::LANES;
-
-/// Matrix tiles one selection pipeline can bind.
+/// Matrix tiles one walk pipeline can bind.
 pub const MAX_TILES: usize = 4;
-/// Invocations per selection workgroup (the select shader's `WG`).
-pub(super) const SELECT_WG: u32 = 256;
+/// Invocations per walk workgroup (the walk shader's `WG`).
+pub(super) const WALK_WG: u32 = 256;
 /// Workgroup size of the similarity shader (`WG_X` × `WG_Y`): each
 /// invocation fills one u32 word (two columns) of one row.
 pub(super) const SIMILARITY_WG: [u32; 2] = [16, 16];
@@ -50,65 +50,117 @@ pub(super) enum BindingKind {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Binding {
     pub slot: u32,
-    /// The variable's name in WGSL, checked by the contract test.
+    /// The variable's name in WGSL (the field's name in the bindings
+    /// struct), checked by the contract test.
     #[cfg_attr(not(test), allow(dead_code))]
     pub name: &'static str,
     pub kind: BindingKind,
 }
 
-const fn storage(slot: u32, name: &'static str, read_only: bool) -> Binding {
-    Binding {
-        slot,
-        name,
-        kind: BindingKind::Storage { read_only },
+/// A shader's buffers by name: each field is the WGSL variable it binds.
+pub(super) trait Bindings {
+    /// Every binding: its number, name and kind. The one place that maps
+    /// names to binding numbers.
+    const TABLE: &'static [Binding];
+    /// The buffers, in [`Bindings::TABLE`]'s order.
+    fn buffers(&self) -> Vec<&wgpu::Buffer>;
+}
+
+const fn storage(read_only: bool) -> BindingKind {
+    BindingKind::Storage { read_only }
+}
+
+const fn params<T>() -> BindingKind {
+    BindingKind::Params {
+        size: std::mem::size_of::<T>() as u64,
     }
 }
 
-const fn params(slot: u32, size: usize) -> Binding {
-    Binding {
-        slot,
-        name: "p",
-        kind: BindingKind::Params { size: size as u64 },
+/// Declares a shader's bindings once: a struct with one buffer per
+/// `@binding`, named as in WGSL, and its [`Bindings`] table; the two are
+/// written from the same list, so they cannot drift apart.
+macro_rules! bindings {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $slot:literal => $kind:expr),* $(,)? }) => {
+        $(#[$doc])*
+        pub(super) struct $name<'a> {
+            $($(#[$fdoc])* pub $field: &'a wgpu::Buffer,)*
+        }
+
+        impl Bindings for $name<'_> {
+            const TABLE: &'static [Binding] = &[$(Binding {
+                slot: $slot,
+                name: stringify!($field),
+                kind: $kind,
+            }),*];
+
+            fn buffers(&self) -> Vec<&wgpu::Buffer> {
+                vec![$(self.$field),*]
+            }
+        }
+    };
+}
+
+bindings! {
+    /// similarity.wgsl: embeddings in, one matrix tile out.
+    SimilarityBindings {
+        /// The vectors, packed.
+        emb: 0 => storage(true),
+        /// The tile filled.
+        tile: 1 => storage(false),
+        /// The parameters, one slot per tile.
+        p: 2 => params::<SimilarityParams>(),
     }
 }
 
-/// similarity.wgsl: embeddings in, one matrix tile out.
-pub(super) const SIMILARITY_BINDINGS: [Binding; 3] = [
-    storage(0, "emb", true),
-    storage(1, "tile", false),
-    params(2, std::mem::size_of::<SimilarityParams>()),
-];
+bindings! {
+    /// rows.wgsl: the vectors row-major and word-major, the list of rows to
+    /// compute, and the tile they go to.
+    RowsBindings {
+        /// The vectors, packed, row-major.
+        emb: 0 => storage(true),
+        /// The tile the rows go to.
+        tile: 1 => storage(false),
+        /// The parameters, one slot per tile.
+        p: 2 => params::<SimilarityParams>(),
+        /// Pairs (vector, tile row) of the rows to compute.
+        list: 3 => storage(true),
+        /// The poems' vectors, word-major.
+        cols: 4 => storage(true),
+    }
+}
 
-/// rows.wgsl: the vectors row-major and word-major, the list of rows to
-/// compute, and the tile they go to.
-pub(super) const ROWS_BINDINGS: [Binding; 5] = [
-    storage(0, "emb", true),
-    storage(1, "tile", false),
-    params(2, std::mem::size_of::<SimilarityParams>()),
-    storage(3, "list", true),
-    storage(4, "cols", true),
-];
 /// Rows per workgroup of the row-block shader (its `BLOCK`).
 pub(super) const ROW_BLOCK: u32 = 8;
 /// Invocations per workgroup of the row-block shader (its `WG`).
 pub(super) const ROWS_WG: u32 = 256;
 
-/// select.wgsl: the matrix tiles, the running sums, the orderings, each
-/// start's last choice, and the parameters.
-pub(super) const SELECT_BINDINGS: [Binding; 8] = [
-    storage(0, "mat0", true),
-    storage(1, "mat1", true),
-    storage(2, "mat2", true),
-    storage(3, "mat3", true),
-    storage(4, "sums", false),
-    storage(5, "out", false),
-    storage(6, "last", false),
-    params(7, std::mem::size_of::<SelectParams>()),
-];
+bindings! {
+    /// walk.wgsl: the matrix tiles, the running sums, the orderings, each
+    /// start's last choice, and the parameters.
+    WalkBindings {
+        /// The [`MAX_TILES`] tiles of the matrix (or of the row cache);
+        /// a small placeholder stands in for each one not used.
+        mat0: 0 => storage(true),
+        /// Tile 1.
+        mat1: 1 => storage(true),
+        /// Tile 2.
+        mat2: 2 => storage(true),
+        /// Tile 3.
+        mat3: 3 => storage(true),
+        /// The running sums, one row per start of the batch.
+        sums: 4 => storage(false),
+        /// The orderings, `width` per start.
+        out: 5 => storage(false),
+        /// Each start's last choice (with rows on the fly: its cache slot).
+        last: 6 => storage(false),
+        /// The parameters, one slot per dispatch.
+        p: 7 => params::<WalkParams>(),
+    }
+}
 
-/// Storage buffers the selection shader binds: the limit an adapter must meet.
+/// Storage buffers the walk shader binds: the limit an adapter must meet.
 pub(super) fn storage_buffers_needed() -> u32 {
-    SELECT_BINDINGS
+    WalkBindings::TABLE
         .iter()
         .filter(|b| matches!(b.kind, BindingKind::Storage { .. }))
         .count() as u32
@@ -127,10 +179,10 @@ pub(super) struct SimilarityParams {
     pub _pad: [u32; 3],
 }
 
-/// The uniform parameters of one selection dispatch.
+/// The uniform parameters of one walk dispatch.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(super) struct SelectParams {
+pub(super) struct WalkParams {
     pub n: u32,
     pub stride_words: u32,
     pub width: u32,
@@ -151,30 +203,19 @@ pub(super) const ROWS_WGSL: &str = concat!(
     include_str!("../../shaders/common.wgsl"),
     include_str!("../../shaders/rows.wgsl")
 );
-// The selection shader is composed of modules (no text templating): the
-// shared layout helpers, a workgroup reduction, a home for the running sums,
-// and the walk itself.
-macro_rules! select_wgsl {
-    ($reduce:literal, $sums:literal) => {
+// The walk shader is composed of modules (no text templating): the shared
+// layout helpers, a workgroup reduction, and the walk itself.
+macro_rules! walk_wgsl {
+    ($reduce:literal) => {
         concat!(
             include_str!("../../shaders/common.wgsl"),
             include_str!(concat!("../../shaders/", $reduce)),
-            include_str!(concat!("../../shaders/", $sums)),
-            include_str!("../../shaders/select.wgsl")
+            include_str!("../../shaders/walk.wgsl")
         )
     };
 }
-/// Indexed by [uses subgroups][sums in workgroup memory].
-pub(super) const SELECT_WGSL: [[&str; 2]; 2] = [
-    [
-        select_wgsl!("reduce_shared.wgsl", "sums_storage.wgsl"),
-        select_wgsl!("reduce_shared.wgsl", "sums_workgroup.wgsl"),
-    ],
-    [
-        select_wgsl!("reduce_subgroup.wgsl", "sums_storage.wgsl"),
-        select_wgsl!("reduce_subgroup.wgsl", "sums_workgroup.wgsl"),
-    ],
-];
+/// The walk shader, indexed by [uses subgroups].
+pub(super) const WALK_WGSL: [&str; 2] = [walk_wgsl!("reduce_shared.wgsl"), walk_wgsl!("reduce_subgroup.wgsl")];
 
 /// The override constants of the similarity pipeline.
 pub(super) fn similarity_constants() -> [(&'static str, f64); 2] {
@@ -205,12 +246,9 @@ pub(super) fn rows_pipeline(
     pipeline(device, "rows on the fly", ROWS_WGSL, layout, &rows_constants(dim_words))
 }
 
-/// The override constants of a selection pipeline; `sums_len` only for the
-/// variant with its sums in workgroup memory; `cached` for rows on the fly.
-pub(super) fn select_constants(sums_len: Option<usize>, cached: bool) -> Vec<(&'static str, f64)> {
-    let mut c = vec![("WG", SELECT_WG as f64), ("CACHED", cached as u8 as f64)];
-    c.extend(sums_len.map(|len| ("SUMS_LEN", len as f64)));
-    c
+/// The override constants of a walk pipeline; `cached` for rows on the fly.
+pub(super) fn walk_constants(cached: bool) -> [(&'static str, f64); 2] {
+    [("WG", WALK_WG as f64), ("CACHED", cached as u8 as f64)]
 }
 
 fn layout_entry(b: &Binding) -> wgpu::BindGroupLayoutEntry {
@@ -235,16 +273,25 @@ fn layout_entry(b: &Binding) -> wgpu::BindGroupLayoutEntry {
     }
 }
 
-/// A bind group for `bindings`, each bound to the buffer at its index
+/// The bind-group layout of a shader's bindings.
+pub(super) fn layout<B: Bindings>(device: &wgpu::Device, label: &str) -> wgpu::BindGroupLayout {
+    let entries: Vec<_> = B::TABLE.iter().map(layout_entry).collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(label),
+        entries: &entries,
+    })
+}
+
+/// A bind group binding each of `bindings`' buffers by its name's number
 /// (parameters: one slot of the buffer, at a dynamic offset).
-pub(super) fn bind_group(
+pub(super) fn bind_group<B: Bindings>(
     device: &wgpu::Device,
     label: &str,
     layout: &wgpu::BindGroupLayout,
-    bindings: &[Binding],
-    buffers: &[&wgpu::Buffer],
+    bindings: &B,
 ) -> wgpu::BindGroup {
-    let entries: Vec<wgpu::BindGroupEntry> = bindings
+    let buffers = bindings.buffers();
+    let entries: Vec<wgpu::BindGroupEntry> = B::TABLE
         .iter()
         .zip(buffers)
         .map(|(b, buffer)| wgpu::BindGroupEntry {
@@ -266,63 +313,27 @@ pub(super) fn bind_group(
     })
 }
 
-/// The walk's pipelines, sums in a storage buffer and in workgroup memory.
-pub(super) struct SelectPipelines {
-    pub storage: wgpu::ComputePipeline,
-    pub workgroup: wgpu::ComputePipeline,
-}
-
 /// The compute pipelines and their bind-group layouts, built once per device.
 pub(super) struct Pipelines {
     pub similarity: wgpu::ComputePipeline,
-    /// The walk over the whole matrix, and over a cache of rows.
-    pub select: SelectPipelines,
-    pub select_cached: SelectPipelines,
+    /// The walk over the whole matrix.
+    pub walk: wgpu::ComputePipeline,
+    /// The walk over a cache of rows (rows on the fly).
+    pub walk_cached: wgpu::ComputePipeline,
     pub similarity_layout: wgpu::BindGroupLayout,
     pub rows_layout: wgpu::BindGroupLayout,
-    pub select_layout: wgpu::BindGroupLayout,
-    /// Sums a workgroup can hold (the workgroup variant's array length).
-    pub sums_len: usize,
-}
-
-/// Sums that fit in workgroup memory beside the reduction's scratch.
-pub(super) fn workgroup_sums_len(max_workgroup_storage: u32, uses_subgroups: bool) -> usize {
-    let reduction_bytes = if uses_subgroups { 64 } else { 8 * SELECT_WG as usize };
-    (max_workgroup_storage as usize).saturating_sub(reduction_bytes) / 4 / LANES * LANES
+    pub walk_layout: wgpu::BindGroupLayout,
 }
 
 impl Pipelines {
     /// Compiles the shaders for `device`; a driver rejection is an error.
     pub fn new(device: &wgpu::Device, adapter_name: &str, uses_subgroups: bool) -> Result<Self> {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let layout = |label, bindings: &[Binding]| {
-            let entries: Vec<_> = bindings.iter().map(layout_entry).collect();
-            device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                label: Some(label),
-                entries: &entries,
-            })
-        };
-        let similarity_layout = layout("similarity", &SIMILARITY_BINDINGS);
-        let rows_layout = layout("rows", &ROWS_BINDINGS);
-        let select_layout = layout("select", &SELECT_BINDINGS);
-        let sources = SELECT_WGSL[uses_subgroups as usize];
-        let sums_len = workgroup_sums_len(device.limits().max_compute_workgroup_storage_size, uses_subgroups);
-        let select = |cached| SelectPipelines {
-            storage: pipeline(
-                device,
-                "select",
-                sources[0],
-                &select_layout,
-                &select_constants(None, cached),
-            ),
-            workgroup: pipeline(
-                device,
-                "select (workgroup sums)",
-                sources[1],
-                &select_layout,
-                &select_constants(Some(sums_len.max(LANES)), cached),
-            ),
-        };
+        let similarity_layout = layout::<SimilarityBindings>(device, "similarity");
+        let rows_layout = layout::<RowsBindings>(device, "rows");
+        let walk_layout = layout::<WalkBindings>(device, "walk");
+        let source = WALK_WGSL[uses_subgroups as usize];
+        let walk = |label, cached| pipeline(device, label, source, &walk_layout, &walk_constants(cached));
         let pipelines = Pipelines {
             similarity: pipeline(
                 device,
@@ -331,12 +342,11 @@ impl Pipelines {
                 &similarity_layout,
                 &similarity_constants(),
             ),
-            select: select(false),
-            select_cached: select(true),
+            walk: walk("walk", false),
+            walk_cached: walk("walk (rows on the fly)", true),
             similarity_layout,
             rows_layout,
-            select_layout,
-            sums_len,
+            walk_layout,
         };
         if let Some(e) = pollster::block_on(scope.pop()) {
             bail!("the GPU driver rejected the shaders on {adapter_name}: {e}");
@@ -393,9 +403,60 @@ mod tests {
         module.into_owned()
     }
 
-    /// The shader's bindings and workgroup size must be the Rust side's.
-    fn check(source: &str, constants: &[(&str, f64)], bindings: &[Binding], workgroup: [u32; 3]) {
+    /// A `#[repr(C)]` parameter struct's members, by name and offset, and
+    /// its size less the trailing padding (`_pad`, if any).
+    macro_rules! members {
+        ($t:ty { $($f:ident),* } $(pad $pad:ident)?) => {{
+            let members = vec![$((stringify!($f).to_string(), std::mem::offset_of!($t, $f) as u32)),*];
+            let padding = 0 $(+ std::mem::size_of_val(&<$t as bytemuck::Zeroable>::zeroed().$pad))?;
+            (members, std::mem::size_of::<$t>() - padding)
+        }};
+    }
+
+    fn similarity_members() -> (Vec<(String, u32)>, usize) {
+        members!(SimilarityParams { n, dim_words, stride_words, row0, rows } pad _pad)
+    }
+
+    fn walk_members() -> (Vec<(String, u32)>, usize) {
+        members!(WalkParams {
+            n,
+            stride_words,
+            width,
+            start0,
+            batch,
+            step0,
+            steps,
+            rows_per_tile
+        })
+    }
+
+    /// The uniform's WGSL struct must have the Rust struct's members, by
+    /// name and offset, each a 4-byte word, and nothing else.
+    fn check_uniform(module: &naga::Module, ty: naga::Handle<naga::Type>, (rust, used): (Vec<(String, u32)>, usize)) {
+        let naga::TypeInner::Struct { members, .. } = &module.types[ty].inner else {
+            panic!("the uniform is not a struct");
+        };
+        let wgsl: Vec<(String, u32)> = members
+            .iter()
+            .map(|m| {
+                assert_eq!(module.types[m.ty].inner.size(module.to_ctx()), 4, "{:?}", m.name);
+                (m.name.clone().unwrap_or_default(), m.offset)
+            })
+            .collect();
+        assert_eq!(wgsl, rust);
+        // Every Rust field but the padding is a member the WGSL names.
+        assert_eq!(rust.len() * 4, used, "{rust:?}");
+    }
+
+    /// The shader's bindings, uniform and workgroup size must be the Rust side's.
+    fn check<B: Bindings>(
+        source: &str,
+        constants: &[(&str, f64)],
+        params: (Vec<(String, u32)>, usize),
+        workgroup: [u32; 3],
+    ) {
         let module = compile(source, constants);
+        let mut uniform = None;
         let mut seen: Vec<(u32, String, BindingKind)> = module
             .global_variables
             .iter()
@@ -406,9 +467,12 @@ mod tests {
                     AddressSpace::Storage { access } => BindingKind::Storage {
                         read_only: !access.contains(StorageAccess::STORE),
                     },
-                    AddressSpace::Uniform => BindingKind::Params {
-                        size: module.types[g.ty].inner.size(module.to_ctx()) as u64,
-                    },
+                    AddressSpace::Uniform => {
+                        assert!(uniform.replace(g.ty).is_none(), "one uniform per shader");
+                        BindingKind::Params {
+                            size: module.types[g.ty].inner.size(module.to_ctx()) as u64,
+                        }
+                    }
                     other => panic!("unexpected address space {other:?}"),
                 };
                 Some((binding.binding, g.name.clone().unwrap_or_default(), kind))
@@ -416,7 +480,7 @@ mod tests {
             .collect();
         seen.sort_by_key(|s| s.0);
         let expected: Vec<(u32, String, BindingKind)> =
-            bindings.iter().map(|b| (b.slot, b.name.to_string(), b.kind)).collect();
+            B::TABLE.iter().map(|b| (b.slot, b.name.to_string(), b.kind)).collect();
         // A uniform's WGSL struct may be shorter than its padded Rust twin.
         for (s, e) in seen.iter().zip(&expected) {
             assert_eq!((s.0, &s.1), (e.0, &e.1));
@@ -432,6 +496,7 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), expected.len(), "{seen:?}");
+        check_uniform(&module, uniform.expect("a uniform"), params);
         let entry = &module.entry_points[0];
         assert_eq!(entry.name, "main");
         assert_eq!(entry.workgroup_size, workgroup);
@@ -440,17 +505,17 @@ mod tests {
     #[test]
     fn the_similarity_shader_matches_its_bindings_and_dispatch() {
         let [x, y] = SIMILARITY_WG;
-        check(
+        check::<SimilarityBindings>(
             SIMILARITY_WGSL,
             &similarity_constants(),
-            &SIMILARITY_BINDINGS,
+            similarity_members(),
             [x, y, 1],
         );
     }
 
     #[test]
     fn the_row_block_shader_matches_its_bindings_and_block() {
-        check(ROWS_WGSL, &rows_constants(192), &ROWS_BINDINGS, [ROWS_WG, 1, 1]);
+        check::<RowsBindings>(ROWS_WGSL, &rows_constants(192), similarity_members(), [ROWS_WG, 1, 1]);
         let module = compile(ROWS_WGSL, &rows_constants(192));
         let (_, block) = module
             .constants
@@ -462,21 +527,27 @@ mod tests {
     }
 
     #[test]
-    fn every_select_variant_matches_its_bindings() {
-        for variants in SELECT_WGSL {
-            for (workgroup_sums, source) in variants.iter().enumerate() {
-                for cached in [false, true] {
-                    let constants = select_constants((workgroup_sums == 1).then_some(1024), cached);
-                    check(source, &constants, &SELECT_BINDINGS, [SELECT_WG, 1, 1]);
-                }
+    fn every_walk_variant_matches_its_bindings() {
+        for source in WALK_WGSL {
+            for cached in [false, true] {
+                check::<WalkBindings>(source, &walk_constants(cached), walk_members(), [WALK_WG, 1, 1]);
             }
         }
         assert_eq!(storage_buffers_needed(), 7);
     }
 
+    /// A drifted name or offset is caught, not only a drifted size.
+    #[test]
+    #[should_panic(expected = "(\"first\", 12)")]
+    fn a_renamed_uniform_member_fails_the_check() {
+        let drifted = ROWS_WGSL.replace("row0", "first");
+        check::<RowsBindings>(&drifted, &rows_constants(192), similarity_members(), [ROWS_WG, 1, 1]);
+    }
+
     #[test]
     fn the_shaders_chosen_marker_is_the_rust_one() {
-        let module = compile(include_str!("../../shaders/common.wgsl"), &[]);
+        let common = include_str!("../../shaders/common.wgsl");
+        let module = compile(common, &[]);
         let (_, chosen) = module
             .constants
             .iter()
@@ -487,5 +558,20 @@ mod tests {
             *value,
             naga::Expression::Literal(naga::Literal::I32(crate::matrix::CHOSEN))
         );
+        // Declared once: the other modules use the name, never the number.
+        for (name, source) in [
+            ("similarity", include_str!("../../shaders/similarity.wgsl")),
+            ("rows", include_str!("../../shaders/rows.wgsl")),
+            ("walk", include_str!("../../shaders/walk.wgsl")),
+            ("reduce_shared", include_str!("../../shaders/reduce_shared.wgsl")),
+            ("reduce_subgroup", include_str!("../../shaders/reduce_subgroup.wgsl")),
+        ] {
+            assert!(
+                !source.contains("2147483647") && !source.contains("const CHOSEN"),
+                "{name}.wgsl"
+            );
+            // The packing too: `pack` in common.wgsl, not a mask and shift here.
+            assert!(!source.contains("0xffffu) |"), "{name}.wgsl packs by hand");
+        }
     }
 }

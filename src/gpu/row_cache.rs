@@ -5,7 +5,7 @@
 //! last choice, looks its row up in an LRU map (row → cache slot), has the
 //! row-block shader (`rows.wgsl`) compute the rows the cache lacks into free
 //! or evicted slots, and hands each walk its slot through the `last` buffer
-//! (`select.wgsl` with `CACHED`). The rows are the same exact integers as
+//! (`walk.wgsl` with `CACHED`). The rows are the same exact integers as
 //! the matrix's, so the orderings are byte-identical to the matrix path.
 //!
 //! Each step of a batch waits for the one before (the host needs its
@@ -26,7 +26,7 @@ use anyhow::{anyhow, Result};
 use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
-use super::pipelines::{self, SimilarityParams, MAX_TILES, PARAM_SLOT, ROWS_BINDINGS, ROWS_WG, ROW_BLOCK};
+use super::pipelines::{self, RowsBindings, SimilarityParams, MAX_TILES, PARAM_SLOT, ROWS_WG, ROW_BLOCK};
 use super::readback::{read_batch, Destination};
 use super::tiles::pack;
 use super::tiles::MatrixTiles;
@@ -166,8 +166,14 @@ impl RowCache {
         }
         let bind_groups = (0..layout.tiles)
             .map(|t| {
-                let bound = [&embeddings, matrix.binding(t), &params, &list, &cols];
-                pipelines::bind_group(&ctx.device, "rows", &ctx.pipelines.rows_layout, &ROWS_BINDINGS, &bound)
+                let bindings = RowsBindings {
+                    emb: &embeddings,
+                    tile: matrix.binding(t),
+                    p: &params,
+                    list: &list,
+                    cols: &cols,
+                };
+                pipelines::bind_group(&ctx.device, "rows", &ctx.pipelines.rows_layout, &bindings)
             })
             .collect();
         Ok(RowCache {
@@ -237,19 +243,50 @@ fn word_major(q: &Quantized, n: usize, stride: usize) -> Vec<u32> {
     cols
 }
 
+impl RowCache {
+    /// Batches in flight: two by default (when the cache holds at least two
+    /// rows), else one.
+    fn lanes(&self, asked: Option<usize>) -> usize {
+        match self.slots.capacity() {
+            2.. => asked.unwrap_or(2).clamp(1, 2),
+            _ => 1,
+        }
+    }
+}
+
 impl GpuBackend {
-    /// different orderings for `starts` with rows on the fly: batches in
-    /// groups, one per lane, stepped together, one dispatch per step, the
-    /// rows each step needs placed first.
-    pub(super) fn different_cached(
+    /// The walks for `starts` with rows on the fly from `cache`. Every walk
+    /// in flight needs its row resident, so the batches in flight together
+    /// hold at most the cache's rows; the host places each step's rows
+    /// first, so a dispatch runs one step.
+    pub(super) fn walk_on_the_fly(
         &mut self,
+        cache: &mut RowCache,
+        starts: Range<usize>,
+        width: usize,
+        out: &mut [u32],
+    ) -> Result<()> {
+        let lanes = cache.lanes(self.opts.lanes);
+        let max_walks = cache.slots.capacity() / lanes;
+        let batches = self.prepare_batches(&starts, width, lanes, max_walks, Some(1))?;
+        let buffers = std::mem::take(&mut self.batch_buffers);
+        let done = self.walk_lanes(cache, &buffers, &batches, &starts, width, out);
+        self.batch_buffers = buffers;
+        done
+    }
+
+    /// Batches in groups, one per lane, stepped together, one dispatch per
+    /// step, the rows each step needs placed first.
+    fn walk_lanes(
+        &mut self,
+        cache: &mut RowCache,
         lanes: &[BatchBuffers],
         batches: &[Range<usize>],
         starts: &Range<usize>,
         width: usize,
         out: &mut [u32],
     ) -> Result<()> {
-        let t_sel = Instant::now();
+        let t_walk = Instant::now();
         let mut readback = Duration::ZERO;
         for group in batches.chunks(lanes.len()) {
             let mut rows: Vec<Vec<u32>> = group.iter().map(|b| b.clone().map(|s| s as u32).collect()).collect();
@@ -260,7 +297,7 @@ impl GpuBackend {
                     if let Some(submission) = pending[i].take() {
                         rows[i] = read_words(&self.ctx, &lanes[i].last_staging, batch.len(), submission)?;
                     }
-                    pending[i] = Some(self.cached_step(&lanes[i], batch, &rows[i], t));
+                    pending[i] = Some(self.cached_step(cache, &lanes[i], batch, &rows[i], t));
                 }
             }
             for ((batch, buffers), submission) in group.iter().zip(lanes).zip(pending) {
@@ -276,7 +313,7 @@ impl GpuBackend {
                 readback += t.elapsed() - waited;
             }
         }
-        self.timings.selection += (t_sel.elapsed() - readback).as_secs_f64();
+        self.timings.walk += (t_walk.elapsed() - readback).as_secs_f64();
         self.timings.readback += readback.as_secs_f64();
         Ok(())
     }
@@ -285,30 +322,30 @@ impl GpuBackend {
     /// the missing ones, and submits step `t`, followed by a copy of the
     /// choices (or, at the last step, of the orderings) for the host.
     fn cached_step(
-        &mut self,
+        &self,
+        cache: &mut RowCache,
         buffers: &BatchBuffers,
         batch: &Range<usize>,
         rows: &[u32],
         t: usize,
     ) -> wgpu::SubmissionIndex {
-        let ctx = self.ctx.clone();
+        let ctx = &self.ctx;
         if t == 0 {
-            let params = self.select_params(buffers.shape, batch);
+            let params = self.walk_params(buffers.shape, batch);
             ctx.queue.write_buffer(&buffers.params, 0, &params);
         }
-        let cache = self.cache.as_mut().expect("rows on the fly");
         let placed = cache.slots.place(rows, t == 0);
         ctx.queue
             .write_buffer(&buffers.last, 0, bytemuck::cast_slice(&placed.slots));
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
-        cache.encode_fill(&ctx, &mut encoder, &placed.misses);
+        cache.encode_fill(ctx, &mut encoder, &placed.misses);
         let last_step = t + 1 == buffers.shape.width;
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("select (rows on the fly)"),
+                label: Some("walk (rows on the fly)"),
                 timestamp_writes: None,
             });
-            pass.set_pipeline(self.select_pipeline());
+            pass.set_pipeline(&ctx.pipelines.walk_cached);
             pass.set_bind_group(0, &buffers.bind_group, &[pipelines::param_offset(t)]);
             let (x, y) = dispatch_grid(batch.len());
             pass.dispatch_workgroups(x, y, 1);

@@ -5,10 +5,10 @@ use anyhow::{bail, Result};
 use wgpu::util::DeviceExt;
 
 use super::context::GpuContext;
-use super::pipelines::{self, SimilarityParams, MAX_TILES, SIMILARITY_BINDINGS, SIMILARITY_WG};
+use super::pipelines::{self, SimilarityBindings, SimilarityParams, MAX_TILES, SIMILARITY_WG};
 use super::timer::Timer;
 use super::GpuError;
-use crate::matrix::{padded, row_bytes};
+use crate::matrix::{pack_pair, padded, row_bytes};
 use crate::quantize::Quantized;
 
 /// How the matrix is laid out across tiles.
@@ -72,11 +72,14 @@ pub(super) struct MatrixTiles {
 /// The embeddings, two i16 components per u32 word, low half first.
 pub(super) fn pack(q: &Quantized) -> Vec<u32> {
     let dim_words = q.dim.div_ceil(2);
-    let mut packed = vec![0u32; q.n * dim_words];
+    let mut packed = Vec::with_capacity(q.n * dim_words);
     for i in 0..q.n {
-        for (k, c) in q.row(i).iter().enumerate() {
-            packed[i * dim_words + k / 2] |= ((*c as u16) as u32) << (16 * (k % 2));
-        }
+        // An odd dimension pads its last word with a zero.
+        packed.extend(
+            q.row(i)
+                .chunks(2)
+                .map(|c| pack_pair(c[0], c.get(1).copied().unwrap_or(0))),
+        );
     }
     packed
 }
@@ -147,13 +150,13 @@ impl MatrixTiles {
         let timer = Timer::new(ctx, self.tiles.len());
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         for (t, tile) in self.tiles.iter().enumerate() {
-            let bind_group = pipelines::bind_group(
-                &ctx.device,
-                "similarity",
-                &ctx.pipelines.similarity_layout,
-                &SIMILARITY_BINDINGS,
-                &[embeddings, tile, &params],
-            );
+            let bindings = SimilarityBindings {
+                emb: embeddings,
+                tile,
+                p: &params,
+            };
+            let bind_group =
+                pipelines::bind_group(&ctx.device, "similarity", &ctx.pipelines.similarity_layout, &bindings);
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("similarity"),
                 timestamp_writes: timer.as_ref().and_then(|tm| tm.writes(t, true, true)),

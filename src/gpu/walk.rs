@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::pipelines::{self, SelectParams, MAX_TILES, PARAM_SLOT, SELECT_BINDINGS};
+use super::pipelines::{self, WalkBindings, WalkParams, PARAM_SLOT};
 use super::readback::{read_batch, Destination};
 use super::timer::Timer;
-use super::{GpuBackend, GpuError};
+use super::{GpuBackend, GpuError, Residency};
 
 /// Candidate updates per dispatch: small enough that no dispatch nears a
 /// desktop watchdog (about 2 s) even on a slow GPU.
@@ -63,13 +63,34 @@ struct InFlight {
 }
 
 impl GpuBackend {
-    /// different orderings for `starts` into `out` (`width` per start).
+    /// The "different" orderings (diversity walks) for `starts` into `out`
+    /// (`width` per start), on the matrix or with rows on the fly.
     pub fn different(&mut self, starts: Range<usize>, width: usize, out: &mut [u32]) -> Result<()> {
         if width == 0 || starts.is_empty() {
             return Ok(());
         }
-        let (shape, bytes_per_start) = self.batch_shape(starts.len(), width);
-        let lanes = self.lanes();
+        // Taken out for the walk, so that the cache and the backend can be
+        // borrowed side by side; put back whatever the walk returns.
+        let mut residency = std::mem::replace(&mut self.residency, Residency::Matrix);
+        let done = match &mut residency {
+            Residency::Matrix => self.walk_matrix(starts, width, out),
+            Residency::RowsOnTheFly(cache) => self.walk_on_the_fly(cache, starts, width, out),
+        };
+        self.residency = residency;
+        done
+    }
+
+    /// Splits `starts` into batches and makes sure `lanes` sets of buffers
+    /// of their shape exist; see [`GpuBackend::batch_shape`] for the rest.
+    pub(super) fn prepare_batches(
+        &mut self,
+        starts: &Range<usize>,
+        width: usize,
+        lanes: usize,
+        max_walks: usize,
+        steps_per_dispatch: Option<u32>,
+    ) -> Result<Vec<Range<usize>>> {
+        let (shape, bytes_per_start) = self.batch_shape(starts.len(), width, max_walks, steps_per_dispatch);
         if self.batch_buffers.len() != lanes || self.batch_buffers[0].shape != shape {
             self.batch_buffers.clear(); // free the old buffers first
             for _ in 0..lanes {
@@ -77,20 +98,20 @@ impl GpuBackend {
                 self.batch_buffers.push(buffers);
             }
         }
-        let batches: Vec<Range<usize>> = (starts.start..starts.end)
+        Ok((starts.start..starts.end)
             .step_by(shape.starts_per_batch)
             .map(|b| b..(b + shape.starts_per_batch).min(starts.end))
-            .collect();
-        if self.cache.is_some() {
-            let buffers = std::mem::take(&mut self.batch_buffers);
-            let done = self.different_cached(&buffers, &batches, &starts, width, out);
-            self.batch_buffers = buffers;
-            return done;
-        }
+            .collect())
+    }
+
+    /// The walks over the whole matrix: batches in turn, each copied out
+    /// while the next runs.
+    fn walk_matrix(&mut self, starts: Range<usize>, width: usize, out: &mut [u32]) -> Result<()> {
+        let batches = self.prepare_batches(&starts, width, 1, usize::MAX, None)?;
         let buffers = &self.batch_buffers[0];
         let timer = Timer::new(&self.ctx, batches.len());
         let mut in_flight: Option<InFlight> = None;
-        let t_sel = Instant::now();
+        let t_walk = Instant::now();
         let mut readback = Duration::ZERO;
         for (k, batch) in batches.iter().enumerate() {
             let submission = self.submit_batch(buffers, batch, k, timer.as_ref());
@@ -107,41 +128,39 @@ impl GpuBackend {
         if let Some(done) = in_flight.take() {
             readback += self.copy_out(buffers, done, &starts, width, out)?;
         }
-        self.timings.selection += (t_sel.elapsed() - readback).as_secs_f64();
+        self.timings.walk += (t_walk.elapsed() - readback).as_secs_f64();
         self.timings.readback += readback.as_secs_f64();
         if let Some(tm) = timer {
-            *self.timings.device_selection.get_or_insert(0.0) += tm.seconds(&self.ctx)?;
+            *self.timings.device_walk.get_or_insert(0.0) += tm.seconds(&self.ctx)?;
         }
         Ok(())
     }
 
     /// As many starts per batch as the sums and outputs allow (≤ 256 MiB
-    /// each), and steps per dispatch within [`UPDATES_PER_DISPATCH`]. With
-    /// rows on the fly, one step per dispatch, and no more walks than the
-    /// cache holds rows (each walk's row must be resident in every step).
-    fn batch_shape(&self, starts: usize, width: usize) -> (BatchShape, u64) {
+    /// each) and at most `max_walks`, and `steps_per_dispatch`, by default
+    /// within [`UPDATES_PER_DISPATCH`] (rows on the fly cap the walks at the
+    /// cache's rows per lane and take one step per dispatch).
+    fn batch_shape(
+        &self,
+        starts: usize,
+        width: usize,
+        max_walks: usize,
+        steps_per_dispatch: Option<u32>,
+    ) -> (BatchShape, u64) {
         let limits = self.ctx.device.limits();
         let max_bind = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let stride = self.matrix.layout.stride;
         let bytes_per_start = (stride * 4).max(width * 4) as u64;
-        let mut cap = (max_bind.min(256 << 20) / bytes_per_start).max(1) as usize;
-        if let Some(cache) = &self.cache {
-            // Every walk in flight needs its row resident: the batches in
-            // flight together hold at most the cache's rows.
-            cap = cap.min(cache.slots.capacity() / self.lanes());
-        }
+        let cap = ((max_bind.min(256 << 20) / bytes_per_start).max(1) as usize).min(max_walks);
         let starts_per_batch = self.opts.batch.unwrap_or(cap).min(cap).min(starts).max(1);
-        // With rows on the fly the host places each step's rows first.
-        let steps_per_dispatch = match self.cache {
-            Some(_) => 1,
-            None => self
-                .opts
+        let steps_per_dispatch = steps_per_dispatch.unwrap_or_else(|| {
+            self.opts
                 .steps_per_dispatch
                 .unwrap_or_else(|| {
                     (UPDATES_PER_DISPATCH / (starts_per_batch as u64 * stride as u64)).clamp(1, 4096) as u32
                 })
-                .max(1),
-        };
+                .max(1)
+        });
         let shape = BatchShape {
             starts_per_batch,
             width,
@@ -165,15 +184,15 @@ impl GpuBackend {
         // Queue writes are ordered after the previous batch's dispatches
         // (WebGPU queue timeline), so one parameter buffer serves all.
         ctx.queue
-            .write_buffer(&buffers.params, 0, &self.select_params(shape, batch));
-        let pipeline = self.select_pipeline();
+            .write_buffer(&buffers.params, 0, &self.walk_params(shape, batch));
+        let pipeline = &ctx.pipelines.walk;
         let (x, y) = dispatch_grid(batch.len());
         let mut submission = None;
         for d in 0..dispatches {
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("select"),
+                    label: Some("walk"),
                     timestamp_writes: timer.and_then(|tm| tm.writes(k, d == 0, d + 1 == dispatches)),
                 });
                 pass.set_pipeline(pipeline);
@@ -189,37 +208,13 @@ impl GpuBackend {
         submission.expect("at least one dispatch")
     }
 
-    /// Batches in flight: two with rows on the fly (when the cache holds at
-    /// least two rows), else one.
-    pub(super) fn lanes(&self) -> usize {
-        match &self.cache {
-            Some(c) if c.slots.capacity() >= 2 => self.opts.lanes.unwrap_or(2).clamp(1, 2),
-            _ => 1,
-        }
-    }
-
-    /// The walk's pipeline for where its sums and rows are.
-    pub(super) fn select_pipeline(&self) -> &wgpu::ComputePipeline {
-        let p = &self.ctx.pipelines;
-        let set = if self.cache.is_some() {
-            &p.select_cached
-        } else {
-            &p.select
-        };
-        if self.workgroup_sums() {
-            &set.workgroup
-        } else {
-            &set.storage
-        }
-    }
-
     /// Parameters for every dispatch of `batch`, one uniform slot each.
-    pub(super) fn select_params(&self, shape: BatchShape, batch: &Range<usize>) -> Vec<u8> {
+    pub(super) fn walk_params(&self, shape: BatchShape, batch: &Range<usize>) -> Vec<u8> {
         let layout = self.matrix.layout;
         let steps_per = shape.steps_per_dispatch as usize;
         pipelines::param_slots((0..shape.dispatches()).map(|d| {
             let step0 = d * steps_per;
-            SelectParams {
+            WalkParams {
                 n: layout.n as u32,
                 stride_words: (layout.stride / 2) as u32,
                 width: shape.width as u32,
@@ -269,7 +264,7 @@ impl GpuBackend {
         let last_staging = buffer("last staging", last_bytes, U::MAP_READ | U::COPY_DST);
         let staging = [0, 1].map(|_| buffer("staging", out_bytes, U::MAP_READ | U::COPY_DST));
         let params_bytes = shape.dispatches() as u64 * PARAM_SLOT;
-        let params = buffer("select params", params_bytes, U::UNIFORM | U::COPY_DST);
+        let params = buffer("walk params", params_bytes, U::UNIFORM | U::COPY_DST);
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(GpuError::OutOfMemory(format!(
                 "the GPU ({}) has no room for a batch of {batch} starts ({} MiB): {e}",
@@ -278,16 +273,18 @@ impl GpuBackend {
             ))
             .into());
         }
-        // In SELECT_BINDINGS order: the tiles, then the walk's buffers.
-        let mut bound: Vec<&wgpu::Buffer> = (0..MAX_TILES).map(|t| self.matrix.binding(t)).collect();
-        bound.extend([&sums, &orderings, &last, &params]);
-        let bind_group = pipelines::bind_group(
-            &ctx.device,
-            "select",
-            &ctx.pipelines.select_layout,
-            &SELECT_BINDINGS,
-            &bound,
-        );
+        let tile = |t| self.matrix.binding(t);
+        let bindings = WalkBindings {
+            mat0: tile(0),
+            mat1: tile(1),
+            mat2: tile(2),
+            mat3: tile(3),
+            sums: &sums,
+            out: &orderings,
+            last: &last,
+            p: &params,
+        };
+        let bind_group = pipelines::bind_group(&ctx.device, "walk", &ctx.pipelines.walk_layout, &bindings);
         Ok(BatchBuffers {
             shape,
             staging,
