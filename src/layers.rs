@@ -47,8 +47,8 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// A file's source without its `#[cfg(test)] mod tests` block (by
-/// convention the last item of a file).
+/// A file's source without comments and without its `#[cfg(test)] mod
+/// tests` block (by convention the last item of a file).
 fn product_source(path: &Path) -> String {
     let s = std::fs::read_to_string(path).unwrap();
     match s

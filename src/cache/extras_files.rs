@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 
 use super::codec::{encode, encode_i16};
 use super::finish::{commit, Replaced, Written};
-use super::{remove_if_exists, Manifest};
+use super::{is_extras_name, remove_if_exists, Manifest};
 use crate::fs::write_atomic;
 use crate::quantize::Quantized;
 use crate::timings::Timings;
@@ -31,11 +31,6 @@ pub fn themes_file(m: &Manifest) -> String {
 /// The file of the themes' and then the palette's quantised vectors.
 pub fn extra_vectors_file(m: &Manifest) -> String {
     format!("extra-vectors-{}.bin", extras_id(m))
-}
-
-/// Whether `name` has the form of an extras' file, of any fingerprint.
-pub(crate) fn is_extras_name(name: &str) -> bool {
-    (name.starts_with("themes-") || name.starts_with("extra-vectors-")) && name.ends_with(".bin")
 }
 
 /// Writes the themes' orderings and the themes' and palette's vectors of

@@ -12,11 +12,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::integrity::{self, ChunkHash};
-use super::lock::is_data_name;
 use super::manifest::write_sealed;
 use super::{
-    extras_files, prune_extras, remove_abandoned, remove_if_exists, test_pause, Manifest, DATA_FILES, DIFFERENT,
-    MANIFEST, PROGRESS, RUN, SIMILAR, VECTORS,
+    extras_files, is_data_name, prune_extras, remove_abandoned, remove_if_exists, test_pause, Manifest, DATA_FILES,
+    DIFFERENT, MANIFEST, PROGRESS, RUN, SIMILAR, VECTORS,
 };
 
 /// What the writer knows it wrote, to compare with what the disk holds.

@@ -8,9 +8,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::extras_files::is_extras_name;
 use super::generations::generation_number;
-use super::{generation_dir, generations, DATA_FILES, MANIFEST};
+use super::{generation_dir, generations, is_data_name, MANIFEST};
 use crate::fs::FolderLock;
 
 /// The lock file's name inside a cache directory.
@@ -83,12 +82,6 @@ fn is_kept_beside(name: &str) -> bool {
         || kept
             .iter()
             .any(|k| name == *k || name.strip_prefix(k).is_some_and(|r| r == ".journal.jsonl"))
-}
-
-/// The names of a generation's files (and of format 2's, beside the
-/// manifest).
-pub(crate) fn is_data_name(name: &str) -> bool {
-    DATA_FILES.contains(&name) || name.starts_with(crate::fs::TEMP_PREFIX) || is_extras_name(name)
 }
 
 /// A generation folder holds only files with the names of a generation's.

@@ -105,6 +105,17 @@ pub(crate) const DATA_FILES: [&str; 7] = [
     "different.bin.partial",
 ];
 
+/// The names of a generation's files (and of format 2's, beside the
+/// manifest).
+pub(crate) fn is_data_name(name: &str) -> bool {
+    DATA_FILES.contains(&name) || name.starts_with(crate::fs::TEMP_PREFIX) || is_extras_name(name)
+}
+
+/// Whether `name` has the form of an extras' file, of any fingerprint.
+pub(crate) fn is_extras_name(name: &str) -> bool {
+    (name.starts_with("themes-") || name.starts_with("extra-vectors-")) && name.ends_with(".bin")
+}
+
 /// Removes `path`; a file already missing is no error.
 pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {
     match std::fs::remove_file(path) {
