@@ -10,7 +10,7 @@ use diversity_gpu::gpu::GpuOptions;
 /// Throughput of diversity-gpu, measured side by side in one run. Not part
 /// of the product: `diversity-gpu` itself has no benchmarks.
 #[derive(Debug, Parser)]
-#[command(name = "diversity-bench", version, about)]
+#[command(name = "diversity-bench", version)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
