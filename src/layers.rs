@@ -27,9 +27,6 @@ const STAGES: &[&[&str]] = &[
     &["extras", "shard", "export"],
     &["precompute", "render"],
     &["cli"],
-    &["synthetic"],
-    &["bench"],
-    &["scale"],
 ];
 
 fn stage_of(module: &str) -> Option<usize> {
@@ -51,13 +48,15 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// tests` block (by convention the last item of a file).
 fn product_source(path: &Path) -> String {
     let s = std::fs::read_to_string(path).unwrap();
-    match s
+    let end = s
         .find("#[cfg(test)]\nmod tests")
-        .or(s.find("#[cfg(test)]\npub(crate) mod tests"))
-    {
-        Some(i) => s[..i].to_owned(),
-        None => s,
-    }
+        .or(s.find("#[cfg(test)]\npub(crate) mod tests"));
+    // Comments are left out too: a doc link is not an import.
+    s[..end.unwrap_or(s.len())]
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Identifiers following `prefix` (`crate::`, `super::`) in `src`.

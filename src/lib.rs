@@ -12,7 +12,6 @@
 //! embeddings that [`corpus`] reads. [`fs`], [`progress`], [`bundled`], [`plural`] and [`timings`]
 //! are helpers every stage may use; [`cli`] drives the stages.
 
-pub mod bench;
 pub mod bundled;
 pub mod cache;
 pub mod cli;
@@ -36,9 +35,7 @@ pub mod progress;
 pub mod quantize;
 pub mod reference;
 pub mod render;
-pub mod scale;
 pub mod shard;
-pub mod synthetic;
 pub mod themes;
 pub mod timings;
 

@@ -89,8 +89,8 @@ fn an_interrupted_run_resumes_to_an_identical_cache() {
     let whole = dir.path().join("whole");
     precompute(&whole, &["--chunk", "50"]);
     let part = dir.path().join("part");
-    let o = try_precompute(&part, &["--chunk", "50", "--stop-after", "3"]);
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let o = try_precompute_stopped(&part, &["--chunk", "50"], Some(3));
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(
         !part.join("manifest.json").exists(),
         "an unfinished cache must not look complete"
@@ -651,7 +651,7 @@ fn a_poems_file_of_another_shape_is_told_the_shapes_that_are_read() {
 fn counts_agree_with_their_nouns() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let o = try_precompute(&cache, &["--chunk", "100", "--stop-after", "1"]);
+    let o = try_precompute_stopped(&cache, &["--chunk", "100"], Some(1));
     assert!(stderr(&o).contains("stopped after 1 chunk;"), "{}", stderr(&o));
     precompute(&cache, &["--chunk", "100"]);
     let o = ok(&["verify", "--cache", cache.to_str().unwrap(), "--sample", "1"]);

@@ -178,8 +178,8 @@ fn an_interrupted_shard_resumes_to_its_rows_of_the_whole_cache() {
     precompute(&whole, &[]);
     let part = dir.path().join("part");
     let args = ["--shard", "1/3", "--chunk", "20"];
-    let o = try_precompute(&part, &[&args[..], &["--stop-after", "2"]].concat());
-    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let o = try_precompute_stopped(&part, &args, Some(2));
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(!part.join("manifest.json").exists());
     refused(
         &merge(&dir.path().join("m"), &[&part]),
@@ -349,7 +349,8 @@ fn bench_scale_runs_the_sharded_row_and_checks_its_merge_against_the_whole_run()
     let scratch = dir.path().to_str().unwrap();
     // The smallest sizes whose on-the-fly run fits under the matrix's need.
     let sizes = ["--sizes", "800,1000,1200", "--top-k", "5"];
-    let o = ok(&[&["bench", "scale", "--shards", "2", "--dir", scratch][..], &sizes].concat());
+    let o = bench(&[&["scale", "--shards", "2", "--dir", scratch][..], &sizes].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("Σ 2 shards s") && out.contains("2 shards summed ∝ n^"),
@@ -367,7 +368,7 @@ fn bench_scale_runs_the_sharded_row_and_checks_its_merge_against_the_whole_run()
         std::fs::read_dir(dir.path()).unwrap().next().is_none(),
         "the shards' scratch files are removed"
     );
-    let o = run(&[&["bench", "scale", "--shards", "801"][..], &sizes].concat());
+    let o = bench(&[&["scale", "--shards", "801"][..], &sizes].concat());
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("--shards 801 is more shards than the 800 poems"),

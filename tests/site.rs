@@ -1039,7 +1039,8 @@ fn build_plans_the_site_before_computing() {
 fn a_cut_site_computes_only_what_it_shows() {
     let dir = tempfile::tempdir().unwrap();
     let poems = dir.path().join("c.jsonl");
-    ok(&["bench", "corpus", "--poems", "1500", "--out", poems.to_str().unwrap()]);
+    let o = bench(&["corpus", "--poems", "1500", "--out", poems.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let (cache, out) = (dir.path().join("cache"), dir.path().join("site"));
     let build = |extra: &[&str]| {
         let mut args = vec!["--per-page", "1"];

@@ -79,11 +79,6 @@ pub enum Command {
     },
     /// List GPU adapters with the limits that matter here.
     Adapters,
-    /// Measure throughput, side by side in one run.
-    Bench {
-        #[command(subcommand)]
-        what: BenchCommand,
-    },
 }
 
 /// URL forms for `embed --url` (the endpoint path is appended unless the
@@ -183,8 +178,8 @@ pub struct EmbedArgs {
     /// Seconds between saves of the output file (what is saved survives Ctrl-C).
     #[arg(long, help_heading = OUTPUT, default_value = "5", value_parser = crate::embed::flags::flush_every)]
     pub flush_every: std::time::Duration,
-    /// Base of the retry backoff, in seconds.
-    #[arg(long, default_value = "0.5", hide = true, value_parser = crate::embed::flags::backoff)]
+    /// Base of the retry backoff, in seconds: the first retry waits about this long, each later one twice the one before (at most --max-wait).
+    #[arg(long, help_heading = SERVER, default_value = "0.5", value_parser = crate::embed::flags::backoff)]
     pub backoff: std::time::Duration,
 }
 
@@ -250,203 +245,6 @@ impl EmbedArgs {
 struct EmbedArgsParser {
     #[command(flatten)]
     args: EmbedArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Every benchmark, each in its own process.
-    All {
-        /// Include the GPU backend (whatever adapter is found).
-        #[arg(long)]
-        gpu: bool,
-    },
-    /// The ordering engine: naive, reference, fused CPU (1 and N threads), GPU.
-    Engine {
-        #[command(flatten)]
-        corpus: BenchCorpus,
-        /// CPU threads (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Full-length walks per thread for the fused CPU backend.
-        #[arg(long, default_value_t = 4)]
-        starts_per_thread: usize,
-        /// Also run the GPU backend.
-        #[arg(long)]
-        gpu: bool,
-        /// Starts for the GPU run.
-        #[arg(long, default_value_t = 256)]
-        gpu_starts: usize,
-        /// Steps per start for the GPU run (default: full length; 64 on a software adapter).
-        #[arg(long)]
-        gpu_steps: Option<usize>,
-        #[command(flatten)]
-        gpu_args: GpuArgs,
-    },
-    /// One precompute beside the same job as N shards and a merge.
-    Shards {
-        #[command(flatten)]
-        corpus: BenchCorpus,
-        /// How many shards.
-        #[arg(long, default_value_t = 4)]
-        shards: usize,
-        /// Entries per ordering (the walks' length).
-        #[arg(long, default_value_t = 1000)]
-        top_k: usize,
-        /// CPU threads (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Where the orderings are computed: gpu, cpu or auto.
-        #[arg(long, value_enum, default_value_t = BackendChoice::Cpu)]
-        backend: BackendChoice,
-        /// Scratch directory (default: the system temp dir).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-    /// render: pages/s and MB/s beside the disk's bound.
-    Render {
-        #[command(flatten)]
-        corpus: BenchCorpus,
-        /// CPU threads (default: all cores).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Poems per static page.
-        #[arg(long, default_value_t = 100)]
-        per_page: usize,
-        /// Pages per ordering (top-k = per-page × pages).
-        #[arg(long, default_value_t = 1)]
-        pages: usize,
-        /// Scratch directory (default: the system temp dir).
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-    /// Cost against n: the whole matrix beside rows on the fly and beside N
-    /// shards merged, same synthetic clustered corpus, exponents fitted,
-    /// peak RSS of each.
-    Scale(ScaleArgs),
-    /// Write the synthetic clustered corpus that `bench scale` uses, as JSON
-    /// Lines, to run `precompute` on.
-    Corpus {
-        /// The JSON Lines file to write.
-        #[arg(long)]
-        out: PathBuf,
-        /// How many poems.
-        #[arg(long, default_value_t = 100_000)]
-        poems: usize,
-        #[command(flatten)]
-        shape: ShapeArgs,
-    },
-}
-
-/// The shape of a synthetic clustered corpus.
-#[derive(Debug, Clone, Args)]
-pub struct ShapeArgs {
-    /// Numbers per vector.
-    #[arg(long, default_value_t = 384)]
-    pub dim: usize,
-    /// Groups of similar poems.
-    #[arg(long, default_value_t = 64)]
-    pub clusters: usize,
-    /// The same number gives the same corpus.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-}
-
-impl ShapeArgs {
-    /// The shape with `n` poems.
-    pub fn shape(&self, n: usize) -> crate::synthetic::Shape {
-        crate::synthetic::Shape {
-            n,
-            dim: self.dim,
-            clusters: self.clusters,
-            seed: self.seed,
-        }
-    }
-}
-
-/// Options of `bench scale`.
-#[derive(Debug, Clone, Args)]
-pub struct ScaleArgs {
-    /// Corpus sizes (at least three, to fit the exponent).
-    #[arg(long, value_delimiter = ',', default_value = "4000,8000,16000")]
-    pub sizes: Vec<usize>,
-    /// Entries per ordering.
-    #[arg(long, default_value_t = 100)]
-    pub top_k: usize,
-    /// CPU threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Memory limit of the on-the-fly runs (always below the matrix's need).
-    #[arg(long, default_value = "1GiB")]
-    pub rows_memory: bytesize::ByteSize,
-    /// Project the time of this many poems, on one machine and sharded.
-    #[arg(long, default_value_t = 100_000)]
-    pub project: usize,
-    /// Machines to project rows on the fly, sharded, for (the measured
-    /// sharded row uses --shards).
-    #[arg(long, default_value_t = 16)]
-    pub machines: usize,
-    /// Also run each size as N shards (each `precompute --shard I/N` in its
-    /// own process, one after another) and `merge` them, checked byte for
-    /// byte against the matrix run; 0 or 1: no sharded row. At most the
-    /// smallest size.
-    #[arg(long, default_value_t = 4)]
-    pub shards: usize,
-    /// Scratch directory for the sharded row's corpus file and caches
-    /// (default: the system temp dir).
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    #[command(flatten)]
-    pub shape: ShapeArgs,
-    /// Run one size in one mode and print its figures as JSON (the parent
-    /// runs each in its own process, so peak RSS is that run's own).
-    #[arg(long, hide = true, requires = "mode")]
-    pub one: Option<usize>,
-    #[arg(long, hide = true, value_enum)]
-    pub mode: Option<crate::scale::Mode>,
-    /// With `--mode shards`: the shard to run, over the corpus file in `--dir`.
-    #[arg(long, hide = true, requires = "dir")]
-    pub shard: Option<crate::shard::ShardSpec>,
-}
-
-impl ScaleArgs {
-    /// The benchmark's options.
-    pub fn options(&self) -> crate::scale::Options {
-        crate::scale::Options {
-            sizes: self.sizes.clone(),
-            top_k: self.top_k,
-            threads: self.threads,
-            rows_memory: self.rows_memory.as_u64(),
-            project: self.project,
-            machines: self.machines,
-            shape: self.shape.shape(0),
-            shards: self.shards,
-            dir: self.dir.clone(),
-            shard: self.shard,
-        }
-    }
-}
-
-/// The corpus a benchmark reads (default: ../shared/corpora/fortunes when
-/// present, else the bundled corpus).
-#[derive(Debug, Clone, Args)]
-pub struct BenchCorpus {
-    /// The poems file to measure on.
-    #[arg(long, help_heading = INPUT)]
-    pub poems: Option<PathBuf>,
-    /// Their embeddings file.
-    #[arg(long, help_heading = INPUT)]
-    pub embeddings: Option<PathBuf>,
-}
-
-impl BenchCorpus {
-    /// The corpus files; `keep` holds the bundled corpus if it is used.
-    pub(super) fn paths(&self, keep: &mut Option<crate::bundled::Bundled>) -> anyhow::Result<(PathBuf, PathBuf)> {
-        if let (Some(p), Some(e)) = (&self.poems, &self.embeddings) {
-            return Ok((p.clone(), e.clone()));
-        }
-        let (p, e) = crate::bench::default_corpus(keep)?;
-        Ok((self.poems.clone().unwrap_or(p), self.embeddings.clone().unwrap_or(e)))
-    }
 }
 
 /// Options shared by `render` and `build`.
@@ -577,27 +375,12 @@ pub struct GpuArgs {
     /// Use the slower shared-memory reduction even where the GPU has subgroups (to compare or work around a driver).
     #[arg(long)]
     pub no_subgroups: bool,
-    /// Split the similarity matrix into tiles of this many rows.
-    #[arg(long, hide = true)]
-    pub tile_rows: Option<usize>,
-    /// Starts per GPU batch.
-    #[arg(long, hide = true)]
-    pub gpu_batch: Option<usize>,
-    /// Walk steps per GPU dispatch.
-    #[arg(long, hide = true)]
-    pub steps_per_dispatch: Option<u32>,
     /// GPU memory the similarity matrix may take (e.g. `8GB`; default: what
     /// the adapter can bind). Above it, the GPU computes rows on the fly
     /// behind a cache of this size. The vectors (twice), the walks' sums and
     /// the outputs come on top.
     #[arg(long)]
     pub max_gpu_memory: Option<bytesize::ByteSize>,
-    /// Compute rows on the fly on the GPU, with a cache of this many rows.
-    #[arg(long, hide = true)]
-    pub gpu_cache_rows: Option<usize>,
-    /// Batches in flight with rows on the fly on the GPU (1 or 2).
-    #[arg(long, hide = true, value_parser = clap::value_parser!(u8).range(1..=2))]
-    pub gpu_lanes: Option<u8>,
 }
 
 impl GpuArgs {
@@ -606,12 +389,10 @@ impl GpuArgs {
             adapter: self.adapter.clone(),
             allow_software: false,
             no_subgroups: self.no_subgroups,
-            tile_rows: self.tile_rows,
-            batch: self.gpu_batch,
-            steps_per_dispatch: self.steps_per_dispatch,
             max_gpu_memory: self.max_gpu_memory.map(|b| b.as_u64()),
-            cache_rows: self.gpu_cache_rows,
-            lanes: self.gpu_lanes.map(usize::from),
+            // The GPU's internal sizes are chosen by the backend; only
+            // `diversity-bench engine` forces them.
+            ..GpuOptions::default()
         }
     }
 }
@@ -659,9 +440,6 @@ pub struct EngineArgs {
     /// Poems per checkpoint: what Ctrl-C saves and a rerun resumes from (also poems per GPU batch).
     #[arg(long, default_value_t = 1024, help_heading = PERFORMANCE)]
     pub chunk: usize,
-    /// Stop after computing this many chunks (for testing resumption).
-    #[arg(long, hide = true)]
-    pub stop_after: Option<usize>,
     /// Memory the CPU backend may use (e.g. `4GB`; default: what the machine
     /// has available). Above it, rows are computed on the fly instead of
     /// holding the n × n matrix.
@@ -700,11 +478,20 @@ impl EngineArgs {
             chunk: self.chunk,
             gpu: self.gpu.options(),
             progress,
-            stop_after: self.stop_after,
+            stop_after: test_stop_after(),
             shard: None,
             max_memory: self.max_memory.map(|b| b.as_u64()),
         }
     }
+}
+
+/// Test hook: with `DIVERSITY_TEST_STOP_AFTER=N` in the environment,
+/// `precompute` and `build` stop after computing N chunks as Ctrl-C would
+/// stop them there (status 130, resumable): how the tests reach a known
+/// checkpoint. Like `DIVERSITY_TEST_HOLD`, it is not a flag, so the
+/// product's `--help` and exit statuses stay the user's.
+fn test_stop_after() -> Option<usize> {
+    std::env::var("DIVERSITY_TEST_STOP_AFTER").ok()?.parse().ok()
 }
 
 #[derive(Debug, Clone, Args)]
@@ -730,7 +517,7 @@ mod tests {
     use super::Cli;
     use clap::CommandFactory;
 
-    /// Every command, subcommands included, with its path ("bench scale").
+    /// Every command, subcommands included, with its path ("diversity-gpu build").
     fn commands(cmd: &clap::Command, path: String, out: &mut Vec<(String, clap::Command)>) {
         for sub in cmd.get_subcommands() {
             commands(sub, format!("{path} {}", sub.get_name()), out);

@@ -24,9 +24,8 @@ pub enum Outcome {
     Done,
     /// Some inputs failed and were reported; the rest is saved (status 2).
     PartlyFailed,
-    /// Stopped at a checkpoint on request (`--stop-after`); resumable (status 3).
-    Stopped,
-    /// Stopped by Ctrl-C at a checkpoint; resumable (status 130).
+    /// Stopped by Ctrl-C (or the `DIVERSITY_TEST_STOP_AFTER` test hook) at
+    /// a checkpoint; resumable (status 130).
     Interrupted,
     /// An error, already printed with its causes (status 1).
     Failed,
@@ -37,7 +36,6 @@ impl From<Outcome> for ExitCode {
         match o {
             Outcome::Done => ExitCode::SUCCESS,
             Outcome::PartlyFailed => ExitCode::from(2),
-            Outcome::Stopped => ExitCode::from(3),
             Outcome::Interrupted => ExitCode::from(130),
             Outcome::Failed => ExitCode::FAILURE,
         }
@@ -128,7 +126,6 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             return rendered(&s, &a.out);
         }
         Command::Build(a) => return build(*a, show),
-        Command::Bench { what } => bench(what)?,
         Command::Embed(a) => {
             let out = a.out.clone();
             let journal = crate::embed::journal_path(&out);
@@ -153,17 +150,14 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
-/// A precompute that stopped at a checkpoint: by Ctrl-C or `--stop-after`.
+/// A precompute that stopped at a checkpoint: by Ctrl-C, or by the
+/// `DIVERSITY_TEST_STOP_AFTER` test hook, which stands for it.
 fn stopped(chunks_computed: usize) -> Outcome {
     eprintln!(
         "stopped after {}; finished chunks are saved, run the same command again to resume",
         count(chunks_computed, "chunk", "chunks")
     );
-    if crate::interrupt::requested() {
-        Outcome::Interrupted
-    } else {
-        Outcome::Stopped
-    }
+    Outcome::Interrupted
 }
 
 /// Writes the orderings as JSON Lines to `out` (atomically, through a
@@ -522,99 +516,4 @@ fn planned_colors(loaded: &crate::precompute::Loaded) -> std::collections::HashM
         .zip(&loaded.extras.colors)
         .map(|(k, &c)| (k.clone(), palette.colors[c as usize].hex.clone()))
         .collect()
-}
-
-fn bench(what: BenchCommand) -> Result<()> {
-    match what {
-        BenchCommand::All { gpu } => {
-            let exe = std::env::current_exe()?;
-            let mut parts: Vec<Vec<&str>> = vec![
-                vec!["bench", "engine"],
-                vec!["bench", "render"],
-                vec!["bench", "shards"],
-            ];
-            if gpu {
-                parts[0].push("--gpu");
-            }
-            for args in parts {
-                let status = std::process::Command::new(&exe).args(&args).status()?;
-                if !status.success() {
-                    bail!("`{}` failed", args.join(" "));
-                }
-            }
-        }
-        BenchCommand::Engine {
-            corpus,
-            threads,
-            starts_per_thread,
-            gpu,
-            gpu_starts,
-            gpu_steps,
-            gpu_args,
-        } => {
-            let mut keep = None;
-            let (poems, embeddings) = corpus.paths(&mut keep)?;
-            crate::bench::engine(&crate::bench::EngineOptions {
-                poems,
-                embeddings,
-                threads,
-                starts_per_thread,
-                gpu,
-                gpu_starts,
-                gpu_steps,
-                gpu_opts: gpu_args.options(),
-            })?;
-        }
-        BenchCommand::Shards {
-            corpus,
-            shards,
-            top_k,
-            threads,
-            backend,
-            dir,
-        } => {
-            let mut keep = None;
-            let (poems, embeddings) = corpus.paths(&mut keep)?;
-            crate::bench::shards(&crate::bench::ShardsOptions {
-                poems,
-                embeddings,
-                shards: shards.max(1),
-                top_k: Some(top_k),
-                threads,
-                backend,
-                dir,
-            })?;
-        }
-        BenchCommand::Scale(a) => match (a.one, a.mode) {
-            (Some(n), Some(mode)) => crate::scale::one(&a.options(), n, mode)?,
-            _ => crate::scale::scale(&a.options())?,
-        },
-        BenchCommand::Corpus { out, poems, shape } => {
-            crate::synthetic::write_jsonl(&out, shape.shape(poems))?;
-            eprintln!(
-                "wrote {poems} synthetic poems of {} dims to {}",
-                shape.dim,
-                out.display()
-            );
-        }
-        BenchCommand::Render {
-            corpus,
-            threads,
-            per_page,
-            pages,
-            dir,
-        } => {
-            let mut keep = None;
-            let (poems, embeddings) = corpus.paths(&mut keep)?;
-            crate::bench::render(&crate::bench::RenderOptions {
-                poems,
-                embeddings,
-                threads,
-                per_page,
-                pages,
-                dir,
-            })?;
-        }
-    }
-    Ok(())
 }

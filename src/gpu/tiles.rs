@@ -168,7 +168,7 @@ impl MatrixTiles {
             let rows = layout.rows(t) as u32;
             let (x, y) = (((layout.stride / 2) as u32).div_ceil(wg_x), rows.div_ceil(wg_y));
             if y > 65535 {
-                bail!("a tile of {rows} rows exceeds one dispatch; use --tile-rows");
+                bail!("a tile of {rows} rows exceeds one dispatch");
             }
             pass.dispatch_workgroups(x, y, 1);
         }

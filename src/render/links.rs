@@ -10,9 +10,6 @@ use crate::cache::Kind;
 /// Entries on one link-list page.
 pub const LINKS_PER_PAGE: usize = 500;
 
-/// Longest first line shown, in characters.
-const FIRST_LINE_CHARS: usize = 60;
-
 /// Pages `<base><page>.html` of `entries` entries, [`LINKS_PER_PAGE`] a
 /// page (always at least one): `head` starts a page, `body` renders a
 /// range of entries.
@@ -60,41 +57,16 @@ pub(super) fn poem_entries(site: &Site) -> Vec<Option<String>> {
             // Shown as on every page: control and bidi characters escaped.
             Some(templates::link_entry(
                 &format!("../{href}"),
-                &super::text::shown(&first_line(&poem.text)),
+                &super::text::shown(&super::text::first_line(&poem.text)),
                 &super::text::shown(&poem.key),
             ))
         })
         .collect()
 }
 
-/// The first non-blank line, without control characters, cut at
-/// [`FIRST_LINE_CHARS`].
-pub fn first_line(text: &str) -> String {
-    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    let mut out: String = line
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(FIRST_LINE_CHARS)
-        .collect();
-    if line.chars().filter(|c| !c.is_control()).count() > FIRST_LINE_CHARS {
-        out.push('…');
-    }
-    if out.is_empty() {
-        out.push('…');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn first_lines_are_short_and_clean() {
-        assert_eq!(first_line("\n  \n\tHello\u{8} there  \nmore"), "Hello there");
-        assert_eq!(first_line(&"x".repeat(70)), format!("{}…", "x".repeat(60)));
-        assert_eq!(first_line(""), "…");
-    }
 
     #[test]
     fn link_pages_chain_and_cover_every_entry() {

@@ -248,8 +248,8 @@ impl<'a> Site<'a> {
     }
 
     /// How this site packs its complete lists.
-    pub fn packing(&self) -> super::complete::Packing {
-        super::complete::Packing::for_rows(self.rows.keys.len())
+    pub fn packing(&self) -> super::packing::Packing {
+        super::packing::Packing::for_rows(self.rows.keys.len())
     }
 
     fn orderings(&self) -> &Cache {

@@ -113,7 +113,7 @@ pub fn clean(text: &str) -> String {
 pub fn title(poem: &crate::corpus::Poem) -> String {
     match &poem.title {
         Some(t) => t.trim().to_owned(),
-        None => super::links::first_line(&poem.text),
+        None => first_line(&poem.text),
     }
 }
 
@@ -155,6 +155,27 @@ pub fn is_golden(text: &str) -> bool {
     let t = text.trim_end();
     // Cheap bounds first: a char is 1 to 4 bytes.
     (GOLDEN_CHARS..=4 * GOLDEN_CHARS).contains(&t.len()) && t.chars().count() == GOLDEN_CHARS
+}
+
+/// Longest first line shown, in characters.
+const FIRST_LINE_CHARS: usize = 60;
+
+/// The first non-blank line, without control characters, cut at
+/// [`FIRST_LINE_CHARS`].
+pub fn first_line(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let mut out: String = line
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(FIRST_LINE_CHARS)
+        .collect();
+    if line.chars().filter(|c| !c.is_control()).count() > FIRST_LINE_CHARS {
+        out.push('…');
+    }
+    if out.is_empty() {
+        out.push('…');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -231,5 +252,12 @@ mod tests {
         // A combining accent is its own scalar value.
         assert!(!is_golden(&"e\u{301}".repeat(512).replacen('e', "", 1)));
         assert!(is_golden(&"e\u{301}".repeat(512)));
+    }
+
+    #[test]
+    fn first_lines_are_short_and_clean() {
+        assert_eq!(first_line("\n  \n\tHello\u{8} there  \nmore"), "Hello there");
+        assert_eq!(first_line(&"x".repeat(70)), format!("{}…", "x".repeat(60)));
+        assert_eq!(first_line(""), "…");
     }
 }

@@ -43,9 +43,24 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
 }
 
+/// Runs the benchmark binary, `diversity-bench`, whatever the outcome.
+pub fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_diversity-bench"))
+        .env("RUST_LOG", "info")
+        .args(args)
+        .output()
+        .expect("the benchmark binary runs")
+}
+
 /// Runs precompute on the bundled corpus into `dir` (CPU unless `extra`
 /// names a backend), whatever the outcome.
 pub fn try_precompute(dir: &Path, extra: &[&str]) -> Output {
+    try_precompute_stopped(dir, extra, None)
+}
+
+/// [`try_precompute`], stopped after `chunks` chunks (when given) by the
+/// `DIVERSITY_TEST_STOP_AFTER` hook, as Ctrl-C would stop it there.
+pub fn try_precompute_stopped(dir: &Path, extra: &[&str], chunks: Option<usize>) -> Output {
     let p = corpus("poems.json");
     let e = corpus("embeddings.json");
     let mut args = vec![
@@ -61,7 +76,11 @@ pub fn try_precompute(dir: &Path, extra: &[&str]) -> Output {
         args.extend(["--backend", "cpu"]);
     }
     args.extend_from_slice(extra);
-    run(&args)
+    let mut cmd = bin();
+    if let Some(c) = chunks {
+        cmd.env("DIVERSITY_TEST_STOP_AFTER", c.to_string());
+    }
+    cmd.args(&args).output().expect("the binary runs")
 }
 
 /// Precomputes the bundled corpus into `dir`, which must succeed.

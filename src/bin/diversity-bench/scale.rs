@@ -1,9 +1,10 @@
-//! `bench scale`: what the whole job (every start's similar and different
-//! orderings) costs as n grows, with the n × n matrix beside rows on the
-//! fly and beside the same job run as N shards and merged, on the same
-//! synthetic clustered corpus, side by side in one run. Each size and mode
-//! (and each shard) runs in its own process, so the peak RSS reported is
-//! that run's own; the exponent of n is fitted by least squares on log–log.
+//! `diversity-bench scale`: what the whole job (every start's similar and
+//! different orderings) costs as n grows, with the n × n matrix beside rows
+//! on the fly and beside the same job run as N shards and merged
+//! ([`crate::shards`]), on the same synthetic clustered corpus, side by side
+//! in one run. Each size and mode (and each shard) runs in its own process,
+//! so the peak RSS reported is that run's own; the exponent of n is fitted
+//! by least squares on log–log.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -12,13 +13,14 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{Cache, Kind};
-use crate::cpu::on_the_fly::OnTheFly;
-use crate::cpu::{similar_rows, CpuBackend};
-use crate::memory::{Limit, LimitSource, Needs, Plan};
-use crate::shard::ShardSpec;
+use diversity_gpu::cpu::on_the_fly::OnTheFly;
+use diversity_gpu::cpu::{similar_rows, CpuBackend};
+use diversity_gpu::memory::{Limit, LimitSource, Needs, Plan};
+use diversity_gpu::shard::ShardSpec;
+use diversity_gpu::timings::Timings;
+
+use crate::shards::{one_shard, shard_count, sharded, Sharded};
 use crate::synthetic::{self, Shape};
-use crate::timings::Timings;
 
 /// Where the walks' rows come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -93,7 +95,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn new(n: usize, mode: Mode) -> Run {
+    pub(crate) fn new(n: usize, mode: Mode) -> Run {
         Run {
             n,
             mode,
@@ -113,18 +115,13 @@ impl Run {
 const CHUNK: usize = 1024;
 
 /// The sharded row's corpus file, in each size's scratch directory.
-const CORPUS_FILE: &str = "corpus.jsonl";
-
-/// Shard `index`'s cache directory in a size's scratch directory.
-fn shard_dir(scratch: &Path, index: usize) -> PathBuf {
-    scratch.join(format!("shard{index}"))
-}
+pub(crate) const CORPUS_FILE: &str = "corpus.jsonl";
 
 /// blake3 of every start's similar and different orderings as `u32`
 /// indices, a chunk of starts at a time (similar rows, then different
 /// rows), which `fill` writes for the starts it is given. Every mode hashes
 /// the same way, so equal hashes mean equal orderings.
-fn orderings_hash(n: usize, w: usize, mut fill: impl FnMut(Range<usize>, &mut [u32], &mut [u32])) -> String {
+pub(crate) fn orderings_hash(n: usize, w: usize, mut fill: impl FnMut(Range<usize>, &mut [u32], &mut [u32])) -> String {
     let (mut sim, mut diff) = (vec![0u32; CHUNK * w], vec![0u32; CHUNK * w]);
     let mut hash = blake3::Hasher::new();
     for s0 in (0..n).step_by(CHUNK) {
@@ -150,16 +147,16 @@ pub fn one(o: &Options, n: usize, mode: Mode) -> Result<()> {
 }
 
 /// The whole job in this process, over the matrix or rows on the fly.
-fn in_memory(o: &Options, n: usize, mode: Mode) -> Result<Run> {
+pub(crate) fn in_memory(o: &Options, n: usize, mode: Mode) -> Result<Run> {
     let q = synthetic::quantized(Shape { n, ..o.shape });
-    let pool = crate::progress::pool(o.threads)?;
+    let pool = diversity_gpu::progress::pool(o.threads)?;
     let threads = pool.current_num_threads();
     let w = o.top_k.min(n - 1);
     let mut run = Run::new(n, mode);
     let t = Instant::now();
     match mode {
         Mode::Matrix => {
-            let sim_pool = crate::progress::pool(o.threads)?;
+            let sim_pool = diversity_gpu::progress::pool(o.threads)?;
             let backend = CpuBackend::new(&q, pool);
             run.hash = orderings_hash(n, w, |starts, sim, diff| {
                 backend.different(starts.clone(), w, diff);
@@ -183,48 +180,16 @@ fn in_memory(o: &Options, n: usize, mode: Mode) -> Result<Run> {
         Mode::Shards => bail!("a shard runs through precompute, not in memory"),
     }
     run.secs = t.elapsed().as_secs_f64();
-    run.peak_rss = crate::bench::peak_rss().unwrap_or(0);
+    run.peak_rss = crate::peak_rss().unwrap_or(0);
     Ok(run)
-}
-
-/// One shard, through the code path of `precompute --shard I/N` (on the
-/// CPU backend, like the other modes), over the corpus file the parent wrote.
-fn one_shard(o: &Options, n: usize) -> Result<Run> {
-    let (Some(spec), Some(dir)) = (o.shard, o.dir.as_deref()) else {
-        bail!("--mode shards runs one shard: give --shard I/N and --dir (the size's scratch directory)")
-    };
-    let base = crate::bench::precompute_options(
-        dir.join(CORPUS_FILE),
-        None,
-        crate::engine::BackendChoice::Cpu,
-        Some(o.top_k),
-        o.threads,
-    );
-    let (secs, manifest) = crate::bench::timed_precompute(&crate::precompute::Options {
-        out: shard_dir(dir, spec.index),
-        shard: Some(spec),
-        ..base
-    })?;
-    ensure!(
-        manifest.included == n,
-        "the corpus file holds {} usable poems, not {n}",
-        manifest.included
-    );
-    Ok(Run {
-        secs,
-        peak_rss: crate::bench::peak_rss().unwrap_or(0),
-        shard: Some(format!("{}/{}", spec.index, spec.count)),
-        phases: Some(manifest.timings),
-        ..Run::new(n, Mode::Shards)
-    })
 }
 
 /// Runs `one` in a child process and reads its figures; `shard` names a
 /// shard and its size's scratch directory.
-fn child(o: &Options, n: usize, mode: Mode, shard: Option<(&Path, ShardSpec)>) -> Result<Run> {
+pub(crate) fn child(o: &Options, n: usize, mode: Mode, shard: Option<(&Path, ShardSpec)>) -> Result<Run> {
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(["bench", "scale", "--one", &n.to_string(), "--mode", mode.arg()])
+    cmd.args(["scale", "--one", &n.to_string(), "--mode", mode.arg()])
         .args(["--top-k", &o.top_k.to_string()])
         .args(["--rows-memory", &o.rows_memory.to_string()])
         .args(["--dim", &o.shape.dim.to_string()])
@@ -241,97 +206,13 @@ fn child(o: &Options, n: usize, mode: Mode, shard: Option<(&Path, ShardSpec)>) -
     let out = cmd.output().context("cannot run the benchmark's child process")?;
     ensure!(
         out.status.success(),
-        "bench scale --one {n} --mode {} failed: {}",
+        "diversity-bench scale --one {n} --mode {} failed: {}",
         mode.arg(),
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text.lines().last().context("no figures from the child process")?;
     Ok(serde_json::from_str(line)?)
-}
-
-/// The sharded row's shard count: `None` for 0 or 1 (no sharded row).
-/// More shards than the smallest size's poems would leave shards without
-/// a start, so that is refused.
-pub fn shard_count(shards: usize, smallest: usize) -> Result<Option<usize>> {
-    match shards {
-        0 | 1 => Ok(None),
-        k if k > smallest => bail!(
-            "--shards {k} is more shards than the {smallest} poems of the smallest size; give at most {smallest}, or 0 for no sharded row"
-        ),
-        k => Ok(Some(k)),
-    }
-}
-
-/// The sharded row of one size: its shards, one after another, and the merge.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sharded {
-    /// The shards' seconds summed: the job's cost when done as shards.
-    pub sum: f64,
-    pub slowest: f64,
-    pub merge: f64,
-    /// The highest peak RSS of any shard's process.
-    pub peak_rss: u64,
-    /// The shards' loading of the corpus file, summed (part of `sum`).
-    pub load: f64,
-    /// The merged orderings' hash, as [`orderings_hash`] makes it.
-    pub hash: String,
-}
-
-impl Sharded {
-    /// The figures of `shards`' runs, the merge's seconds and the merged hash.
-    pub fn new(shards: &[Run], merge: f64, hash: String) -> Sharded {
-        let phase = |r: &Run, name: &str| r.phases.as_ref().and_then(|p| p.get(name)).unwrap_or(0.0);
-        Sharded {
-            sum: shards.iter().map(|r| r.secs).sum(),
-            slowest: shards.iter().map(|r| r.secs).fold(0.0, f64::max),
-            merge,
-            peak_rss: shards.iter().map(|r| r.peak_rss).max().unwrap_or(0),
-            load: shards.iter().map(|r| phase(r, "load")).sum(),
-            hash,
-        }
-    }
-
-    /// The wall time on as many machines as shards: the slowest shard, then the merge.
-    pub fn wall(&self) -> f64 {
-        self.slowest + self.merge
-    }
-}
-
-/// Writes the corpus of `n` poems, runs its `count` shards (each in its own
-/// process, one after another) and the merge, in a scratch directory.
-fn sharded(o: &Options, n: usize, count: usize) -> Result<Sharded> {
-    let tmp = crate::bench::scratch(o.dir.as_deref())?;
-    synthetic::write_jsonl(&tmp.path().join(CORPUS_FILE), Shape { n, ..o.shape })?;
-    let runs = (0..count)
-        .map(|index| child(o, n, Mode::Shards, Some((tmp.path(), ShardSpec { index, count }))))
-        .collect::<Result<Vec<_>>>()?;
-    let dirs: Vec<PathBuf> = (0..count).map(|i| shard_dir(tmp.path(), i)).collect();
-    let merged = tmp.path().join("merged");
-    let merge = crate::bench::timed_merge(&merged, &dirs)?;
-    let hash = merged_hash(&merged, n, o.top_k.min(n - 1))?;
-    Ok(Sharded::new(&runs, merge, hash))
-}
-
-/// The [`orderings_hash`] of a merged cache of `n` poems and rows of `w`.
-fn merged_hash(dir: &Path, n: usize, w: usize) -> Result<String> {
-    let cache = Cache::open(dir)?;
-    let m = &cache.manifest;
-    ensure!(
-        m.included == n && m.params.width == w,
-        "the merged cache holds {} poems of {} entries, not {n} of {w}",
-        m.included,
-        m.params.width
-    );
-    let mut row = Vec::with_capacity(w);
-    Ok(orderings_hash(n, w, |starts, sim, diff| {
-        for (k, i) in starts.enumerate() {
-            cache.row(Kind::Similar, i, &mut row);
-            sim[k * w..(k + 1) * w].copy_from_slice(&row);
-            cache.row(Kind::Different, i, &mut row);
-            diff[k * w..(k + 1) * w].copy_from_slice(&row);
-        }
-    }))
 }
 
 /// Least-squares slope and intercept of ln(secs) against ln(n).
@@ -469,6 +350,11 @@ pub fn scale(o: &Options) -> Result<()> {
             "  of the shards' summed time, loading the corpus file took {}",
             load.join(", ")
         );
+        for s in &done {
+            if let (Some(sh), Some(k)) = (&s.sharded, shards) {
+                println!("  {}", sh.against(s.n, k, s.matrix.secs));
+            }
+        }
     }
     project(o, &done, shards);
     Ok(())
@@ -518,111 +404,5 @@ mod tests {
             .collect();
         let (b, a) = fit(&pts);
         assert!((b - 2.3).abs() < 1e-9 && (a - 3e-7f64.ln()).abs() < 1e-6, "{b} {a}");
-    }
-
-    #[test]
-    fn shards_below_two_turn_the_row_off_and_too_many_are_refused() {
-        assert_eq!(shard_count(0, 4000).unwrap(), None);
-        assert_eq!(shard_count(1, 4000).unwrap(), None);
-        assert_eq!(shard_count(4, 4000).unwrap(), Some(4));
-        assert_eq!(shard_count(200, 200).unwrap(), Some(200));
-        let e = shard_count(201, 200).unwrap_err().to_string();
-        assert!(e.contains("--shards 201") && e.contains("at most 200"), "{e}");
-    }
-
-    /// A shard's run as its process reports it.
-    fn shard_run(secs: f64, peak_rss: u64, load: f64) -> Run {
-        let mut phases = Timings::default();
-        phases.phase("load", load);
-        phases.phase("selection", secs - load);
-        Run {
-            secs,
-            peak_rss,
-            shard: Some("0/3".into()),
-            phases: Some(phases),
-            ..Run::new(1000, Mode::Shards)
-        }
-    }
-
-    #[test]
-    fn the_sharded_row_sums_the_shards_and_projects_slowest_plus_merge() {
-        let runs = [
-            shard_run(2.0, 30 << 20, 0.5),
-            shard_run(3.5, 50 << 20, 0.25),
-            shard_run(1.0, 40 << 20, 0.25),
-        ];
-        let s = Sharded::new(&runs, 0.5, "h".into());
-        assert_eq!((s.sum, s.slowest, s.merge, s.load), (6.5, 3.5, 0.5, 1.0));
-        assert_eq!(s.peak_rss, 50 << 20);
-        assert_eq!(s.wall(), 4.0);
-        // The sharded row's exponent is fitted like the others'.
-        let pts: Vec<(usize, f64)> = [500, 1000, 4000]
-            .iter()
-            .map(|&n| (n, 2e-6 * (n as f64).powf(2.1)))
-            .collect();
-        assert!((fit(&pts).0 - 2.1).abs() < 1e-9);
-    }
-
-    #[test]
-    fn the_json_lines_of_the_in_memory_modes_are_unchanged_and_a_shards_round_trips() {
-        let matrix = Run {
-            hash: "abc".into(),
-            ..Run::new(10, Mode::Matrix)
-        };
-        let line = serde_json::to_string(&matrix).unwrap();
-        assert!(
-            !line.contains("shard") && !line.contains("phases") && line.contains("\"hash\""),
-            "{line}"
-        );
-        let line = serde_json::to_string(&shard_run(2.0, 1 << 20, 0.5)).unwrap();
-        assert!(
-            !line.contains("\"hash\"") && line.contains("\"shard\":\"0/3\""),
-            "{line}"
-        );
-        let back: Run = serde_json::from_str(&line).unwrap();
-        assert_eq!(back.mode, Mode::Shards);
-        assert_eq!(back.phases.unwrap().get("load"), Some(0.5));
-    }
-
-    #[test]
-    fn merged_shards_hash_like_the_whole_matrix_run() {
-        let dir = tempfile::tempdir().unwrap();
-        // Past one chunk of starts, so chunks and shards do not line up.
-        let shape = Shape {
-            n: 1100,
-            dim: 16,
-            clusters: 4,
-            seed: 3,
-        };
-        let o = Options {
-            sizes: vec![shape.n],
-            top_k: 7,
-            threads: Some(2),
-            rows_memory: 0,
-            project: 0,
-            machines: 1,
-            shape,
-            shards: 3,
-            dir: Some(dir.path().to_owned()),
-            shard: None,
-        };
-        synthetic::write_jsonl(&dir.path().join(CORPUS_FILE), shape).unwrap();
-        let runs: Vec<Run> = (0..3)
-            .map(|index| {
-                let shard = Some(ShardSpec { index, count: 3 });
-                one_shard(&Options { shard, ..o.clone() }, shape.n).unwrap()
-            })
-            .collect();
-        let dirs: Vec<PathBuf> = (0..3).map(|i| shard_dir(dir.path(), i)).collect();
-        let merged = dir.path().join("merged");
-        crate::bench::timed_merge(&merged, &dirs).unwrap();
-        let hash = merged_hash(&merged, shape.n, 7).unwrap();
-        assert_eq!(hash, in_memory(&o, shape.n, Mode::Matrix).unwrap().hash);
-        assert!(runs
-            .iter()
-            .all(|r| r.phases.as_ref().is_some_and(|p| p.get("load").is_some())));
-        // A different run's orderings do not hash alike.
-        let other = Options { top_k: 6, ..o.clone() };
-        assert_ne!(hash, in_memory(&other, shape.n, Mode::Matrix).unwrap().hash);
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::quantize::Quantized;
+use diversity_gpu::quantize::Quantized;
 
 /// The shape of a synthetic corpus.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +61,7 @@ pub fn quantized(shape: Shape) -> Quantized {
 /// Writes the corpus as JSON Lines (`{"id", "text", "embedding"}`), through
 /// a temporary file renamed into place.
 pub fn write_jsonl(path: &Path, shape: Shape) -> Result<()> {
-    let tmp = crate::fs::temp_file_beside(path)?;
+    let tmp = diversity_gpu::fs::temp_file_beside(path)?;
     let mut w = std::io::BufWriter::new(tmp);
     for (i, v) in vectors(shape).enumerate() {
         let nums: Vec<String> = v.iter().map(|x| format!("{x:.5}")).collect();
@@ -92,8 +92,8 @@ mod tests {
             seed: 7,
         };
         write_jsonl(&path, shape).unwrap();
-        let corpus = crate::corpus::load(&path, None, &Default::default()).unwrap();
-        let prepared = crate::quantize::prepare(&corpus, false);
+        let corpus = diversity_gpu::corpus::load(&path, None, &Default::default()).unwrap();
+        let prepared = diversity_gpu::quantize::prepare(&corpus, false);
         assert_eq!(prepared.vectors, quantized(shape));
         assert_eq!(prepared.keys[49], "s0000049");
     }
