@@ -10,7 +10,9 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 
 use crate::cpu::{similar_rows, CpuBackend, SimMatrix};
-use crate::gpu::{GpuBackend, GpuContext, GpuOptions};
+use crate::gpu::GpuOptions;
+#[cfg(feature = "gpu")]
+use crate::gpu::{GpuBackend, GpuContext};
 use crate::quantize::Quantized;
 
 /// The corpus benchmarks use: the shared fortunes corpus when found under
@@ -247,6 +249,14 @@ fn fused_cpu(report: &Reporter, o: &EngineOptions, backend: &CpuBackend, threads
     Ok(cpu_rate)
 }
 
+/// Without the `gpu` feature the GPU part says why it did not run.
+#[cfg(not(feature = "gpu"))]
+fn gpu_engine(_o: &EngineOptions, _q: &Quantized, _m: &SimMatrix, _bound: f64, _cpu_rate: f64) -> Result<()> {
+    println!("  gpu: not run ({})", crate::gpu::DISABLED);
+    Ok(())
+}
+
+#[cfg(feature = "gpu")]
 fn gpu_engine(o: &EngineOptions, q: &Quantized, m: &SimMatrix, bound: f64, cpu_rate: f64) -> Result<()> {
     let opts = GpuOptions {
         allow_software: true,

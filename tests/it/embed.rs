@@ -1,10 +1,8 @@
 //! End-to-end tests of `embed` against a real HTTP server on 127.0.0.1.
 
-mod common;
-#[path = "support/server.rs"]
-mod server;
+use crate::support::server;
 
-use common::*;
+use crate::common::*;
 use server::{refusing_url, vector, Config, Server, DIM};
 use std::path::Path;
 use std::time::{Duration, Instant};

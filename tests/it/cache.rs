@@ -1,9 +1,7 @@
 //! The cache's promises under attack: damaged files, kills at random
 //! moments, two writers, and the repair commands the errors suggest.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use diversity_gpu::cache::{integrity, Manifest};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -2,9 +2,7 @@
 //! order, caps, incremental writes, failures, the index's reach, the
 //! schemes, `--reverse`, and a real browser.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -290,7 +288,7 @@ fn caps_budgets_and_incremental_writes() {
         ],
     );
     let err = stderr(&o);
-    let written = common::number_before(&err, " written");
+    let written = crate::common::number_before(&err, " written");
     assert!(written > 0 && written < 1760, "{err}");
     // A budget picks the largest cap that fits, and the site fits it.
     let budget_site = dir.path().join("budget");
@@ -873,8 +871,7 @@ fn stale_listing_pages_go_and_the_users_files_stay() {
     assert!(out.join("words/night-000.html").exists());
 }
 
-#[path = "support/browser.rs"]
-mod browser;
+use crate::support::browser;
 
 /// Scrolls a complete list to its end, as a reader would, and returns every
 /// entry's key in order, the first entry's position and whether the page
