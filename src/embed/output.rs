@@ -85,7 +85,9 @@ pub fn write(path: &Path, poems: &[Poem], outcomes: &[PoemOutcome], info: &RunIn
 fn generated_at(t: SystemTime) -> String {
     let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let secs = i64::try_from(secs).unwrap_or(i64::MAX);
-    jiff::Timestamp::from_second(secs).unwrap_or(jiff::Timestamp::MAX).to_string()
+    jiff::Timestamp::from_second(secs)
+        .unwrap_or(jiff::Timestamp::MAX)
+        .to_string()
 }
 
 #[cfg(test)]
