@@ -508,6 +508,7 @@ fn screenshot(chromium: &str, profile: &Path, page: &str, shot: &Path) -> Vec<u8
 /// `docs/screenshot.png`, `docs/index.png`, `docs/theme.png` and
 /// `docs/complete.png` (a complete list, shown by its script).
 #[test]
+#[ignore = "needs Chromium; `.ci/run` runs it: cargo test --release -- --ignored real_browser"]
 fn a_real_browser_renders_a_page() {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
@@ -917,6 +918,7 @@ fn keys(v: &serde_json::Value) -> Vec<String> {
 /// entry of its ordering in `export`'s order; an address with a position,
 /// and the position box, start there.
 #[test]
+#[ignore = "needs Chromium; `.ci/run` runs it: cargo test --release -- --ignored real_browser"]
 fn complete_lists_show_every_ordering_whole_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
