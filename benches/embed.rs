@@ -4,7 +4,7 @@
 //! time), in one run. Each run starts with a one-text probe request.
 //! `cargo bench --bench embed`.
 
-#[path = "../tests/support/server.rs"]
+#[path = "../tests/it/support/server.rs"]
 mod server;
 
 use std::time::Duration;

@@ -11,7 +11,7 @@
 //! runs in `$REAL_SERVER_VENV` (default
 //! ~/.cache/diversity-gpu/real-server-venv, made by scripts/real-server-test.sh).
 
-#[path = "../tests/support/model.rs"]
+#[path = "../tests/it/support/model.rs"]
 mod model;
 
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! (default: the bundled corpus). The figures in the README's Figures
 //! section come from this.
 
-#[path = "../tests/support/browser.rs"]
+#[path = "../tests/it/support/browser.rs"]
 mod browser;
 
 use std::path::{Path, PathBuf};

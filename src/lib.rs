@@ -24,6 +24,11 @@ pub mod export;
 pub mod extras;
 pub mod formats;
 pub mod fs;
+#[cfg(feature = "gpu")]
+pub mod gpu;
+/// Without the `gpu` feature: the backend's names, and a clear error.
+#[cfg(not(feature = "gpu"))]
+#[path = "gpu/off.rs"]
 pub mod gpu;
 pub mod interrupt;
 pub mod matrix;

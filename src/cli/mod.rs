@@ -112,7 +112,10 @@ fn dispatch(cli: Cli) -> Result<Outcome> {
             seed,
             max_memory,
         } => verify(&cache, sample, seed, max_memory.map(|b| b.as_u64()))?,
+        #[cfg(feature = "gpu")]
         Command::Adapters => report::adapters(&crate::gpu::adapters())?,
+        #[cfg(not(feature = "gpu"))]
+        Command::Adapters => anyhow::bail!(crate::gpu::DISABLED),
         Command::Render(a) => {
             let mut inputs = vec![Role::folder("--cache", &a.cache), Role::file("--poems", &a.poems)];
             inputs.extend(a.site.colors.as_deref().map(|c| Role::file("--colors", c)));

@@ -1,6 +1,5 @@
 //! What the commands print when they finish: summaries and timing tables.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Result};
@@ -106,7 +105,9 @@ pub(super) fn rendered(s: &crate::render::Summary, out: &Path) -> Result<()> {
 }
 
 /// The adapters wgpu sees, on stdout.
+#[cfg(feature = "gpu")]
 pub(super) fn adapters(list: &[crate::gpu::AdapterSummary]) -> Result<()> {
+    use std::io::Write;
     let mut out = std::io::stdout().lock();
     if list.is_empty() {
         writeln!(

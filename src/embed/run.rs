@@ -12,10 +12,10 @@ use anyhow::Result;
 use super::client::{Api, Client};
 use super::failure::Failure;
 use super::journal::{text_hash, Journal};
-use super::local::LocalModel;
 use super::output::{self, PoemOutcome};
 use super::pieces::{combine, split_text};
 use super::retry::{Item, Policy, Report, Sender};
+use super::LocalModel;
 use crate::corpus::Poem;
 
 /// `--max-chars` when the model's window is not known: fits a 256-token

@@ -13,6 +13,7 @@
 //! - [`timer`]: device time from timestamp queries.
 
 mod context;
+mod options;
 mod pipelines;
 mod readback;
 mod row_cache;
@@ -26,6 +27,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 pub use context::{adapters, quiet_headless_vulkan, AdapterSummary, GpuContext};
+pub use options::{GpuOptions, GpuTimings, DISABLED};
 pub use pipelines::MAX_TILES;
 pub use tiles::TileLayout;
 
@@ -53,47 +55,8 @@ pub enum GpuError {
     Lost(String),
 }
 
-/// How to pick and drive an adapter.
-#[derive(Debug, Clone, Default)]
-pub struct GpuOptions {
-    /// Case-insensitive substring of the adapter name.
-    pub adapter: Option<String>,
-    /// Accept software adapters (lavapipe, WARP).
-    pub allow_software: bool,
-    /// Force the plain shared-memory reduction even where subgroups exist.
-    pub no_subgroups: bool,
-    /// Force matrix tiles of this many rows (to test tiling on small corpora).
-    pub tile_rows: Option<usize>,
-    /// Force the number of starts per batch.
-    pub batch: Option<usize>,
-    /// Force the number of steps per dispatch.
-    pub steps_per_dispatch: Option<u32>,
-    /// GPU memory the matrix may take; above it, rows are computed on the
-    /// fly behind a cache of this size.
-    pub max_gpu_memory: Option<u64>,
-    /// Force rows on the fly with a cache of this many rows.
-    pub cache_rows: Option<usize>,
-    /// Batches in flight with rows on the fly: 2 (the default) hide the
-    /// host's round trip between steps behind the other batch's work.
-    pub lanes: Option<usize>,
-}
-
 /// Smallest row cache tried after the GPU runs out of memory.
 const MIN_CACHE_ROWS: usize = 64;
-
-/// Wall-clock time per GPU phase, seconds.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GpuTimings {
-    pub upload: f64,
-    pub similarity: f64,
-    /// The walks (the "different" orderings).
-    pub walk: f64,
-    pub readback: f64,
-    /// Device time of the similarity and walk passes (timestamp queries;
-    /// `None` where the adapter has none).
-    pub device_similarity: Option<f64>,
-    pub device_walk: Option<f64>,
-}
 
 /// What the matrix tiles hold, decided once when the backend is built; the
 /// walk dispatches on it once per call.

@@ -9,7 +9,9 @@ use anyhow::Result;
 use rayon::prelude::*;
 
 use diversity_gpu::cpu::{similar_rows, CpuBackend, SimMatrix};
-use diversity_gpu::gpu::{GpuBackend, GpuContext, GpuOptions};
+use diversity_gpu::gpu::GpuOptions;
+#[cfg(feature = "gpu")]
+use diversity_gpu::gpu::{GpuBackend, GpuContext};
 use diversity_gpu::quantize::Quantized;
 
 use crate::peak_rss;
@@ -46,6 +48,7 @@ pub fn copy_bandwidth(bytes: usize, pool: &rayon::ThreadPool) -> f64 {
 
 /// Options of the engine benchmark.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "gpu"), allow(dead_code))]
 pub struct EngineOptions {
     pub poems: PathBuf,
     pub embeddings: PathBuf,
@@ -218,6 +221,14 @@ fn fused_cpu(report: &Reporter, o: &EngineOptions, backend: &CpuBackend, threads
     Ok(cpu_rate)
 }
 
+/// Without the `gpu` feature the GPU part says why it did not run.
+#[cfg(not(feature = "gpu"))]
+fn gpu_engine(_o: &EngineOptions, _q: &Quantized, _m: &SimMatrix, _bound: f64, _cpu_rate: f64) -> Result<()> {
+    println!("  gpu: not run ({})", diversity_gpu::gpu::DISABLED);
+    Ok(())
+}
+
+#[cfg(feature = "gpu")]
 fn gpu_engine(o: &EngineOptions, q: &Quantized, m: &SimMatrix, bound: f64, cpu_rate: f64) -> Result<()> {
     let opts = GpuOptions {
         allow_software: true,

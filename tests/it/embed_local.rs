@@ -4,9 +4,7 @@
 //! never the hub), agrees with the stored sentence-transformers vectors to
 //! cosine ≥ 0.9999.
 
-mod common;
-#[path = "support/model.rs"]
-mod model;
+use crate::support::model;
 
 use std::path::Path;
 
@@ -17,7 +15,7 @@ use diversity_gpu::corpus;
 fn agreement(model_dir: &Path, poems: &Path, stored: &Path) -> (f64, usize, usize) {
     let d = tempfile::tempdir().unwrap();
     let ours = d.path().join("embeddings.json");
-    common::ok(&[
+    crate::common::ok(&[
         "embed",
         "--quiet",
         "--model-dir",
@@ -48,7 +46,11 @@ fn cosine(a: &[f64], b: &[f64]) -> f64 {
 #[test]
 fn in_process_vectors_match_sentence_transformers_on_the_bundled_corpus() {
     let Some(m) = model::dir() else { return };
-    let (low, below, n) = agreement(&m, &common::corpus("poems.json"), &common::corpus("embeddings.json"));
+    let (low, below, n) = agreement(
+        &m,
+        &crate::common::corpus("poems.json"),
+        &crate::common::corpus("embeddings.json"),
+    );
     eprintln!("bundled: {n} poems, lowest cosine {low:.12}");
     assert_eq!(below, 0, "{below} of {n} poems below cosine 0.9999 (lowest {low})");
     assert_eq!(n, 440);

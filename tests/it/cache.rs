@@ -1,9 +1,7 @@
 //! The cache's promises under attack: damaged files, kills at random
 //! moments, two writers, and the repair commands the errors suggest.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use diversity_gpu::cache::{integrity, Manifest};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -27,13 +25,13 @@ fn run_suggested(err: &str) -> std::process::Output {
     run(&args)
 }
 
-/// A pseudo-random number below `n` (no RNG crate among the dev-dependencies).
-fn random_below(n: u64) -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64;
-    nanos.wrapping_mul(6364136223846793005) % n
+/// Kills `child` (SIGKILL) and reaps it; whether the kill landed, `false`
+/// when the child had exited already.
+#[cfg(unix)]
+fn kill(child: &mut std::process::Child) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    child.kill().unwrap();
+    child.wait().unwrap().signal() == Some(9)
 }
 
 #[test]
@@ -45,19 +43,12 @@ fn a_flipped_byte_in_any_cache_file_is_refused_naming_it_and_the_suggested_comma
     assert!(good.status.success());
     let (poems, site) = (corpus("poems.json"), dir.path().join("site"));
     let (poems, site) = (poems.to_str().unwrap(), site.to_str().unwrap());
+    let mut rng = test_rng();
     for name in FILES {
         let path = cache_file(&cache, name);
         let original = std::fs::read(&path).unwrap();
         let len = original.len();
-        for at in [
-            0,
-            1,
-            len / 3,
-            len / 2,
-            len - 2,
-            len - 1,
-            random_below(len as u64) as usize,
-        ] {
+        for at in [0, 1, len / 3, len / 2, len - 2, len - 1, rng.usize(..len)] {
             let mut bad = original.clone();
             bad[at] ^= 0x01;
             std::fs::write(&path, &bad).unwrap();
@@ -192,20 +183,24 @@ fn killing_precompute_at_random_moments_still_ends_in_the_identical_cache() {
     let (corpus, whole) = corpus_and_whole_cache(dir.path(), 11);
     let killed = dir.path().join("killed");
     let args = slow_precompute_args(&corpus, &killed);
-    let mut delays = Vec::new();
+    let (mut rng, mut delays, mut landed) = (test_rng(), Vec::new(), 0);
     for _ in 0..5 {
-        let delay = 50 + random_below(1500);
+        let delay = 50 + rng.u64(..1500);
         delays.push(delay);
         let mut child = bin().args(&args).stderr(std::process::Stdio::null()).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(delay));
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
+        landed += usize::from(kill(&mut child));
         // Whatever the moment, the directory is never a finished cache that
         // differs from the real one.
         if killed.join("manifest.json").exists() {
             assert_same_files(&whole, &killed, &["similar.bin", "different.bin", "vectors.bin"]);
         }
     }
+    // A kill that came after the run finished proved nothing.
+    assert!(
+        landed >= 4,
+        "only {landed} of 5 kills landed (delays {delays:?}); the run is too short"
+    );
     let o = bin().args(&args).output().unwrap();
     assert!(o.status.success(), "delays {delays:?}: {}", stderr(&o));
     assert_same_files(&whole, &killed, &["similar.bin", "different.bin", "vectors.bin"]);
@@ -474,9 +469,9 @@ impl Rebuild {
 fn a_rebuild_killed_at_random_moments_leaves_the_previous_cache_readable_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let r = rebuild_setup(dir.path(), 21);
-    let mut delays = Vec::new();
+    let (mut rng, mut delays) = (test_rng(), Vec::new());
     for _ in 0..5 {
-        let delay = 30 + random_below(1500);
+        let delay = 30 + rng.u64(..1500);
         delays.push(delay);
         let mut child = bin().args(&r.args).stderr(std::process::Stdio::null()).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(delay));

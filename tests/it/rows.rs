@@ -2,9 +2,7 @@
 //! n × n matrix, the refusal of a job that cannot fit, and `verify` without
 //! the matrix.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use diversity_gpu::cache::{integrity, Manifest};
 use std::path::Path;
 

@@ -307,3 +307,15 @@ pub fn default_ctrl_c(cmd: &mut Command) -> &mut Command {
 pub fn default_ctrl_c(cmd: &mut Command) -> &mut Command {
     cmd
 }
+
+/// The tests' random choices: seeded from `DIVERSITY_TEST_SEED`, else a
+/// fixed seed, and the seed printed (shown with a failing test's output) so
+/// that any run repeats exactly.
+pub fn test_rng() -> fastrand::Rng {
+    let seed = match std::env::var("DIVERSITY_TEST_SEED") {
+        Ok(s) => s.parse().expect("DIVERSITY_TEST_SEED is a number"),
+        Err(_) => 20_201_203,
+    };
+    eprintln!("random choices from seed {seed} (DIVERSITY_TEST_SEED={seed} repeats them)");
+    fastrand::Rng::with_seed(seed)
+}

@@ -1,8 +1,6 @@
 //! End-to-end tests of `precompute --shard` and `merge`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 

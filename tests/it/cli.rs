@@ -1,8 +1,6 @@
 //! End-to-end tests of precompute, export, verify and their errors.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::HashSet;
 use std::path::Path;
 

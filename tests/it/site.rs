@@ -2,9 +2,7 @@
 //! order, caps, incremental writes, failures, the index's reach, the
 //! schemes, `--reverse`, and a real browser.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -290,7 +288,7 @@ fn caps_budgets_and_incremental_writes() {
         ],
     );
     let err = stderr(&o);
-    let written = common::number_before(&err, " written");
+    let written = crate::common::number_before(&err, " written");
     assert!(written > 0 && written < 1760, "{err}");
     // A budget picks the largest cap that fits, and the site fits it.
     let budget_site = dir.path().join("budget");
@@ -510,6 +508,7 @@ fn screenshot(chromium: &str, profile: &Path, page: &str, shot: &Path) -> Vec<u8
 /// `docs/screenshot.png`, `docs/index.png`, `docs/theme.png` and
 /// `docs/complete.png` (a complete list, shown by its script).
 #[test]
+#[ignore = "needs Chromium; `.ci/run` runs it: cargo test --release -- --ignored real_browser"]
 fn a_real_browser_renders_a_page() {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
@@ -873,8 +872,7 @@ fn stale_listing_pages_go_and_the_users_files_stay() {
     assert!(out.join("words/night-000.html").exists());
 }
 
-#[path = "support/browser.rs"]
-mod browser;
+use crate::support::browser;
 
 /// Scrolls a complete list to its end, as a reader would, and returns every
 /// entry's key in order, the first entry's position and whether the page
@@ -920,6 +918,7 @@ fn keys(v: &serde_json::Value) -> Vec<String> {
 /// entry of its ordering in `export`'s order; an address with a position,
 /// and the position box, start there.
 #[test]
+#[ignore = "needs Chromium; `.ci/run` runs it: cargo test --release -- --ignored real_browser"]
 fn complete_lists_show_every_ordering_whole_in_a_real_browser() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");

@@ -1,9 +1,7 @@
 //! End-to-end tests of what `render` and `build` promise about the site
 //! folder, page file names, outputs and exit statuses.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

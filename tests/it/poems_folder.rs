@@ -3,16 +3,14 @@
 //! that are skipped with one line each, colours and themes embedded by the
 //! same model; and the guidance when no model or server is at hand.
 
-mod common;
-#[path = "support/model.rs"]
-mod model;
+use crate::support::model;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bin, stderr};
+use crate::common::{bin, stderr};
 
 fn write(dir: &Path, rel: &str, bytes: &[u8]) {
     let p = dir.join(rel);
@@ -210,7 +208,7 @@ fn embed_with_no_server_says_so_at_once_and_writes_no_empty_file() {
             "all-minilm",
         ])
         .arg("--poems")
-        .arg(common::corpus("poems.json"))
+        .arg(crate::common::corpus("poems.json"))
         .arg("--out")
         .arg(&out)
         .stderr(Stdio::piped())
@@ -240,7 +238,7 @@ fn an_interrupted_in_process_embed_resumes_from_its_journal() {
     let d = tempfile::tempdir().unwrap();
     // 4,420 texts: long enough that the interrupt lands mid-run on any machine.
     let poems = d.path().join("poems.jsonl");
-    let texts: Vec<String> = diversity_gpu::corpus::load_poems(&common::corpus("poems.json"))
+    let texts: Vec<String> = diversity_gpu::corpus::load_poems(&crate::common::corpus("poems.json"))
         .unwrap()
         .into_iter()
         .map(|p| p.text)
@@ -286,7 +284,7 @@ fn an_interrupted_in_process_embed_resumes_from_its_journal() {
     assert!((40..4420).contains(&completed), "{completed} saved");
     // The resumed run starts from the journal (a whole run takes minutes).
     let err = interrupted(20);
-    let from_journal = common::number_before(&err, " from the journal");
+    let from_journal = crate::common::number_before(&err, " from the journal");
     assert!(
         from_journal >= completed as usize,
         "{from_journal} from the journal, {completed} saved:\n{err}"

@@ -8,12 +8,9 @@
 //! after creating the temp file of a file named NAME and waits there while
 //! GATE exists.
 
-mod common;
+use crate::support::model;
 
-#[path = "support/model.rs"]
-mod model;
-
-use common::*;
+use crate::common::*;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};

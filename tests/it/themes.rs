@@ -1,11 +1,9 @@
 //! End-to-end tests of themes and semantic colours: precompute, the cache,
 //! export and their errors.
 
-mod common;
-#[path = "support/server.rs"]
-mod server;
+use crate::support::server;
 
-use common::*;
+use crate::common::*;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
