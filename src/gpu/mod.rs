@@ -474,7 +474,7 @@ pub(crate) mod tests {
         assert!(stats.hit_rate() > 0.9, "{stats}");
     }
 
-    /// Without `--gpu-cache-rows`, the matrix is held when it fits and the
+    /// Without a forced `cache_rows`, the matrix is held when it fits and the
     /// rows on the fly take over above `--max-gpu-memory`.
     #[test]
     fn the_gpu_holds_the_matrix_only_when_it_fits() {
