@@ -58,6 +58,18 @@ fn files(out: &Path) -> BTreeSet<String> {
 /// Checks `.pages.b3` as `b3sum --check` does (every hash matches its file)
 /// and that it lists exactly the site's pages; returns the listed paths.
 fn check_manifest(out: &Path, user: &[&str]) -> BTreeSet<String> {
+    check_listed(out, user, files(out))
+}
+
+/// [`check_manifest`] after a kill: a render killed while writing
+/// `.pages.owned` leaves its temp file for the next render to sweep, which
+/// is not a page (the test checks the sweep after its last render).
+fn check_manifest_after_kill(out: &Path, user: &[&str]) -> BTreeSet<String> {
+    let on_disk = files(out).into_iter().filter(|f| !f.contains(".dg+tmp.")).collect();
+    check_listed(out, user, on_disk)
+}
+
+fn check_listed(out: &Path, user: &[&str], mut on_disk: BTreeSet<String>) -> BTreeSet<String> {
     let manifest = std::fs::read_to_string(out.join(".pages.b3")).expect("a finished render has .pages.b3");
     let mut listed = BTreeSet::new();
     for line in manifest.lines() {
@@ -66,7 +78,6 @@ fn check_manifest(out: &Path, user: &[&str]) -> BTreeSet<String> {
         assert_eq!(blake3::hash(&bytes).to_hex().as_str(), hash, "{rel}");
         assert!(listed.insert(rel.to_owned()), "{rel} listed twice");
     }
-    let mut on_disk = files(out);
     for f in [".pages.b3", ".pages.owned", ".pages.lock"].iter().chain(user) {
         assert!(on_disk.remove(*f), "{f} missing");
     }
@@ -251,7 +262,7 @@ fn a_render_killed_at_random_moments_ends_correct() {
         child.wait().unwrap();
         // Between renders, a manifest is either absent or exactly right.
         if out.join(".pages.b3").exists() {
-            check_manifest(&out, &user);
+            check_manifest_after_kill(&out, &user);
         }
     }
     assert!(
