@@ -449,6 +449,14 @@ fn meaning(kind: std::io::ErrorKind) -> Option<&'static str> {
     }
 }
 
+/// `p` made absolute: canonical where it exists, else against the current
+/// folder; as given where both fail.
+pub fn absolute(p: &Path) -> PathBuf {
+    p.canonicalize()
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

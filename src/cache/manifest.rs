@@ -148,11 +148,7 @@ impl Manifest {
     /// works run verbatim from any folder (paths recorded relative, by older
     /// versions, are taken from the current folder).
     pub fn rebuild_command(&self, dir: &Path) -> String {
-        let abs = |p: &Path| {
-            p.canonicalize()
-                .or_else(|_| std::path::absolute(p))
-                .unwrap_or_else(|_| p.to_path_buf())
-        };
+        let abs = crate::fs::absolute;
         let mut cmd = format!("diversity-gpu precompute --poems {}", abs(&self.inputs.poems).display());
         if let Some(e) = &self.inputs.embeddings {
             cmd += &format!(" --embeddings {}", abs(e).display());

@@ -236,7 +236,7 @@ fn precompute_inputs(o: &crate::precompute::Options) -> Vec<Role<'_>> {
 /// cache's message suggests works verbatim from anywhere), and messages
 /// name the cache by its absolute path.
 fn absolute_paths(o: &mut crate::precompute::Options) {
-    let abs = |p: &mut PathBuf| *p = crate::render::absolute(p);
+    let abs = |p: &mut PathBuf| *p = crate::fs::absolute(p);
     abs(&mut o.poems);
     abs(&mut o.out);
     let x = &mut o.extras;

@@ -2,13 +2,14 @@
 //! a cache that matches the poems, and room on the disk.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use super::names::PAGE_MANIFEST;
 use super::{budget, prune, Options, Shape};
 use crate::cache::Cache;
+use crate::fs::absolute;
 use crate::plural::thousands;
 
 /// Refuses a site folder that cannot be made (a file on its path) and a
@@ -56,14 +57,6 @@ pub(super) fn check_fresh(cache: &Cache, poems: &Path, all_keys: &[String]) -> R
         what.join("; "),
         m.rebuild_command(&absolute(&cache.dir))
     )
-}
-
-/// `p` made absolute: canonical where it exists, else against the current
-/// folder; as given where both fail.
-pub fn absolute(p: &Path) -> PathBuf {
-    p.canonicalize()
-        .or_else(|_| std::path::absolute(p))
-        .unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// The size guard: the projected size against the free space under `out`

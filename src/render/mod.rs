@@ -58,7 +58,6 @@ use crate::corpus::{self, Poem};
 use crate::plural::thousands;
 use crate::timings::Timings;
 pub use budget::{Limits, DEFAULT_BUDGET, PER_PAGE};
-pub use checks::absolute;
 use checks::{check_fresh, check_out, check_space};
 use colors::colors;
 pub use colors::read_colors;
