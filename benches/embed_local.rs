@@ -13,6 +13,8 @@
 
 #[path = "../tests/it/support/model.rs"]
 mod model;
+#[path = "../tests/it/support/skip.rs"]
+mod skip;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

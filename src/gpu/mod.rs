@@ -263,7 +263,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::cpu::{similar_rows, CpuBackend};
     use proptest::prelude::*;
-    use std::sync::OnceLock;
+    use std::io::Write;
+    use std::sync::{Mutex, OnceLock};
 
     /// A shared context per reduction path. In CI (`CI` set) a missing
     /// adapter fails the test; elsewhere the test says so and skips.
@@ -288,10 +289,22 @@ pub(crate) mod tests {
                 panic!("CI requires a GPU adapter (lavapipe: apt-get install mesa-vulkan-drivers): {e}")
             }
             Err((true, e)) => {
-                eprintln!("SKIPPED: no GPU adapter, GPU test not run: {e}");
+                skipped(e);
                 None
             }
             Err((false, e)) => panic!("the GPU adapter is there but cannot be opened: {e}"),
+        }
+    }
+
+    /// Says once per test, uncaptured (so `cargo test` shows it beside the
+    /// test's `ok`), that it ran without an adapter.
+    fn skipped(why: &str) {
+        static SAID: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        let test = std::thread::current().name().unwrap_or("a GPU test").to_owned();
+        let mut said = SAID.lock().unwrap_or_else(|p| p.into_inner());
+        if !said.contains(&test) {
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: no GPU adapter ({why})");
+            said.push(test);
         }
     }
 

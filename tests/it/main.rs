@@ -3,7 +3,8 @@
 //! helpers that run the binary and read caches, `support` the harnesses.
 //!
 //! Tests that cannot run here (no GPU adapter, no model files, no browser)
-//! print SKIPPED; with `CI` set they fail instead. The browser test is
+//! say `SKIPPED <test>: …` on the terminal (`support::skip`); with `CI` set
+//! they fail instead. The browser test is
 //! `#[ignore]`d so that `cargo test` needs no Chromium; `.ci/run` runs it.
 
 mod common;

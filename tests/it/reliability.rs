@@ -543,7 +543,7 @@ fn with_file_size_limit(bytes: u64, args: &[&str]) -> std::process::Output {
 #[test]
 fn a_full_file_system_fails_render_and_export_clearly_and_keeps_the_last_output() {
     if Command::new("prlimit").arg("--version").output().is_err() {
-        eprintln!("SKIPPED: prlimit (util-linux) is missing");
+        skip("prlimit (util-linux)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -38,10 +38,7 @@ pub fn ok(args: &[&str]) -> Output {
     o
 }
 
-/// Whether this is a CI run (where a missing GPU adapter is a failure).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
-}
+pub use crate::support::skip::skip;
 
 /// Runs the benchmark binary, `diversity-bench`, whatever the outcome.
 pub fn bench(args: &[&str]) -> Output {
@@ -155,15 +152,23 @@ pub fn cache_snapshot(cache: &Path) -> std::collections::BTreeMap<String, Vec<u8
     out
 }
 
-/// Starts `cmd` with a test pause at `point` and returns it once it has
-/// stopped there (its stderr drained meanwhile), for the test to kill.
-pub fn spawn_paused(mut cmd: Command, point: &str) -> std::process::Child {
+/// A child started with a test pause (`DIVERSITY_TEST_HOLD`) at `point`,
+/// once it has stopped there: the child, the rest of its stderr, and what
+/// it wrote to stderr before the pause.
+type Held = (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+);
+
+#[expect(clippy::zombie_processes, reason = "the child goes back to the caller, who waits for it")]
+fn start_held(mut cmd: Command, point: &str, stdout: std::process::Stdio) -> Held {
     use std::io::BufRead;
     use std::process::Stdio;
     let mut child = cmd
         .env("DIVERSITY_TEST_HOLD", point)
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary runs");
@@ -171,13 +176,21 @@ pub fn spawn_paused(mut cmd: Command, point: &str) -> std::process::Child {
     let mut seen = String::new();
     loop {
         let mut line = String::new();
-        let n = err.read_line(&mut line).unwrap();
-        assert!(n > 0, "the command ended before it paused at {point}:\n{seen}");
+        if err.read_line(&mut line).unwrap() == 0 {
+            let status = child.wait();
+            panic!("the command ended ({status:?}) before it paused at {point}:\n{seen}");
+        }
         seen += &line;
         if line.contains(&format!("test pause: {point}")) {
-            break;
+            return (child, err, seen);
         }
     }
+}
+
+/// Starts `cmd` with a test pause at `point` and returns it once it has
+/// stopped there (its stderr drained meanwhile), for the test to kill.
+pub fn spawn_paused(cmd: Command, point: &str) -> std::process::Child {
+    let (child, mut err, _) = start_held(cmd, point, std::process::Stdio::null());
     std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
     child
 }
@@ -185,27 +198,9 @@ pub fn spawn_paused(mut cmd: Command, point: &str) -> std::process::Child {
 /// A command started with a test pause (`DIVERSITY_TEST_HOLD`): waits
 /// until it stops at `point`, runs `meanwhile`, then lets it go on and
 /// returns its output.
-pub fn run_paused(mut cmd: Command, point: &str, meanwhile: impl FnOnce()) -> Output {
-    use std::io::{BufRead, Write};
-    use std::process::Stdio;
-    let mut child = cmd
-        .env("DIVERSITY_TEST_HOLD", point)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        let n = err.read_line(&mut line).unwrap();
-        assert!(n > 0, "the command ended before it paused at {point}:\n{seen}");
-        seen += &line;
-        if line.contains(&format!("test pause: {point}")) {
-            break;
-        }
-    }
+pub fn run_paused(cmd: Command, point: &str, meanwhile: impl FnOnce()) -> Output {
+    use std::io::Write;
+    let (mut child, mut err, seen) = start_held(cmd, point, std::process::Stdio::piped());
     // Drained meanwhile, so the child never blocks on a full pipe.
     let rest = std::thread::spawn(move || {
         let mut s = String::new();

@@ -4,3 +4,4 @@
 pub mod browser;
 pub mod model;
 pub mod server;
+pub mod skip;

@@ -6,16 +6,7 @@
 
 use std::path::PathBuf;
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
-}
-
-fn skip(what: &str) {
-    if in_ci() {
-        panic!("CI requires {what}");
-    }
-    eprintln!("SKIPPED: {what} is missing, in-process embedding not checked");
-}
+use super::skip::skip;
 
 /// The model folder, if the files are there.
 pub fn dir() -> Option<PathBuf> {
