@@ -161,7 +161,10 @@ type Held = (
     String,
 );
 
-#[expect(clippy::zombie_processes, reason = "the child goes back to the caller, who waits for it")]
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child goes back to the caller, who waits for it"
+)]
 fn start_held(mut cmd: Command, point: &str, stdout: std::process::Stdio) -> Held {
     use std::io::BufRead;
     use std::process::Stdio;
