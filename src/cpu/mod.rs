@@ -112,23 +112,28 @@ fn walk_from(m: &SimMatrix, mut best: (i32, usize), out: &mut [u32], sums: &mut 
     }
 }
 
-/// Two walks of equal length in lockstep: their rows stream side by side,
-/// which hides more of each row's latency.
-fn walk_pair(m: &SimMatrix, starts: [usize; 2], out: [&mut [u32]; 2], sums: [&mut [i32]; 2], k: Kernel) {
-    let [oa, ob] = out;
-    let [sa, sb] = sums;
-    if oa.is_empty() {
+/// `K` walks of equal length in lockstep, `step` taking one step of all:
+/// their rows stream side by side, which hides more of each row's latency.
+fn walk_group<const K: usize>(
+    m: &SimMatrix,
+    starts: &[usize],
+    mut out: [&mut [u32]; K],
+    mut sums: [&mut [i32]; K],
+    k: &Kernel,
+    step: impl Fn([&mut [i32]; K], [&[i16]; K]) -> [(i32, usize); K],
+) {
+    let w = out[0].len();
+    if w == 0 {
         return;
     }
-    let mut best = [seed_start(m, starts[0], sa, &k), seed_start(m, starts[1], sb, &k)];
-    for t in 0..oa.len() {
-        let (pa, pb) = (best[0].1, best[1].1);
-        oa[t] = pa as u32;
-        ob[t] = pb as u32;
-        k.choose(sa, pa);
-        k.choose(sb, pb);
-        if t + 1 < oa.len() {
-            best = (k.step2)(sa, m.row(pa), sb, m.row(pb));
+    let mut best: [(i32, usize); K] = std::array::from_fn(|j| seed_start(m, starts[j], sums[j], k));
+    for t in 0..w {
+        for (o, (s, b)) in out.iter_mut().zip(sums.iter_mut().zip(&best)) {
+            o[t] = b.1 as u32;
+            k.choose(s, b.1);
+        }
+        if t + 1 < w {
+            best = step(sums.each_mut().map(|s| &mut **s), best.map(|b| m.row(b.1)));
         }
     }
 }
@@ -250,17 +255,28 @@ fn different_rows_with(m: &SimMatrix, starts: Range<usize>, width: usize, out: &
     if width == 0 {
         return;
     }
-    // Pairs of starts per task; a lone last start walks by itself.
-    out.par_chunks_mut(2 * width)
-        .zip(starts.into_par_iter().step_by(2))
+    // Four starts per task; the last task's one to three walk by two and one.
+    out.par_chunks_mut(4 * width)
+        .zip(starts.into_par_iter().step_by(4))
         .for_each_init(
-            || (vec![0i32; m.stride], vec![0i32; m.stride]),
-            |(a, b), (rows, s)| {
-                if rows.len() == 2 * width {
-                    let (ra, rb) = rows.split_at_mut(width);
-                    walk_pair(m, [s, s + 1], [ra, rb], [a, b], k);
-                } else {
-                    walk_with(m, s, rows, a, k);
+            || [(); 4].map(|_| vec![0i32; m.stride]),
+            |[a, b, c, d], (rows, s)| {
+                let mut o = rows.chunks_mut(width);
+                let starts: Vec<usize> = (s..s + o.len()).collect();
+                match [o.next(), o.next(), o.next(), o.next()] {
+                    [Some(oa), Some(ob), Some(oc), Some(od)] => {
+                        walk_group(m, &starts, [oa, ob, oc, od], [a, b, c, d], &k, k.step4)
+                    }
+                    [Some(oa), Some(ob), oc, _] => {
+                        walk_group(m, &starts, [oa, ob], [a, b], &k, |[a, b], [ra, rb]| {
+                            (k.step2)(a, ra, b, rb)
+                        });
+                        if let Some(oc) = oc {
+                            walk_with(m, starts[2], oc, c, k);
+                        }
+                    }
+                    [Some(oa), ..] => walk_with(m, s, oa, a, k),
+                    _ => {}
                 }
             },
         );
@@ -333,7 +349,8 @@ mod tests {
             let m = random_matrix(n, spread, &mut rng);
             let sim = |a: usize, c: usize| m.row(a)[c];
             let w = ((n - 1) as f64 * wf) as usize;
-            let starts = s0 % n..(s0 % n + 3).min(n);
+            // Up to seven starts: a group of four, a pair and a lone walk.
+            let starts = s0 % n..(s0 % n + 1 + s0 % 7).min(n);
             let want: Vec<u32> = starts.clone().flat_map(|s| reference::different_by(n, s, w, sim)).collect();
             let tw = (n as f64 * wf) as usize;
             let seeds: Vec<i16> = (0..2 * n).map(|_| rng.i32(-spread..=spread) as i16).collect();

@@ -21,6 +21,9 @@ use crate::matrix::CHOSEN;
 pub(crate) type Step = fn(&mut [i32], &[i16]) -> (i32, usize);
 /// The same step for two walks at once (their rows stream side by side).
 pub(crate) type Step2 = fn(&mut [i32], &[i16], &mut [i32], &[i16]) -> [(i32, usize); 2];
+/// The same step for four walks at once: more rows in flight, each walk's
+/// sums still in L2 (4 × 60 KB on 15,000 poems).
+pub(crate) type Step4 = fn([&mut [i32]; 4], [&[i16]; 4]) -> [(i32, usize); 4];
 
 /// Entries per block of the fused search: small enough that the search
 /// afterwards is cheap, large enough that folding a block's minimum (a few
@@ -84,6 +87,8 @@ pub(crate) struct Kernel {
     pub step: Step,
     /// The two-walk step.
     pub step2: Step2,
+    /// The four-walk step.
+    pub step4: Step4,
     /// What a chosen poem's sum (and the padding's) is set to.
     pub chosen: i32,
 }
@@ -105,28 +110,37 @@ impl Kernel {
             );
             (i32::MAX as i64 - steps as i64 * M) as i32
         };
-        let (step, step2): (Step, Step2) = match (isa, masked) {
+        let (step, step2, step4): (Step, Step2, Step4) = match (isa, masked) {
             (Isa::Portable, true) => (
                 |s, r| portable::<1, true>([s], [r])[0],
                 |a, ra, b, rb| portable::<2, true>([a, b], [ra, rb]),
+                portable::<4, true>,
             ),
             (Isa::Portable, false) => (
                 |s, r| portable::<1, false>([s], [r])[0],
                 |a, ra, b, rb| portable::<2, false>([a, b], [ra, rb]),
+                portable::<4, false>,
             ),
-            // SAFETY (all four): `Isa::Avx2` is only built where the CPU has AVX2.
+            // SAFETY (all six): `Isa::Avx2` is only built where the CPU has AVX2.
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx2, true) => (
                 |s, r| unsafe { avx2::steps::<1, true>([s], [r]) }[0],
                 |a, ra, b, rb| unsafe { avx2::steps::<2, true>([a, b], [ra, rb]) },
+                |s, r| unsafe { avx2::steps::<4, true>(s, r) },
             ),
             #[cfg(target_arch = "x86_64")]
             (Isa::Avx2, false) => (
                 |s, r| unsafe { avx2::steps::<1, false>([s], [r]) }[0],
                 |a, ra, b, rb| unsafe { avx2::steps::<2, false>([a, b], [ra, rb]) },
+                |s, r| unsafe { avx2::steps::<4, false>(s, r) },
             ),
         };
-        Kernel { step, step2, chosen }
+        Kernel {
+            step,
+            step2,
+            step4,
+            chosen,
+        }
     }
 
     /// Marks `p` chosen.
@@ -458,6 +472,16 @@ mod tests {
                 let got = (k.step2)(a, &rows[0], b, &rows[1]);
                 prop_assert_eq!(&got[..], &want[..], "{:?} masked {}", isa, masked);
                 prop_assert_eq!(&sums, &expect);
+                let [a, b] = &mut sums;
+                let (mut c, mut d) = (a.clone(), b.clone());
+                let four = (k.step4)([a, b, &mut c, &mut d], [&rows[0], &rows[1], &rows[0], &rows[1]]);
+                let want4: Vec<(i32, usize)> = (0..4).map(|w| plain(&mut expect[w % 2].clone(), &rows[w % 2], masked)).collect();
+                prop_assert_eq!(&four[..], &want4[..], "four walks, {:?} masked {}", isa, masked);
+                for w in 0..2 {
+                    plain(&mut expect[w], &rows[w], masked);
+                }
+                prop_assert_eq!(&sums, &expect);
+                prop_assert_eq!((&c, &d), (&expect[0], &expect[1]));
                 let one = (k.step)(&mut sums[0], &rows[0]);
                 prop_assert_eq!(one, plain(&mut expect[0], &rows[0], masked));
                 prop_assert_eq!(&sums, &expect);
