@@ -6,11 +6,11 @@
 //!   masked by a compare (exact for any length);
 //! - **unmasked**: a chosen sum is set to a sentinel that no real sum can
 //!   reach and rows are added to it like to any other, which saves the
-//!   compare and the blend. [`Kernel::new`] picks it only where the proof
-//!   in [`UNMASKED_MAX_STEPS`] holds.
+//!   compare and the blend. `Kernel::new` picks it only where the proof
+//!   in `UNMASKED_MAX_STEPS` holds.
 //!
 //! The first index of the minimum comes from the same pass: the sums go by
-//! in blocks of [`BLOCK`] entries, each block's minimum is folded into the
+//! in blocks of `BLOCK` entries, each block's minimum is folded into the
 //! running one only when strictly lower, so the first block that holds the
 //! minimum is known and only that block is searched afterwards.
 
