@@ -1,10 +1,9 @@
 //! The CPU backend's kernels: blocked dot products (AVX2 `vpmaddwd` where
-//! the CPU has it) and the fused "add a row, track the minimum" walk step.
-//! Every variant gives the same exact integers; dispatch picks the widest.
+//! the CPU has it; the walk's step is in [`super::walk`]). Every variant
+//! gives the same exact integers; dispatch picks the widest.
 
 use std::ops::Range;
 
-use crate::matrix::{CHOSEN, LANES};
 use crate::quantize::{dot, Quantized};
 
 /// Rows computed together by [`dot_rows`]: each vector `j` is loaded once
@@ -93,141 +92,6 @@ pub fn dot_block(q: &Quantized, rows: &[usize], cols: Range<usize>, out: &mut [i
     dot_rows_with(q, rows, cols, out, dot)
 }
 
-/// Adds one group of LANES row entries to the unchosen sums and folds them into `best`.
-#[inline(always)]
-fn update_lanes(s: &mut [i32; LANES], r: &[i16; LANES], best: &mut [i32; LANES]) {
-    // Branch-free masks, so the compiler emits vector compares and blends.
-    for l in 0..LANES {
-        let v = s[l];
-        let open = -((v != CHOSEN) as i32);
-        let nv = v + (r[l] as i32 & open);
-        s[l] = nv;
-        best[l] = best[l].min(nv);
-    }
-}
-
-/// One walk step: `sums += row` for unchosen candidates, returning the lowest
-/// new sum and its lowest index. Two vectorisable passes: the fused update
-/// with a running minimum, then a scan for the first position holding it
-/// (cheap: `sums` is still in cache, and the scan stops early).
-#[inline(always)]
-fn add_row_argmin_generic(sums: &mut [i32], row: &[i16]) -> (i32, usize) {
-    let mut best = [CHOSEN; LANES];
-    let (sc, _) = sums.as_chunks_mut::<LANES>();
-    let (rc, _) = row.as_chunks::<LANES>();
-    for (ci, (s, r)) in sc.iter_mut().zip(rc).enumerate() {
-        prefetch(row, (ci + PREFETCH_GROUPS) * LANES);
-        update_lanes(s, r, &mut best);
-    }
-    let min = best.iter().copied().min().unwrap_or(CHOSEN);
-    (min, first_equal(sums, min))
-}
-
-/// The same step for two independent walks at once: two rows stream from
-/// memory side by side, which hides more of each row's latency.
-#[inline(always)]
-fn add_rows2_generic(a: &mut [i32], ra: &[i16], b: &mut [i32], rb: &[i16]) -> [(i32, usize); 2] {
-    let mut best_a = [CHOSEN; LANES];
-    let mut best_b = [CHOSEN; LANES];
-    let (ac, _) = a.as_chunks_mut::<LANES>();
-    let (bc, _) = b.as_chunks_mut::<LANES>();
-    let (rac, _) = ra.as_chunks::<LANES>();
-    let (rbc, _) = rb.as_chunks::<LANES>();
-    for (ci, ((sa, xa), (sb, xb))) in ac.iter_mut().zip(rac).zip(bc.iter_mut().zip(rbc)).enumerate() {
-        prefetch(ra, (ci + PREFETCH_GROUPS) * LANES);
-        prefetch(rb, (ci + PREFETCH_GROUPS) * LANES);
-        update_lanes(sa, xa, &mut best_a);
-        update_lanes(sb, xb, &mut best_b);
-    }
-    let min_a = best_a.iter().copied().min().unwrap_or(CHOSEN);
-    let min_b = best_b.iter().copied().min().unwrap_or(CHOSEN);
-    [(min_a, first_equal(a, min_a)), (min_b, first_equal(b, min_b))]
-}
-
-/// How far ahead (in groups of LANES) the row is prefetched: each step's row is a
-/// fresh, unpredictable 2n-byte stretch of the matrix, and the hardware
-/// prefetcher only catches up a page at a time.
-const PREFETCH_GROUPS: usize = 64;
-
-#[inline(always)]
-fn prefetch(row: &[i16], at: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if at < row.len() {
-        // SAFETY: a prefetch of an in-bounds address has no effect on memory.
-        unsafe { std::arch::x86_64::_mm_prefetch(row.as_ptr().add(at) as *const i8, std::arch::x86_64::_MM_HINT_T0) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (row, at);
-}
-
-/// Index of the first element equal to `v` (`usize::MAX` if none).
-#[inline(always)]
-pub(crate) fn first_equal(sums: &[i32], v: i32) -> usize {
-    let (sc, _) = sums.as_chunks::<LANES>();
-    for (ci, s) in sc.iter().enumerate() {
-        // A bit per lane: compiles to a vector compare and a movemask.
-        let mut hits = 0u32;
-        for (l, x) in s.iter().enumerate() {
-            hits |= ((*x == v) as u32) << l;
-        }
-        if hits != 0 {
-            return ci * LANES + hits.trailing_zeros() as usize;
-        }
-    }
-    usize::MAX
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn add_row_argmin_avx2(sums: &mut [i32], row: &[i16]) -> (i32, usize) {
-    add_row_argmin_generic(sums, row)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn add_rows2_avx2(a: &mut [i32], ra: &[i16], b: &mut [i32], rb: &[i16]) -> [(i32, usize); 2] {
-    add_rows2_generic(a, ra, b, rb)
-}
-
-pub(crate) type Step = fn(&mut [i32], &[i16]) -> (i32, usize);
-pub(crate) type Step2 = fn(&mut [i32], &[i16], &mut [i32], &[i16]) -> [(i32, usize); 2];
-
-/// The two-walk step for this CPU.
-pub(crate) fn add_rows2_fn() -> Step2 {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU was just checked to support AVX2.
-        return |a, ra, b, rb| unsafe { add_rows2_avx2(a, ra, b, rb) };
-    }
-    add_rows2_generic
-}
-
-/// Picks the widest instruction set this CPU has, once.
-pub(crate) fn add_row_argmin_fn() -> Step {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU was just checked to support AVX2.
-        return |s, r| unsafe { add_row_argmin_avx2(s, r) };
-    }
-    add_row_argmin_generic
-}
-
-/// Seeds one walk's sums: `values` for the first poems, [`CHOSEN`] for
-/// `skip` (the start, when there is one) and the padding. Returns the first
-/// pick, the smallest sum and its first index. Every walk on the CPU starts
-/// here: from a matrix row, from a start's dots, or from a theme's seed.
-pub fn seed(sums: &mut [i32], values: impl Iterator<Item = i32>, skip: Option<usize>) -> (i32, usize) {
-    sums.fill(CHOSEN);
-    for (x, v) in sums.iter_mut().zip(values) {
-        *x = v;
-    }
-    if let Some(s) = skip {
-        sums[s] = CHOSEN;
-    }
-    let min = sums.iter().copied().min().unwrap_or(CHOSEN);
-    (min, first_equal(sums, min))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,23 +125,5 @@ mod tests {
         assert_eq!(out, plain);
         assert_eq!(out[0], 32767 * 32767);
         assert_eq!(out[8], 2 * 23170 * 23170);
-    }
-
-    #[test]
-    fn the_fused_step_matches_a_plain_scan() {
-        let mut sums: Vec<i32> = (0..48).map(|i| (i * 37 % 11) - 5).collect();
-        sums[3] = CHOSEN;
-        let row: Vec<i16> = (0..48).map(|i| ((i * 13 % 7) - 3) as i16).collect();
-        let mut expect = sums.clone();
-        for (e, r) in expect.iter_mut().zip(&row) {
-            if *e != CHOSEN {
-                *e += *r as i32;
-            }
-        }
-        let min = *expect.iter().min().unwrap();
-        let first = expect.iter().position(|&v| v == min).unwrap();
-        assert_eq!(add_row_argmin_fn()(&mut sums, &row), (min, first));
-        assert_eq!(add_row_argmin_generic(&mut expect.clone(), &[0; 48]), (min, first));
-        assert_eq!(sums, expect);
     }
 }

@@ -13,10 +13,12 @@ use rayon::prelude::*;
 
 pub mod kernels;
 pub mod on_the_fly;
+pub mod walk;
 
-use crate::matrix::{padded, sim16, CHOSEN};
+use crate::matrix::{padded, sim16};
 use crate::quantize::Quantized;
-use kernels::{add_row_argmin_fn, add_rows2_fn, dot_rows, seed, Step, Step2, DOT_BLOCK};
+use kernels::{dot_rows, DOT_BLOCK};
+use walk::{seed, Kernel};
 
 /// The rounded similarity matrix, row-major with rows padded to
 /// [`padded`](crate::matrix::padded)`(n)` entries (padding is zero).
@@ -64,62 +66,74 @@ impl SimMatrix {
 /// Runs the diversity walk from `s`, writing `out.len()` indices.
 /// `sums` is scratch of length `m.stride`.
 pub fn walk(m: &SimMatrix, s: usize, out: &mut [u32], sums: &mut [i32]) {
-    walk_with(m, s, out, sums, add_row_argmin_fn());
+    walk_with(m, s, out, sums, Kernel::new(out.len().saturating_sub(1)));
 }
 
 /// Seeds the sums with the start's row (start and padding chosen) and
 /// returns the first pick.
-fn seed_start(m: &SimMatrix, s: usize, sums: &mut [i32]) -> (i32, usize) {
-    seed(sums, m.row(s)[..m.n].iter().map(|&r| r as i32), Some(s))
+fn seed_start(m: &SimMatrix, s: usize, sums: &mut [i32], k: &Kernel) -> (i32, usize) {
+    let best = seed(sums, m.row(s)[..m.n].iter().map(|&r| r as i32), Some(s));
+    k.pin(sums, m.n, Some(s), best)
 }
 
 #[inline]
-fn walk_with(m: &SimMatrix, s: usize, out: &mut [u32], sums: &mut [i32], step: Step) {
+fn walk_with(m: &SimMatrix, s: usize, out: &mut [u32], sums: &mut [i32], k: Kernel) {
     if out.is_empty() {
         return;
     }
-    let best = seed_start(m, s, sums);
-    walk_from(m, best, out, sums, step);
+    let best = seed_start(m, s, sums, &k);
+    walk_from(m, best, out, sums, k);
 }
 
 /// A walk whose sums start as `values` (one per poem) with no poem
 /// chosen: a theme's walk. `sums` is scratch of length `m.stride`.
 pub fn walk_seeded(m: &SimMatrix, values: &[i16], out: &mut [u32], sums: &mut [i32]) {
+    walk_seeded_with(m, values, out, sums, Kernel::new(out.len().saturating_sub(1)));
+}
+
+fn walk_seeded_with(m: &SimMatrix, values: &[i16], out: &mut [u32], sums: &mut [i32], k: Kernel) {
     if out.is_empty() {
         return;
     }
     let best = seed(sums, values.iter().map(|&r| r as i32), None);
-    walk_from(m, best, out, sums, add_row_argmin_fn());
+    let best = k.pin(sums, m.n, None, best);
+    walk_from(m, best, out, sums, k);
 }
 
 #[inline]
-fn walk_from(m: &SimMatrix, mut best: (i32, usize), out: &mut [u32], sums: &mut [i32], step: Step) {
+fn walk_from(m: &SimMatrix, mut best: (i32, usize), out: &mut [u32], sums: &mut [i32], k: Kernel) {
     for t in 0..out.len() {
         let p = best.1;
         out[t] = p as u32;
-        sums[p] = CHOSEN;
+        k.choose(sums, p);
         if t + 1 < out.len() {
-            best = step(sums, m.row(p));
+            best = (k.step)(sums, m.row(p));
         }
     }
 }
 
-/// Two walks of equal length in lockstep (see [`add_rows2_generic`]).
-fn walk_pair(m: &SimMatrix, starts: [usize; 2], out: [&mut [u32]; 2], sums: [&mut [i32]; 2], step: Step2) {
-    let [oa, ob] = out;
-    let [sa, sb] = sums;
-    if oa.is_empty() {
+/// `K` walks of equal length in lockstep, `step` taking one step of all:
+/// their rows stream side by side, which hides more of each row's latency.
+fn walk_group<const K: usize>(
+    m: &SimMatrix,
+    starts: &[usize],
+    mut out: [&mut [u32]; K],
+    mut sums: [&mut [i32]; K],
+    k: &Kernel,
+    step: impl Fn([&mut [i32]; K], [&[i16]; K]) -> [(i32, usize); K],
+) {
+    let w = out[0].len();
+    if w == 0 {
         return;
     }
-    let mut best = [seed_start(m, starts[0], sa), seed_start(m, starts[1], sb)];
-    for t in 0..oa.len() {
-        let (pa, pb) = (best[0].1, best[1].1);
-        oa[t] = pa as u32;
-        ob[t] = pb as u32;
-        sa[pa] = CHOSEN;
-        sb[pb] = CHOSEN;
-        if t + 1 < oa.len() {
-            best = step(sa, m.row(pa), sb, m.row(pb));
+    let mut best: [(i32, usize); K] = std::array::from_fn(|j| seed_start(m, starts[j], sums[j], k));
+    for t in 0..w {
+        for (o, (s, b)) in out.iter_mut().zip(sums.iter_mut().zip(&best)) {
+            o[t] = b.1 as u32;
+            k.choose(s, b.1);
+        }
+        if t + 1 < w {
+            best = step(sums.each_mut().map(|s| &mut **s), best.map(|b| m.row(b.1)));
         }
     }
 }
@@ -219,32 +233,50 @@ impl CpuBackend {
 /// Walks seeded by `seeds` (a row of `m.n` initial sums per walk, no poem
 /// chosen: the themes' walks), `width` each, in the current rayon pool.
 pub fn seeded_rows(m: &SimMatrix, seeds: &[i16], width: usize, out: &mut [u32]) {
+    seeded_rows_with(m, seeds, width, out, Kernel::new(width.saturating_sub(1)));
+}
+
+fn seeded_rows_with(m: &SimMatrix, seeds: &[i16], width: usize, out: &mut [u32], k: Kernel) {
     if width == 0 || m.n == 0 {
         return;
     }
     out.par_chunks_mut(width).zip(seeds.par_chunks(m.n)).for_each_init(
         || vec![0i32; m.stride],
-        |sums, (row, seed)| walk_seeded(m, seed, row, sums),
+        |sums, (row, seed)| walk_seeded_with(m, seed, row, sums, k),
     );
 }
 
 /// different orderings for a range of starts, in the current rayon pool.
 pub fn different_rows(m: &SimMatrix, starts: Range<usize>, width: usize, out: &mut [u32]) {
+    different_rows_with(m, starts, width, out, Kernel::new(width.saturating_sub(1)));
+}
+
+fn different_rows_with(m: &SimMatrix, starts: Range<usize>, width: usize, out: &mut [u32], k: Kernel) {
     if width == 0 {
         return;
     }
-    let (step, step2) = (add_row_argmin_fn(), add_rows2_fn());
-    // Pairs of starts per task; a lone last start walks by itself.
-    out.par_chunks_mut(2 * width)
-        .zip(starts.into_par_iter().step_by(2))
+    // Four starts per task; the last task's one to three walk by two and one.
+    out.par_chunks_mut(4 * width)
+        .zip(starts.into_par_iter().step_by(4))
         .for_each_init(
-            || (vec![0i32; m.stride], vec![0i32; m.stride]),
-            |(a, b), (rows, s)| {
-                if rows.len() == 2 * width {
-                    let (ra, rb) = rows.split_at_mut(width);
-                    walk_pair(m, [s, s + 1], [ra, rb], [a, b], step2);
-                } else {
-                    walk_with(m, s, rows, a, step);
+            || [(); 4].map(|_| vec![0i32; m.stride]),
+            |[a, b, c, d], (rows, s)| {
+                let mut o = rows.chunks_mut(width);
+                let starts: Vec<usize> = (s..s + o.len()).collect();
+                match [o.next(), o.next(), o.next(), o.next()] {
+                    [Some(oa), Some(ob), Some(oc), Some(od)] => {
+                        walk_group(m, &starts, [oa, ob, oc, od], [a, b, c, d], &k, k.step4)
+                    }
+                    [Some(oa), Some(ob), oc, _] => {
+                        walk_group(m, &starts, [oa, ob], [a, b], &k, |[a, b], [ra, rb]| {
+                            (k.step2)(a, ra, b, rb)
+                        });
+                        if let Some(oc) = oc {
+                            walk_with(m, starts[2], oc, c, k);
+                        }
+                    }
+                    [Some(oa), ..] => walk_with(m, s, oa, a, k),
+                    _ => {}
                 }
             },
         );
@@ -287,6 +319,53 @@ mod tests {
         assert_eq!(one, all(&q, 2, w));
         assert_eq!(one, all(&q, 5, w));
         assert_eq!(one, reference_all(&q, w));
+    }
+
+    /// A matrix of random entries (extremes among them; a small `spread`
+    /// makes many ties), padding zero as [`SimMatrix::compute`] leaves it.
+    fn random_matrix(n: usize, spread: i32, rng: &mut fastrand::Rng) -> SimMatrix {
+        let stride = padded(n);
+        let mut data = vec![0i16; n * stride];
+        for row in data.chunks_mut(stride.max(1)) {
+            for x in &mut row[..n] {
+                *x = match rng.u8(0..10) {
+                    0 => i16::MIN,
+                    1 => i16::MAX,
+                    _ => rng.i32(-spread..=spread) as i16,
+                };
+            }
+        }
+        SimMatrix { n, stride, data }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Every walk kernel (portable and AVX2, masked and unmasked) over
+        /// random matrices, across several blocks of the fused search, for
+        /// start walks (pairs and a lone last one) and themes' seeded walks.
+        #[test]
+        fn every_walk_kernel_matches_the_reference(n in 1usize..1300, spread in prop::sample::select(vec![0, 1, 5, 32767]), seed in any::<u64>(), wf in 0.0f64..=1.0, s0 in 0usize..1300) {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let m = random_matrix(n, spread, &mut rng);
+            let sim = |a: usize, c: usize| m.row(a)[c];
+            let w = ((n - 1) as f64 * wf) as usize;
+            // Up to seven starts: a group of four, a pair and a lone walk.
+            let starts = s0 % n..(s0 % n + 1 + s0 % 7).min(n);
+            let want: Vec<u32> = starts.clone().flat_map(|s| reference::different_by(n, s, w, sim)).collect();
+            let tw = (n as f64 * wf) as usize;
+            let seeds: Vec<i16> = (0..2 * n).map(|_| rng.i32(-spread..=spread) as i16).collect();
+            let want_seeded: Vec<u32> = seeds.chunks(n).flat_map(|sd| reference::theme_different_by(sd, tw, sim)).collect();
+            for isa in walk::Isa::available() {
+                for masked in [false, true] {
+                    let mut got = vec![0; starts.len() * w];
+                    different_rows_with(&m, starts.clone(), w, &mut got, Kernel::with(isa, masked, w.saturating_sub(1)));
+                    prop_assert_eq!(&got, &want, "{:?} masked {}", isa, masked);
+                    let mut got = vec![0; 2 * tw];
+                    seeded_rows_with(&m, &seeds, tw, &mut got, Kernel::with(isa, masked, tw.saturating_sub(1)));
+                    prop_assert_eq!(&got, &want_seeded, "seeded, {:?} masked {}", isa, masked);
+                }
+            }
+        }
     }
 
     proptest! {

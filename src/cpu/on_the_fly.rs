@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use super::kernels::{dot_rows_at, seed, DOT_BLOCK};
+use super::kernels::{dot_rows_at, DOT_BLOCK};
+use super::walk::{seed, Kernel};
 use crate::matrix::{padded, CHOSEN};
 use crate::quantize::{sim16, Quantized};
 
@@ -170,11 +171,15 @@ impl OnTheFly {
                 crate::cpu::similar_row(s, d, row, &mut keys);
             }
         }
+        let k = Kernel::new(width.saturating_sub(1));
         let mut sums = vec![CHOSEN; seeds.len() * stride];
         let best: Vec<(i32, usize)> = sums
             .chunks_mut(stride)
             .zip(seeds.iter().zip(dots.chunks(n)))
-            .map(|(s, (&start, d))| seed(s, d.iter().map(|&x| sim16(x) as i32), Some(start)))
+            .map(|(s, (&start, d))| {
+                let best = seed(s, d.iter().map(|&x| sim16(x) as i32), Some(start));
+                k.pin(s, n, Some(start), best)
+            })
             .collect();
         drop((seeds, dots));
         {
@@ -182,7 +187,7 @@ impl OnTheFly {
             stats.seeds += best.len() as u64;
             stats.secs_similar += t0.elapsed().as_secs_f64() / self.threads() as f64;
         }
-        self.walk_lockstep(sums, best, width, out);
+        self.walk_lockstep(sums, best, width, out, k);
     }
 
     /// Walks seeded by `seeds` (a row of n initial sums per walk, no poem
@@ -198,27 +203,31 @@ impl OnTheFly {
             out.par_chunks_mut(per * width)
                 .zip(seeds.par_chunks(per * n))
                 .for_each(|(o, seed_rows)| {
+                    let k = Kernel::new(width - 1);
                     let mut sums = vec![CHOSEN; seed_rows.len() / n * stride];
                     let best = sums
                         .chunks_mut(stride)
                         .zip(seed_rows.chunks(n))
-                        .map(|(s, r)| seed(s, r.iter().map(|&v| v as i32), None))
+                        .map(|(s, r)| {
+                            let best = seed(s, r.iter().map(|&v| v as i32), None);
+                            k.pin(s, n, None, best)
+                        })
                         .collect();
-                    self.walk_lockstep(sums, best, width, o);
+                    self.walk_lockstep(sums, best, width, o, k);
                 })
         });
     }
 
     /// Runs seeded walks (`sums` of `best.len()` walks, each walk's first
     /// pick in `best`) in lockstep to `width` picks each.
-    fn walk_lockstep(&self, mut sums: Vec<i32>, mut best: Vec<(i32, usize)>, width: usize, out: &mut [u32]) {
+    fn walk_lockstep(&self, mut sums: Vec<i32>, mut best: Vec<(i32, usize)>, width: usize, out: &mut [u32], k: Kernel) {
         let stride = padded(self.q.n);
-        let (step, step2) = (crate::cpu::add_row_argmin_fn(), crate::cpu::add_rows2_fn());
+        let (step, step2) = (k.step, k.step2);
         for t in 0..width {
             let picks: Vec<usize> = best.iter().map(|b| b.1).collect();
             for (i, (&p, s)) in picks.iter().zip(sums.chunks_mut(stride)).enumerate() {
                 out[i * width + t] = p as u32;
-                s[p] = CHOSEN;
+                k.choose(s, p);
             }
             if t + 1 == width {
                 break;
