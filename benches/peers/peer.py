@@ -78,18 +78,25 @@ def walks_numba(w, starts, width, out):
 
 
 def walks_numpy(w, starts, width, out, batch=256):
-    """The batched numpy walk: a batch of starts steps together."""
-    n = w.shape[0]
-    for b0 in range(0, len(starts), batch):
+    """The batched numpy walk: each batch of starts steps together (argmin,
+    gather of the picked rows, add), the batches spread over threads (numpy
+    releases the GIL in each of these)."""
+
+    def one(b0):
         st = starts[b0:b0 + batch]
-        sums = w[st].astype(np.int32)
         rows = np.arange(len(st))
+        sums = w[st].astype(np.int32)
         sums[rows, st] = HELD
         for step in range(width):
             idx = sums.argmin(axis=1)
             out[b0 + rows, step] = idx
+            if step + 1 == width:
+                break
             sums += w[idx]
             sums[rows, idx] = HELD
+
+    with ThreadPoolExecutor(get_num_threads()) as ex:
+        list(ex.map(one, range(0, len(starts), batch)))
 
 
 def key_of(e):
