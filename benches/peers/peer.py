@@ -1,7 +1,7 @@
 """The peer a Python user would write instead of diversity-gpu's CPU backend.
 
-numpy for the similarity matrix (one float32 BLAS `E @ E.T` of the
-normalised embeddings) and the similar orderings (argpartition for the top
+numpy for the similarity matrix (float32 BLAS `E @ E.T` of the quantised
+embeddings, by blocks of rows) and the similar orderings (argpartition for the top
 K, then a stable argsort; a full stable argsort otherwise; the start left
 out), and the diversity walk as one numba `@njit(parallel=True)` loop over
 the starts: per step a fused add of the picked row to the running sums with
@@ -35,6 +35,8 @@ from numba import njit, prange, get_num_threads
 # whole walk, and HELD + n * 32767 still fits in i32, for n <= 16,383.
 HELD = np.int32(1 << 30)
 MAX_N = 16_383
+# Rows of the similarity matrix computed at once.
+BLOCK = 1024
 
 
 @njit(parallel=True, cache=True)
@@ -132,7 +134,8 @@ def load(poems_path, embeddings_path, dtype):
 
 
 def similar_block(s, lo, hi, k, out):
-    """Rows lo..hi of the similar orderings (the diagonal is already -inf):
+    """Rows lo..hi of the similar orderings (each row's own poem already at
+    -inf):
     by similarity, descending, ties to the lower index."""
     neg = -s[lo:hi]
     if k is None:
@@ -180,22 +183,31 @@ def main():
     assert n <= MAX_N, f"{n} poems: the i32 sums would overflow"
     t["load"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    s = e @ e.T
-    w = np.empty((n, n), np.int16)
-    to_i16(s, w)
-    t["matrix"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
+    # The matrix by blocks of rows, each block's similar orderings taken
+    # while it is at hand: no n x n float matrix is ever held (its first
+    # touch alone costs seconds on fortunes). The phases are timed apart.
     width = n - 1 if a.top_k is None else min(a.top_k, n - 1)
     idx_t = np.uint16 if n <= 65536 else np.uint32
-    np.fill_diagonal(s, -np.inf)
+    t["matrix"] = t["similar"] = 0.0
+    t0 = time.perf_counter()
+    w = np.empty((n, n), np.int16)
     sim = np.empty((n, width), idx_t)
-    step = 256
+    buf = np.empty((min(BLOCK, n), n), dtype)
+    t["matrix"] += time.perf_counter() - t0
     with ThreadPoolExecutor(get_num_threads()) as ex:
-        list(ex.map(lambda lo: similar_block(s, lo, min(lo + step, n), a.top_k, sim), range(0, n, step)))
-    del s
-    t["similar"] = time.perf_counter() - t0
+        for lo in range(0, n, BLOCK):
+            hi = min(lo + BLOCK, n)
+            t0 = time.perf_counter()
+            s = np.matmul(e[lo:hi], e.T, out=buf[: hi - lo])
+            to_i16(s, w[lo:hi])
+            t1 = time.perf_counter()
+            s[np.arange(hi - lo), np.arange(lo, hi)] = -np.inf
+            part = sim[lo:hi]
+            subs = range(0, hi - lo, 256)
+            list(ex.map(lambda r: similar_block(s, r, min(r + 256, hi - lo), a.top_k, part), subs))
+            t["matrix"] += t1 - t0
+            t["similar"] += time.perf_counter() - t1
+    del buf
 
     t0 = time.perf_counter()
     diff = np.empty((n, width), np.uint32)
