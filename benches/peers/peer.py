@@ -8,15 +8,18 @@ the starts: per step a fused add of the picked row to the running sums with
 a running minimum, the chosen poems held at a value no real sum reaches, and
 a branch-free search for the first index holding that minimum.
 
-Arithmetic: float32 for the matrix and the similar orderings; the walk reads
-the similarities rounded to i16 (`rint(s * 32767)`, the scale of
-src/quantize.rs) with exact i32 running sums, as the tool's walk does (so it
-moves the same 2 bytes of row per update). Ties go to the lower index. The
-orderings differ from the tool's only where float32 rounding reorders
-near-equal similarities.
+Arithmetic: the vectors are quantised as in src/quantize.rs
+(`round(x / |x| * 32767)`) and held as float32 (small integers, exact); the
+dot products come from float32 BLAS, so near 2^30 they are rounded. The similar
+orderings sort those float32 dots; the walk reads them rounded like `sim16`
+(`floor(dot / 32768 + 0.5)`, an i16 n x n matrix) with exact i32 running sums,
+as the tool's walk does (the same 2 bytes of row per update). Ties go to the
+lower index. The orderings differ from the tool's only where float32 rounding
+reorders near-equal dots (about 0.1 % of positions). `--exact` computes the
+dots in float64, exactly, and must agree with the tool everywhere.
 
 Usage: python peer.py --poems P --embeddings E --out DIR [--top-k K]
-       [--walk numba|numpy]
+       [--walk numba|numpy] [--exact]
 Writes DIR/similar.npy and DIR/different.npy (uint16 or uint32 rows of the
 included poems, canonical order) and DIR/timings.json (seconds per phase;
 `jit` is numba's compile time, outside every phase and `whole`).
