@@ -10,6 +10,7 @@
 # exact variant (float64 GEMM: exact integer dots) agrees on 100 %.
 #
 # One command: scripts/peers-bench.sh [--rounds R] [--min-agree P] [--corpus 2k|fortunes|both]
+#   [--peer-walk numba|numpy]   (numpy: the batched numpy walk instead of numba's)
 # Corpus: $FORTUNES (default ../shared/corpora/fortunes beside the checkout).
 # The virtual environment (numpy, numba; about 200 MB) is made once at
 # $PEERS_VENV (default ~/.cache/diversity-gpu/peers-venv) and reused.
@@ -20,12 +21,14 @@ ROOT=$PWD
 ROUNDS=3
 MIN_AGREE=95
 WHICH=both
+PEER_WALK=numba
 while [ $# -gt 0 ]; do
     case $1 in
         --rounds) ROUNDS=$2; shift 2 ;;
         --min-agree) MIN_AGREE=$2; shift 2 ;;
         --corpus) WHICH=$2; shift 2 ;;
-        *) echo "usage: $0 [--rounds R] [--min-agree P] [--corpus 2k|fortunes|both]" >&2; exit 2 ;;
+        --peer-walk) PEER_WALK=$2; shift 2 ;;
+        *) echo "usage: $0 [--rounds R] [--min-agree P] [--corpus 2k|fortunes|both] [--peer-walk numba|numpy]" >&2; exit 2 ;;
     esac
 done
 VENV=${PEERS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/diversity-gpu/peers-venv}
@@ -102,7 +105,7 @@ peer() {
     rm -rf "$out"
     local t0 t1
     t0=$(now)
-    "$PY" "$PEER/peer.py" --poems "$poems" --embeddings "$emb" --out "$out" "$@" >"$WORK/peer.log" 2>&1 \
+    "$PY" "$PEER/peer.py" --poems "$poems" --embeddings "$emb" --out "$out" --walk "$PEER_WALK" "$@" >"$WORK/peer.log" 2>&1 \
         || { cat "$WORK/peer.log"; fail "peer on $name"; }
     t1=$(now)
     "$PY" -c 'import json, sys; t = json.load(open(sys.argv[1])); print(json.dumps({"corpus": sys.argv[2], "round": int(sys.argv[3]), "side": "peer", "phases": t, "wall": float(sys.argv[5]) - float(sys.argv[4])}))' \
@@ -113,7 +116,7 @@ peer() {
 bench() {
     local name=$1 poems=$2 emb=$3
     shift 3
-    step "$name: $ROUNDS rounds ($*)"
+    step "$name: $ROUNDS rounds ($*; peer walk: $PEER_WALK)"
     uptime
     for r in $(seq 1 "$ROUNDS"); do
         if [ $((r % 2)) = 1 ]; then
