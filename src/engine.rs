@@ -123,9 +123,14 @@ impl Engine {
         different: &mut [u32],
     ) -> Result<()> {
         let pool = &self.similar_pool;
-        let sort_similar = |similar: &mut [u32]| {
+        // With the matrix at hand, its rows pick the few candidates whose
+        // dots a short similar ordering needs.
+        let sort_similar = |similar: &mut [u32], matrix: Option<&cpu::SimMatrix>| {
             let t = Instant::now();
-            cpu::similar_rows(q, starts.clone(), width, similar, pool);
+            match matrix {
+                Some(m) => cpu::similar_rows_matrix(q, m, starts.clone(), width, similar, pool),
+                None => cpu::similar_rows(q, starts.clone(), width, similar, pool),
+            }
             t.elapsed().as_secs_f64()
         };
         let (selection, sorting) = match &mut self.walker {
@@ -135,14 +140,14 @@ impl Engine {
                     g.different(starts.clone(), width, different)
                         .map(|_| t.elapsed().as_secs_f64())
                 });
-                let sorting = sort_similar(similar);
+                let sorting = sort_similar(similar, None);
                 (walk.join().expect("GPU thread panicked"), sorting)
             }),
             Walker::Cpu(c) => {
                 let t = Instant::now();
                 c.different(starts.clone(), width, different);
                 let selection = t.elapsed().as_secs_f64();
-                (Ok(selection), sort_similar(similar))
+                (Ok(selection), sort_similar(similar, Some(c.matrix())))
             }
             // The walks' start rows also give the similar orderings.
             Walker::Rows(r) => {

@@ -11,12 +11,15 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+pub mod gemm;
 pub mod kernels;
 pub mod on_the_fly;
+pub mod select;
 
 use crate::matrix::{padded, sim16, CHOSEN};
 use crate::quantize::Quantized;
-use kernels::{add_row_argmin_fn, add_rows2_fn, dot_rows, seed, Step, Step2, DOT_BLOCK};
+use gemm::Packed;
+use kernels::{add_row_argmin_fn, add_rows2_fn, seed, Step, Step2};
 
 /// The rounded similarity matrix, row-major with rows padded to
 /// [`padded`](crate::matrix::padded)`(n)` entries (padding is zero).
@@ -27,21 +30,28 @@ pub struct SimMatrix {
 }
 
 impl SimMatrix {
-    /// Computes every `sim16(dot(i, j))`, in parallel over blocks of rows.
+    /// Computes every `sim16(dot(i, j))` with the blocked GEMM, in
+    /// parallel over blocks of rows, one cache block of columns at a time.
     pub fn compute(q: &Quantized) -> Self {
         let n = q.n;
         let stride = padded(n);
         let mut data = vec![0i16; n * stride];
-        data.par_chunks_mut((stride * DOT_BLOCK).max(1))
+        let packed = Packed::new(q);
+        data.par_chunks_mut((stride * MATRIX_BLOCK).max(1))
             .enumerate()
             .for_each_init(
-                || vec![0i32; DOT_BLOCK * n],
+                || vec![0i32; MATRIX_BLOCK * gemm::NC],
                 |dots, (b, rows)| {
-                    let count = rows.len() / stride;
-                    dot_rows(q, b * DOT_BLOCK, count, dots);
-                    for (row, d) in rows.chunks_mut(stride).zip(dots.chunks(n)) {
-                        for (r, &x) in row.iter_mut().zip(d) {
-                            *r = sim16(x);
+                    let first = b * MATRIX_BLOCK;
+                    let starts: Vec<usize> = (first..first + rows.len() / stride).collect();
+                    for c in (0..n).step_by(gemm::NC) {
+                        let cols = c..(c + gemm::NC).min(n);
+                        let w = cols.len();
+                        packed.dots(&starts, cols, dots);
+                        for (row, d) in rows.chunks_mut(stride).zip(dots.chunks(w)) {
+                            for (r, &x) in row[c..c + w].iter_mut().zip(d) {
+                                *r = sim16(x);
+                            }
                         }
                     }
                 },
@@ -124,59 +134,84 @@ fn walk_pair(m: &SimMatrix, starts: [usize; 2], out: [&mut [u32]; 2], sums: [&mu
     }
 }
 
-/// Sort key for similar orderings: ascending key = descending dot, then
-/// ascending index.
-#[inline]
-fn similar_key(d: i32, j: usize) -> u64 {
-    let flipped = !((d as u32) ^ 0x8000_0000);
-    ((flipped as u64) << 32) | j as u64
-}
-
 /// similar(s) into `out` (its length is the width), from `dots[j] = dot(s, j)`.
 /// `keys` is scratch.
 pub fn similar_row(s: usize, dots: &[i32], out: &mut [u32], keys: &mut Vec<u64>) {
-    keys.clear();
-    keys.extend(
-        dots.iter()
-            .enumerate()
-            .filter(|&(j, _)| j != s)
-            .map(|(j, &d)| similar_key(d, j)),
-    );
-    let w = out.len();
-    if w < keys.len() / 8 {
-        // A short prefix: select it, then sort only that.
-        keys.select_nth_unstable(w);
-        keys.truncate(w);
-        keys.sort_unstable();
+    if select::is_short(out.len(), dots.len()) {
+        // The dot's top 16 bits order the candidates coarsely.
+        select::first_similar(dots.len(), s, out, keys, |j| (dots[j] >> 16) as i16, |j| dots[j]);
     } else {
-        // Keys are distinct integers: a radix sort beats comparisons here.
-        radsort::sort(keys);
-    }
-    for (o, k) in out.iter_mut().zip(keys.iter()) {
-        *o = *k as u32;
+        select::sort_similar(s, dots, out, keys);
     }
 }
 
+/// Starts per task of [`similar_rows`]: every block of the packed columns
+/// is read once per this many rows.
+const SIMILAR_BLOCK: usize = 4 * gemm::MR;
+
+/// Rows per task of [`SimMatrix::compute`].
+const MATRIX_BLOCK: usize = 8 * gemm::MR;
+
 /// similar orderings for a range of starts, in parallel, in blocks of
-/// [`DOT_BLOCK`] starts; `out` holds `starts.len() * width` indices.
+/// [`SIMILAR_BLOCK`] starts whose dots come from the GEMM; `out` holds
+/// `starts.len() * width` indices.
 pub fn similar_rows(q: &Quantized, starts: Range<usize>, width: usize, out: &mut [u32], threads: &rayon::ThreadPool) {
     if width == 0 {
         return;
     }
     threads.install(|| {
-        out.par_chunks_mut(width * DOT_BLOCK)
-            .zip(starts.into_par_iter().step_by(DOT_BLOCK))
+        let packed = Packed::new(q);
+        out.par_chunks_mut(width * SIMILAR_BLOCK)
+            .zip(starts.into_par_iter().step_by(SIMILAR_BLOCK))
             .for_each_init(
-                || (Vec::new(), vec![0i32; DOT_BLOCK * q.n]),
+                || (Vec::new(), vec![0i32; SIMILAR_BLOCK * q.n]),
                 |(keys, dots), (rows, s0)| {
-                    let count = rows.len() / width;
-                    dot_rows(q, s0, count, dots);
+                    let block: Vec<usize> = (s0..s0 + rows.len() / width).collect();
+                    packed.dots(&block, 0..q.n, dots);
                     for (r, row) in rows.chunks_mut(width).enumerate() {
                         similar_row(s0 + r, &dots[r * q.n..(r + 1) * q.n], row, keys);
                     }
                 },
             );
     });
+}
+
+/// [`similar_rows`] with the matrix `m` of `q` at hand: for a short width
+/// each row's rounded similarities pick the few candidates (see
+/// [`select`]), and only their dots are computed. Long widths, and
+/// vectors whose rounding could wrap (then it would not keep the order of
+/// the dots), take [`similar_rows`].
+pub fn similar_rows_matrix(
+    q: &Quantized,
+    m: &SimMatrix,
+    starts: Range<usize>,
+    width: usize,
+    out: &mut [u32],
+    threads: &rayon::ThreadPool,
+) {
+    if width == 0 || !select::is_short(width, q.n) || !rounding_keeps_order(q) {
+        return similar_rows(q, starts, width, out, threads);
+    }
+    threads.install(|| {
+        out.par_chunks_mut(width)
+            .zip(starts.into_par_iter())
+            .for_each_init(Vec::new, |keys, (row, s)| {
+                let sims = &m.row(s)[..q.n];
+                select::first_similar(q.n, s, row, keys, |j| sims[j], |j| q.dot(s, j));
+            });
+    });
+}
+
+/// Whether `sim16` never decreases as the dot increases for every pair of
+/// `q`: true unless a dot can come within 2^14 of `i32::MAX` (where
+/// `dot + 2^14` wraps). By Cauchy–Schwarz no dot exceeds the largest
+/// squared length; quantised unit vectors stay near 32767².
+fn rounding_keeps_order(q: &Quantized) -> bool {
+    let longest = (0..q.n)
+        .map(|i| q.row(i).iter().map(|&x| (x as i64) * (x as i64)).sum::<i64>())
+        .max()
+        .unwrap_or(0);
+    longest <= (i32::MAX - (1 << 14)) as i64
 }
 
 /// The CPU backend: the matrix, and the pool that walks it.
@@ -270,6 +305,9 @@ mod tests {
         b.different(0..q.n, width, &mut d);
         let mut s = vec![0; q.n * width];
         similar_rows(q, 0..q.n, width, &mut s, &b.pool);
+        let mut from_matrix = vec![0; q.n * width];
+        similar_rows_matrix(q, b.matrix(), 0..q.n, width, &mut from_matrix, &b.pool);
+        assert_eq!(s, from_matrix, "the matrix's candidates give the same orderings");
         (s, d)
     }
 
