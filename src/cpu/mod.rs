@@ -31,31 +31,23 @@ pub struct SimMatrix {
 
 impl SimMatrix {
     /// Computes every `sim16(dot(i, j))` with the blocked GEMM, in
-    /// parallel over blocks of rows, one cache block of columns at a time.
+    /// parallel over blocks of rows. The matrix is symmetric, so each block
+    /// computes only its columns from its own first row on, and writes the
+    /// columns past the block into the later rows as well.
     pub fn compute(q: &Quantized) -> Self {
         let n = q.n;
         let stride = padded(n);
         let mut data = vec![0i16; n * stride];
         let packed = Packed::new(q);
-        data.par_chunks_mut((stride * MATRIX_BLOCK).max(1))
-            .enumerate()
-            .for_each_init(
-                || vec![0i32; MATRIX_BLOCK * gemm::NC],
-                |dots, (b, rows)| {
-                    let first = b * MATRIX_BLOCK;
-                    let starts: Vec<usize> = (first..first + rows.len() / stride).collect();
-                    for c in (0..n).step_by(gemm::NC) {
-                        let cols = c..(c + gemm::NC).min(n);
-                        let w = cols.len();
-                        packed.dots(&starts, cols, dots);
-                        for (row, d) in rows.chunks_mut(stride).zip(dots.chunks(w)) {
-                            for (r, &x) in row[c..c + w].iter_mut().zip(d) {
-                                *r = sim16(x);
-                            }
-                        }
-                    }
-                },
-            );
+        let out = SharedRows(data.as_mut_ptr());
+        (0..n.div_ceil(MATRIX_BLOCK)).into_par_iter().for_each_init(
+            || vec![0i32; MATRIX_BLOCK * gemm::NC],
+            // SAFETY: block `b` writes the entries (i, j) with i in the
+            // block and j from the block's first row on, and their mirrors
+            // (j, i) for j past the block: each entry of the n × stride
+            // matrix is written by exactly one block (see `fill_block`).
+            |dots, b| unsafe { fill_block(&packed, &out, stride, b, dots) },
+        );
         SimMatrix { n, stride, data }
     }
 
@@ -68,6 +60,47 @@ impl SimMatrix {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.data.len() * 2
+    }
+}
+
+/// The matrix's data, written by many threads at disjoint entries.
+struct SharedRows(*mut i16);
+// SAFETY: only `fill_block` writes through it, at disjoint entries.
+unsafe impl Sync for SharedRows {}
+
+/// Fills block `b` of [`MATRIX_BLOCK`] rows: entry (i, j) for every row
+/// `i` of the block and every `j ≥ first` (its first row), and (j, i) too
+/// for `j` past the block. An entry (r, c) is thus written by the block of
+/// `min(r, c)` when both lie in different blocks, and by the block of `r`
+/// otherwise: once.
+///
+/// # Safety
+/// `out` points at `n × stride` entries (`n = packed.n()`), and no other
+/// call fills the same `b` at the same time.
+unsafe fn fill_block(packed: &Packed, out: &SharedRows, stride: usize, b: usize, dots: &mut [i32]) {
+    let n = packed.n();
+    let first = b * MATRIX_BLOCK;
+    let rows: Vec<usize> = (first..(first + MATRIX_BLOCK).min(n)).collect();
+    let end = first + rows.len();
+    for c in (first..n).step_by(gemm::NC) {
+        let cols = c..(c + gemm::NC).min(n);
+        let w = cols.len();
+        packed.dots(&rows, cols.clone(), dots);
+        for (r, d) in dots.chunks(w).take(rows.len()).enumerate() {
+            // SAFETY: row first + r, columns c .. c + w, inside the matrix.
+            let row = unsafe { std::slice::from_raw_parts_mut(out.0.add((first + r) * stride + c), w) };
+            for (x, &v) in row.iter_mut().zip(d) {
+                *x = sim16(v);
+            }
+        }
+        // The mirror: column j of this tile is row j's entries first..end.
+        for j in cols.start.max(end)..cols.end {
+            // SAFETY: row j, columns first .. end, inside the matrix.
+            let row = unsafe { std::slice::from_raw_parts_mut(out.0.add(j * stride + first), end - first) };
+            for (r, x) in row.iter_mut().enumerate() {
+                *x = sim16(dots[r * w + j - c]);
+            }
+        }
     }
 }
 
@@ -325,6 +358,19 @@ mod tests {
         assert_eq!(one, all(&q, 2, w));
         assert_eq!(one, all(&q, 5, w));
         assert_eq!(one, reference_all(&q, w));
+    }
+
+    #[test]
+    fn the_symmetric_matrix_is_every_rounded_dot() {
+        // Several blocks of rows and of columns, none of them whole, odd dim.
+        let q = random(gemm::NC + MATRIX_BLOCK + 5, 7, 3, 11);
+        let m = pool(2).install(|| SimMatrix::compute(&q));
+        for i in 0..q.n {
+            let expect: Vec<i16> = (0..m.stride)
+                .map(|j| if j < q.n { sim16(q.dot(i, j)) } else { 0 })
+                .collect();
+            assert_eq!(m.row(i), &expect[..], "row {i}");
+        }
     }
 
     proptest! {
