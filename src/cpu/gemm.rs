@@ -8,8 +8,10 @@
 //! into an i32 lane exactly (components lie in ±32767, so a pair is at
 //! most 2·32767² < 2^31), and the lanes then add with wrap-around, the same
 //! arithmetic modulo 2^32 as the plain loop in [`crate::quantize::dot`].
-//! The portable kernel does the same sums with `wrapping_add`, so both give
-//! the same i32 for every input.
+//! `vpdpwssd` (AVX-512 VNNI, where the CPU has it) fuses the multiply, the
+//! pair sum and the add with the same wrap-around, and the portable kernel
+//! does the same sums with `wrapping_add`: every kernel gives the same i32
+//! for every input, and the tests run each one the CPU has.
 
 use std::ops::Range;
 
@@ -92,12 +94,6 @@ impl Packed {
         self.dots_with(rows, cols, out, kernel())
     }
 
-    /// [`Packed::dots`] with the portable kernel (for tests: it must give
-    /// the same integers as the vector one).
-    pub fn dots_portable(&self, rows: &[usize], cols: Range<usize>, out: &mut [i32]) {
-        self.dots_with(rows, cols, out, kernel_portable)
-    }
-
     fn dots_with(&self, rows: &[usize], cols: Range<usize>, out: &mut [i32], kernel: Kernel) {
         let w = cols.len();
         assert!(cols.end <= self.n && out.len() >= rows.len() * w);
@@ -131,6 +127,11 @@ impl Packed {
 
 /// The micro-kernel for this CPU, picked once per call of [`Packed::dots`].
 fn kernel() -> Kernel {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl") {
+        // SAFETY: the CPU was just checked to support both.
+        return |a, panel, tile| unsafe { kernel_vnni(a, panel, tile) };
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU was just checked to support AVX2.
@@ -190,6 +191,38 @@ fn kernel_avx2(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
     }
 }
 
+/// [`kernel_avx2`] with `vpdpwssd` (AVX-512 VNNI on 256-bit vectors),
+/// which multiplies, sums the pair and adds it to the lane in one
+/// instruction, with the same wrap-around.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512vnni,avx512vl")]
+fn kernel_vnni(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
+    use std::arch::x86_64::*;
+    let kp = panel.len() / NR;
+    assert!(a.iter().all(|r| r.len() >= kp));
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    let b = panel.as_ptr();
+    for p in 0..kp {
+        // SAFETY: as in `kernel_avx2`.
+        unsafe {
+            let b0 = _mm256_loadu_si256(b.add(p * NR) as *const __m256i);
+            let b1 = _mm256_loadu_si256(b.add(p * NR + 8) as *const __m256i);
+            for r in 0..MR {
+                let x = _mm256_set1_epi32(*a[r].get_unchecked(p) as i32);
+                acc[r][0] = _mm256_dpwssd_epi32(acc[r][0], x, b0);
+                acc[r][1] = _mm256_dpwssd_epi32(acc[r][1], x, b1);
+            }
+        }
+    }
+    for (t, v) in tile.iter_mut().zip(&acc) {
+        // SAFETY: each row of the tile is 16 i32, two 32-byte stores.
+        unsafe {
+            _mm256_storeu_si256(t.as_mut_ptr() as *mut __m256i, v[0]);
+            _mm256_storeu_si256(t.as_mut_ptr().add(8) as *mut __m256i, v[1]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,13 +243,26 @@ mod tests {
     fn check(q: &Quantized, rows: &[usize], cols: Range<usize>) -> Result<(), TestCaseError> {
         let p = Packed::new(q);
         let expect = plain(q, rows, cols.clone());
-        let mut out = vec![7; rows.len() * cols.len()];
-        p.dots(rows, cols.clone(), &mut out);
-        prop_assert_eq!(&out, &expect);
-        let mut out = vec![7; rows.len() * cols.len()];
-        p.dots_portable(rows, cols, &mut out);
-        prop_assert_eq!(&out, &expect);
+        for (name, k) in kernels() {
+            let mut out = vec![7; rows.len() * cols.len()];
+            p.dots_with(rows, cols.clone(), &mut out, k);
+            prop_assert_eq!(&out, &expect, "kernel {}", name);
+        }
         Ok(())
+    }
+
+    /// Every kernel this CPU can run, the portable one included.
+    fn kernels() -> Vec<(&'static str, Kernel)> {
+        let mut all: Vec<(&'static str, Kernel)> = vec![("portable", kernel_portable)];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            all.push(("avx2", |a, p, t| unsafe { kernel_avx2(a, p, t) }));
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl") {
+            all.push(("vnni", |a, p, t| unsafe { kernel_vnni(a, p, t) }));
+        }
+        all
     }
 
     fn corpus(n: usize, dim: usize, extreme: bool, seed: u64) -> Quantized {
