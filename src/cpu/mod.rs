@@ -178,15 +178,15 @@ pub fn similar_row(s: usize, dots: &[i32], out: &mut [u32], keys: &mut Vec<u64>)
     }
 }
 
-/// Starts per task of [`similar_rows`]: every block of the packed columns
-/// is read once per this many rows.
+/// Starts per task of [`similar_rows`] for short widths: every block of
+/// the packed columns is read once per this many rows.
 const SIMILAR_BLOCK: usize = 4 * gemm::MR;
 
 /// Rows per task of [`SimMatrix::compute`].
 const MATRIX_BLOCK: usize = 8 * gemm::MR;
 
 /// similar orderings for a range of starts, in parallel, in blocks of
-/// [`SIMILAR_BLOCK`] starts whose dots come from the GEMM; `out` holds
+/// starts whose dots come from the GEMM; `out` holds
 /// `starts.len() * width` indices.
 pub fn similar_rows(q: &Quantized, starts: Range<usize>, width: usize, out: &mut [u32], threads: &rayon::ThreadPool) {
     if width == 0 {
@@ -194,10 +194,16 @@ pub fn similar_rows(q: &Quantized, starts: Range<usize>, width: usize, out: &mut
     }
     threads.install(|| {
         let packed = Packed::new(q);
-        out.par_chunks_mut(width * SIMILAR_BLOCK)
-            .zip(starts.into_par_iter().step_by(SIMILAR_BLOCK))
+        // Sorting whole rows costs far more than their dots: small tasks
+        // then keep the threads evenly busy.
+        let block = match select::is_short(width, q.n) {
+            true => SIMILAR_BLOCK,
+            false => gemm::MR,
+        };
+        out.par_chunks_mut(width * block)
+            .zip(starts.into_par_iter().step_by(block))
             .for_each_init(
-                || (Vec::new(), vec![0i32; SIMILAR_BLOCK * q.n]),
+                || (Vec::new(), vec![0i32; block * q.n]),
                 |(keys, dots), (rows, s0)| {
                     let block: Vec<usize> = (s0..s0 + rows.len() / width).collect();
                     packed.dots(&block, 0..q.n, dots);
