@@ -194,9 +194,14 @@ fn kernel_avx2(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
 /// [`kernel_avx2`] with `vpdpwssd` (AVX-512 VNNI on 256-bit vectors),
 /// which multiplies, sums the pair and adds it to the lane in one
 /// instruction, with the same wrap-around.
+///
+/// # Safety
+/// The CPU must have AVX-512 VNNI and VL. (Written with `asm!` because the
+/// `avx512vnni` target feature and intrinsic need Rust 1.89; the MSRV is
+/// 1.88.)
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512vnni,avx512vl")]
-fn kernel_vnni(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
+#[target_feature(enable = "avx2")]
+unsafe fn kernel_vnni(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
     use std::arch::x86_64::*;
     let kp = panel.len() / NR;
     assert!(a.iter().all(|r| r.len() >= kp));
@@ -209,8 +214,8 @@ fn kernel_vnni(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
             let b1 = _mm256_loadu_si256(b.add(p * NR + 8) as *const __m256i);
             for r in 0..MR {
                 let x = _mm256_set1_epi32(*a[r].get_unchecked(p) as i32);
-                acc[r][0] = _mm256_dpwssd_epi32(acc[r][0], x, b0);
-                acc[r][1] = _mm256_dpwssd_epi32(acc[r][1], x, b1);
+                acc[r][0] = dpwssd(acc[r][0], x, b0);
+                acc[r][1] = dpwssd(acc[r][1], x, b1);
             }
         }
     }
@@ -221,6 +226,31 @@ fn kernel_vnni(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
             _mm256_storeu_si256(t.as_mut_ptr().add(8) as *mut __m256i, v[1]);
         }
     }
+}
+
+/// `acc + x₀·b₀ + x₁·b₁` per i32 lane (`vpdpwssd`, wrapping).
+///
+/// # Safety
+/// The CPU must have AVX-512 VNNI and VL.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn dpwssd(
+    mut acc: std::arch::x86_64::__m256i,
+    x: std::arch::x86_64::__m256i,
+    b: std::arch::x86_64::__m256i,
+) -> std::arch::x86_64::__m256i {
+    // SAFETY: register operands only; the caller vouches for the CPU.
+    unsafe {
+        std::arch::asm!(
+            "vpdpwssd {acc}, {x}, {b}",
+            acc = inout(ymm_reg) acc,
+            x = in(ymm_reg) x,
+            b = in(ymm_reg) b,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
 }
 
 #[cfg(test)]
