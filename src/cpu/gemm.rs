@@ -15,6 +15,8 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 use crate::quantize::Quantized;
 
 /// Rows of one micro-kernel tile.
@@ -51,22 +53,31 @@ fn pair(a: i16, b: i16) -> u32 {
 }
 
 impl Packed {
-    /// Packs every vector of `q` (a copy the size of `q`, twice).
+    /// Packs every vector of `q` (a copy the size of `q`, twice), in
+    /// parallel in the current rayon pool.
     pub fn new(q: &Quantized) -> Self {
         let kp = q.dim.div_ceil(2);
-        let mut rows = Vec::with_capacity(q.n * kp);
-        for i in 0..q.n {
+        let word = |i: usize, p: usize| {
             let v = q.row(i);
-            rows.extend((0..kp).map(|p| pair(v[2 * p], v.get(2 * p + 1).copied().unwrap_or(0))));
-        }
-        let count = q.n.div_ceil(NR);
-        let mut panels = vec![0u32; count * kp * NR];
-        for (c, words) in rows.chunks(kp.max(1)).enumerate() {
-            let panel = &mut panels[(c / NR) * kp * NR..];
-            for (p, &w) in words.iter().enumerate() {
-                panel[p * NR + c % NR] = w;
+            pair(v[2 * p], if 2 * p + 1 < v.len() { v[2 * p + 1] } else { 0 })
+        };
+        let mut rows = vec![0u32; q.n * kp];
+        rows.par_chunks_mut(kp.max(1)).enumerate().for_each(|(i, r)| {
+            for (p, w) in r.iter_mut().enumerate() {
+                *w = word(i, p);
             }
-        }
+        });
+        let mut panels = vec![0u32; q.n.div_ceil(NR) * kp * NR];
+        panels
+            .par_chunks_mut((kp * NR).max(1))
+            .enumerate()
+            .for_each(|(c, panel)| {
+                for i in c * NR..((c + 1) * NR).min(q.n) {
+                    for p in 0..kp {
+                        panel[p * NR + i % NR] = word(i, p);
+                    }
+                }
+            });
         Packed {
             n: q.n,
             kp,

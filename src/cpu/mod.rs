@@ -18,7 +18,7 @@ pub mod select;
 
 use crate::matrix::{padded, sim16, CHOSEN};
 use crate::quantize::Quantized;
-use gemm::Packed;
+pub use gemm::Packed;
 use kernels::{add_row_argmin_fn, add_rows2_fn, seed, Step, Step2};
 
 /// The rounded similarity matrix, row-major with rows padded to
@@ -192,8 +192,25 @@ pub fn similar_rows(q: &Quantized, starts: Range<usize>, width: usize, out: &mut
     if width == 0 {
         return;
     }
+    let packed = threads.install(|| Packed::new(q));
+    similar_rows_packed(&packed, q, starts, width, out, threads);
+}
+
+/// [`similar_rows`] with the vectors already packed (`packed` is
+/// `Packed::new(q)`): callers that come back chunk after chunk pack once.
+pub fn similar_rows_packed(
+    packed: &Packed,
+    q: &Quantized,
+    starts: Range<usize>,
+    width: usize,
+    out: &mut [u32],
+    threads: &rayon::ThreadPool,
+) {
+    assert_eq!(packed.n(), q.n, "packed from another corpus");
+    if width == 0 {
+        return;
+    }
     threads.install(|| {
-        let packed = Packed::new(q);
         // Sorting whole rows costs far more than their dots: small tasks
         // then keep the threads evenly busy.
         let block = match select::is_short(width, q.n) {
@@ -228,7 +245,7 @@ pub fn similar_rows_matrix(
     out: &mut [u32],
     threads: &rayon::ThreadPool,
 ) {
-    if width == 0 || !select::is_short(width, q.n) || !rounding_keeps_order(q) {
+    if !matrix_selects(q, width) {
         return similar_rows(q, starts, width, out, threads);
     }
     threads.install(|| {
@@ -239,6 +256,12 @@ pub fn similar_rows_matrix(
                 select::first_similar(q.n, s, row, keys, |j| sims[j], |j| q.dot(s, j));
             });
     });
+}
+
+/// Whether [`similar_rows_matrix`] picks the candidates from the matrix
+/// for this width (otherwise it computes every dot).
+pub fn matrix_selects(q: &Quantized, width: usize) -> bool {
+    width > 0 && select::is_short(width, q.n) && rounding_keeps_order(q)
 }
 
 /// Whether `sim16` never decreases as the dot increases for every pair of
