@@ -49,6 +49,8 @@ pub struct Engine {
     walker: Walker,
     /// Threads for the similar orderings.
     similar_pool: rayon::ThreadPool,
+    /// The vectors packed for the similar orderings' GEMM, once.
+    packed: std::sync::OnceLock<cpu::Packed>,
     pub times: EngineTimes,
 }
 
@@ -95,6 +97,7 @@ impl Engine {
         Ok(Engine {
             walker,
             similar_pool: pool(threads)?,
+            packed: std::sync::OnceLock::new(),
             times: EngineTimes::default(),
         })
     }
@@ -122,10 +125,19 @@ impl Engine {
         similar: &mut [u32],
         different: &mut [u32],
     ) -> Result<()> {
-        let pool = &self.similar_pool;
-        let sort_similar = |similar: &mut [u32]| {
+        let (pool, packed) = (&self.similar_pool, &self.packed);
+        // With the matrix at hand, its rows pick the few candidates whose
+        // dots a short similar ordering needs; otherwise the GEMM computes
+        // every dot, from vectors packed once for all chunks.
+        let sort_similar = |similar: &mut [u32], matrix: Option<&cpu::SimMatrix>| {
             let t = Instant::now();
-            cpu::similar_rows(q, starts.clone(), width, similar, pool);
+            match matrix.filter(|_| cpu::matrix_selects(q, width)) {
+                Some(m) => cpu::similar_rows_matrix(q, m, starts.clone(), width, similar, pool),
+                None => {
+                    let packed = packed.get_or_init(|| pool.install(|| cpu::Packed::new(q)));
+                    cpu::similar_rows_packed(packed, q, starts.clone(), width, similar, pool)
+                }
+            }
             t.elapsed().as_secs_f64()
         };
         let (selection, sorting) = match &mut self.walker {
@@ -135,14 +147,14 @@ impl Engine {
                     g.different(starts.clone(), width, different)
                         .map(|_| t.elapsed().as_secs_f64())
                 });
-                let sorting = sort_similar(similar);
+                let sorting = sort_similar(similar, None);
                 (walk.join().expect("GPU thread panicked"), sorting)
             }),
             Walker::Cpu(c) => {
                 let t = Instant::now();
                 c.different(starts.clone(), width, different);
                 let selection = t.elapsed().as_secs_f64();
-                (Ok(selection), sort_similar(similar))
+                (Ok(selection), sort_similar(similar, Some(c.matrix())))
             }
             // The walks' start rows also give the similar orderings.
             Walker::Rows(r) => {

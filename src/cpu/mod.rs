@@ -11,13 +11,15 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+pub mod gemm;
 pub mod kernels;
 pub mod on_the_fly;
+pub mod select;
 pub mod walk;
 
 use crate::matrix::{padded, sim16};
 use crate::quantize::Quantized;
-use kernels::{dot_rows, DOT_BLOCK};
+pub use gemm::Packed;
 use walk::{seed, Kernel};
 
 /// The rounded similarity matrix, row-major with rows padded to
@@ -29,25 +31,24 @@ pub struct SimMatrix {
 }
 
 impl SimMatrix {
-    /// Computes every `sim16(dot(i, j))`, in parallel over blocks of rows.
+    /// Computes every `sim16(dot(i, j))` with the blocked GEMM, in
+    /// parallel over blocks of rows. The matrix is symmetric, so each block
+    /// computes only its columns from its own first row on, and writes the
+    /// columns past the block into the later rows as well.
     pub fn compute(q: &Quantized) -> Self {
         let n = q.n;
         let stride = padded(n);
         let mut data = vec![0i16; n * stride];
-        data.par_chunks_mut((stride * DOT_BLOCK).max(1))
-            .enumerate()
-            .for_each_init(
-                || vec![0i32; DOT_BLOCK * n],
-                |dots, (b, rows)| {
-                    let count = rows.len() / stride;
-                    dot_rows(q, b * DOT_BLOCK, count, dots);
-                    for (row, d) in rows.chunks_mut(stride).zip(dots.chunks(n)) {
-                        for (r, &x) in row.iter_mut().zip(d) {
-                            *r = sim16(x);
-                        }
-                    }
-                },
-            );
+        let packed = Packed::new(q);
+        let out = SharedRows(data.as_mut_ptr());
+        (0..n.div_ceil(MATRIX_BLOCK)).into_par_iter().for_each_init(
+            || vec![0i32; MATRIX_BLOCK * gemm::NC],
+            // SAFETY: block `b` writes the entries (i, j) with i in the
+            // block and j from the block's first row on, and their mirrors
+            // (j, i) for j past the block: each entry of the n × stride
+            // matrix is written by exactly one block (see `fill_block`).
+            |dots, b| unsafe { fill_block(&packed, &out, stride, b, dots) },
+        );
         SimMatrix { n, stride, data }
     }
 
@@ -60,6 +61,47 @@ impl SimMatrix {
     /// Bytes held.
     pub fn bytes(&self) -> usize {
         self.data.len() * 2
+    }
+}
+
+/// The matrix's data, written by many threads at disjoint entries.
+struct SharedRows(*mut i16);
+// SAFETY: only `fill_block` writes through it, at disjoint entries.
+unsafe impl Sync for SharedRows {}
+
+/// Fills block `b` of [`MATRIX_BLOCK`] rows: entry (i, j) for every row
+/// `i` of the block and every `j ≥ first` (its first row), and (j, i) too
+/// for `j` past the block. An entry (r, c) is thus written by the block of
+/// `min(r, c)` when both lie in different blocks, and by the block of `r`
+/// otherwise: once.
+///
+/// # Safety
+/// `out` points at `n × stride` entries (`n = packed.n()`), and no other
+/// call fills the same `b` at the same time.
+unsafe fn fill_block(packed: &Packed, out: &SharedRows, stride: usize, b: usize, dots: &mut [i32]) {
+    let n = packed.n();
+    let first = b * MATRIX_BLOCK;
+    let rows: Vec<usize> = (first..(first + MATRIX_BLOCK).min(n)).collect();
+    let end = first + rows.len();
+    for c in (first..n).step_by(gemm::NC) {
+        let cols = c..(c + gemm::NC).min(n);
+        let w = cols.len();
+        packed.dots(&rows, cols.clone(), dots);
+        for (r, d) in dots.chunks(w).take(rows.len()).enumerate() {
+            // SAFETY: row first + r, columns c .. c + w, inside the matrix.
+            let row = unsafe { std::slice::from_raw_parts_mut(out.0.add((first + r) * stride + c), w) };
+            for (x, &v) in row.iter_mut().zip(d) {
+                *x = sim16(v);
+            }
+        }
+        // The mirror: column j of this tile is row j's entries first..end.
+        for j in cols.start.max(end)..cols.end {
+            // SAFETY: row j, columns first .. end, inside the matrix.
+            let row = unsafe { std::slice::from_raw_parts_mut(out.0.add(j * stride + first), end - first) };
+            for (r, x) in row.iter_mut().enumerate() {
+                *x = sim16(dots[r * w + j - c]);
+            }
+        }
     }
 }
 
@@ -138,59 +180,113 @@ fn walk_group<const K: usize>(
     }
 }
 
-/// Sort key for similar orderings: ascending key = descending dot, then
-/// ascending index.
-#[inline]
-fn similar_key(d: i32, j: usize) -> u64 {
-    let flipped = !((d as u32) ^ 0x8000_0000);
-    ((flipped as u64) << 32) | j as u64
-}
-
 /// similar(s) into `out` (its length is the width), from `dots[j] = dot(s, j)`.
 /// `keys` is scratch.
 pub fn similar_row(s: usize, dots: &[i32], out: &mut [u32], keys: &mut Vec<u64>) {
-    keys.clear();
-    keys.extend(
-        dots.iter()
-            .enumerate()
-            .filter(|&(j, _)| j != s)
-            .map(|(j, &d)| similar_key(d, j)),
-    );
-    let w = out.len();
-    if w < keys.len() / 8 {
-        // A short prefix: select it, then sort only that.
-        keys.select_nth_unstable(w);
-        keys.truncate(w);
-        keys.sort_unstable();
+    if select::is_short(out.len(), dots.len()) {
+        // The dot's top 16 bits order the candidates coarsely.
+        select::first_similar(dots.len(), s, out, keys, |j| (dots[j] >> 16) as i16, |j| dots[j]);
     } else {
-        // Keys are distinct integers: a radix sort beats comparisons here.
-        radsort::sort(keys);
-    }
-    for (o, k) in out.iter_mut().zip(keys.iter()) {
-        *o = *k as u32;
+        select::sort_similar(s, dots, out, keys);
     }
 }
 
+/// Starts per task of [`similar_rows`] for short widths: every block of
+/// the packed columns is read once per this many rows.
+const SIMILAR_BLOCK: usize = 4 * gemm::MR;
+
+/// Rows per task of [`SimMatrix::compute`].
+const MATRIX_BLOCK: usize = 8 * gemm::MR;
+
 /// similar orderings for a range of starts, in parallel, in blocks of
-/// [`DOT_BLOCK`] starts; `out` holds `starts.len() * width` indices.
+/// starts whose dots come from the GEMM; `out` holds
+/// `starts.len() * width` indices.
 pub fn similar_rows(q: &Quantized, starts: Range<usize>, width: usize, out: &mut [u32], threads: &rayon::ThreadPool) {
     if width == 0 {
         return;
     }
+    let packed = threads.install(|| Packed::new(q));
+    similar_rows_packed(&packed, q, starts, width, out, threads);
+}
+
+/// [`similar_rows`] with the vectors already packed (`packed` is
+/// `Packed::new(q)`): callers that come back chunk after chunk pack once.
+pub fn similar_rows_packed(
+    packed: &Packed,
+    q: &Quantized,
+    starts: Range<usize>,
+    width: usize,
+    out: &mut [u32],
+    threads: &rayon::ThreadPool,
+) {
+    assert_eq!(packed.n(), q.n, "packed from another corpus");
+    if width == 0 {
+        return;
+    }
     threads.install(|| {
-        out.par_chunks_mut(width * DOT_BLOCK)
-            .zip(starts.into_par_iter().step_by(DOT_BLOCK))
+        // Sorting whole rows costs far more than their dots: small tasks
+        // then keep the threads evenly busy.
+        let block = match select::is_short(width, q.n) {
+            true => SIMILAR_BLOCK,
+            false => gemm::MR,
+        };
+        out.par_chunks_mut(width * block)
+            .zip(starts.into_par_iter().step_by(block))
             .for_each_init(
-                || (Vec::new(), vec![0i32; DOT_BLOCK * q.n]),
+                || (Vec::new(), vec![0i32; block * q.n]),
                 |(keys, dots), (rows, s0)| {
-                    let count = rows.len() / width;
-                    dot_rows(q, s0, count, dots);
+                    let block: Vec<usize> = (s0..s0 + rows.len() / width).collect();
+                    packed.dots(&block, 0..q.n, dots);
                     for (r, row) in rows.chunks_mut(width).enumerate() {
                         similar_row(s0 + r, &dots[r * q.n..(r + 1) * q.n], row, keys);
                     }
                 },
             );
     });
+}
+
+/// [`similar_rows`] with the matrix `m` of `q` at hand: for a short width
+/// each row's rounded similarities pick the few candidates (see
+/// [`select`]), and only their dots are computed. Long widths, and
+/// vectors whose rounding could wrap (then it would not keep the order of
+/// the dots), take [`similar_rows`].
+pub fn similar_rows_matrix(
+    q: &Quantized,
+    m: &SimMatrix,
+    starts: Range<usize>,
+    width: usize,
+    out: &mut [u32],
+    threads: &rayon::ThreadPool,
+) {
+    if !matrix_selects(q, width) {
+        return similar_rows(q, starts, width, out, threads);
+    }
+    threads.install(|| {
+        out.par_chunks_mut(width)
+            .zip(starts.into_par_iter())
+            .for_each_init(Vec::new, |keys, (row, s)| {
+                let sims = &m.row(s)[..q.n];
+                select::first_similar(q.n, s, row, keys, |j| sims[j], |j| q.dot(s, j));
+            });
+    });
+}
+
+/// Whether [`similar_rows_matrix`] picks the candidates from the matrix
+/// for this width (otherwise it computes every dot).
+pub fn matrix_selects(q: &Quantized, width: usize) -> bool {
+    width > 0 && select::is_short(width, q.n) && rounding_keeps_order(q)
+}
+
+/// Whether `sim16` never decreases as the dot increases for every pair of
+/// `q`: true unless a dot can come within 2^14 of `i32::MAX` (where
+/// `dot + 2^14` wraps). By Cauchy–Schwarz no dot exceeds the largest
+/// squared length; quantised unit vectors stay near 32767².
+fn rounding_keeps_order(q: &Quantized) -> bool {
+    let longest = (0..q.n)
+        .map(|i| q.row(i).iter().map(|&x| (x as i64) * (x as i64)).sum::<i64>())
+        .max()
+        .unwrap_or(0);
+    longest <= (i32::MAX - (1 << 14)) as i64
 }
 
 /// The CPU backend: the matrix, and the pool that walks it.
@@ -302,6 +398,9 @@ mod tests {
         b.different(0..q.n, width, &mut d);
         let mut s = vec![0; q.n * width];
         similar_rows(q, 0..q.n, width, &mut s, &b.pool);
+        let mut from_matrix = vec![0; q.n * width];
+        similar_rows_matrix(q, b.matrix(), 0..q.n, width, &mut from_matrix, &b.pool);
+        assert_eq!(s, from_matrix, "the matrix's candidates give the same orderings");
         (s, d)
     }
 
@@ -365,6 +464,19 @@ mod tests {
                     prop_assert_eq!(&got, &want_seeded, "seeded, {:?} masked {}", isa, masked);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_symmetric_matrix_is_every_rounded_dot() {
+        // Several blocks of rows and of columns, none of them whole, odd dim.
+        let q = random(gemm::NC + MATRIX_BLOCK + 5, 7, 3, 11);
+        let m = pool(2).install(|| SimMatrix::compute(&q));
+        for i in 0..q.n {
+            let expect: Vec<i16> = (0..m.stride)
+                .map(|j| if j < q.n { sim16(q.dot(i, j)) } else { 0 })
+                .collect();
+            assert_eq!(m.row(i), &expect[..], "row {i}");
         }
     }
 
