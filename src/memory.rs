@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 use bytesize::ByteSize;
 
 use crate::cpu::kernels::DOT_BLOCK;
+use crate::cpu::SIMILAR_BLOCK;
 use crate::matrix::padded;
 
 /// Where a memory limit came from (it goes into messages).
@@ -121,11 +122,12 @@ impl Needs {
         Needs {
             n,
             dim,
-            vectors: 2 * (n * dim * 2) as u64,
+            // i16 vectors twice, and packed twice for the GEMM (rows, panels).
+            vectors: 4 * (n * dim * 2) as u64,
             matrix: n as u64 * stride * 2,
             chunk_out: (chunk.min(n) * width * 4 * 2) as u64,
-            // Dots and sort keys of a block of similar rows; two walks' sums.
-            scratch: threads * ((DOT_BLOCK * n * 4 + n * 8) as u64 + 2 * stride * 4),
+            // Dots and sort keys of a block of similar rows; four walks' sums.
+            scratch: threads * ((DOT_BLOCK.max(SIMILAR_BLOCK) * n * 4 + n * 8) as u64 + 4 * stride * 4),
             row: stride * 2,
             batch,
             // Sums (i32) and, at worst, one distinct row (i16) per walk.

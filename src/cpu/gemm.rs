@@ -46,11 +46,9 @@ pub struct Packed {
     panels: Vec<u32>,
 }
 
-/// Two i16 in one word, `a` in the low half (the order `vpmaddwd` pairs).
-#[inline]
-fn pair(a: i16, b: i16) -> u32 {
-    (a as u16 as u32) | ((b as u16 as u32) << 16)
-}
+/// Two i16 in one word, `a` in the low half: the order `vpmaddwd` pairs,
+/// and the GPU's packing too.
+use crate::matrix::pack_pair as pair;
 
 impl Packed {
     /// Packs every vector of `q` (a copy the size of `q`, twice), in

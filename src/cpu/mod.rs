@@ -193,7 +193,7 @@ pub fn similar_row(s: usize, dots: &[i32], out: &mut [u32], keys: &mut Vec<u64>)
 
 /// Starts per task of [`similar_rows`] for short widths: every block of
 /// the packed columns is read once per this many rows.
-const SIMILAR_BLOCK: usize = 4 * gemm::MR;
+pub const SIMILAR_BLOCK: usize = 4 * gemm::MR;
 
 /// Rows per task of [`SimMatrix::compute`].
 const MATRIX_BLOCK: usize = 8 * gemm::MR;
