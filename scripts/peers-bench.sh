@@ -149,4 +149,5 @@ poems=$WORK/poems-2k.json emb=$WORK/embeddings-2k.json extra=()
 
 step "results (seconds; ratio below 1: this tool is faster)"
 "$PY" "$PEER/table.py" "$RESULTS"
-echo "PASSED: peer benchmark, $ROUNDS rounds, in $(( $(date +%s) - START )) s"
+[ "$ROUNDS" = 1 ] && WORD=round || WORD=rounds
+echo "PASSED: peer benchmark, $ROUNDS $WORD, in $(( $(date +%s) - START )) s"
