@@ -170,34 +170,14 @@ fn kernel_portable(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
 
 /// The tile with `vpmaddwd`: 12 accumulators (6 rows × 2 vectors of 8
 /// columns), two panel loads and six broadcasts per pair of components.
+///
+/// # Safety
+/// The CPU must have AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn kernel_avx2(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
-    use std::arch::x86_64::*;
-    let kp = panel.len() / NR;
-    assert!(a.iter().all(|r| r.len() >= kp));
-    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-    let b = panel.as_ptr();
-    for p in 0..kp {
-        // SAFETY: p < kp, so the panel's words p·NR .. p·NR + 16 and each
-        // row's word p are in bounds (checked above).
-        unsafe {
-            let b0 = _mm256_loadu_si256(b.add(p * NR) as *const __m256i);
-            let b1 = _mm256_loadu_si256(b.add(p * NR + 8) as *const __m256i);
-            for r in 0..MR {
-                let x = _mm256_set1_epi32(*a[r].get_unchecked(p) as i32);
-                acc[r][0] = _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(x, b0));
-                acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(x, b1));
-            }
-        }
-    }
-    for (t, v) in tile.iter_mut().zip(&acc) {
-        // SAFETY: each row of the tile is 16 i32, two 32-byte stores.
-        unsafe {
-            _mm256_storeu_si256(t.as_mut_ptr() as *mut __m256i, v[0]);
-            _mm256_storeu_si256(t.as_mut_ptr().add(8) as *mut __m256i, v[1]);
-        }
-    }
+unsafe fn kernel_avx2(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
+    // SAFETY: the caller vouches for AVX2.
+    unsafe { tile_x86::<false>(a, panel, tile) }
 }
 
 /// [`kernel_avx2`] with `vpdpwssd` (AVX-512 VNNI on 256-bit vectors),
@@ -205,26 +185,43 @@ fn kernel_avx2(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
 /// instruction, with the same wrap-around.
 ///
 /// # Safety
-/// The CPU must have AVX-512 VNNI and VL. (Written with `asm!` because the
-/// `avx512vnni` target feature and intrinsic need Rust 1.89; the MSRV is
-/// 1.88.)
+/// The CPU must have AVX-512 VNNI and VL.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
 unsafe fn kernel_vnni(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
+    // SAFETY: the caller vouches for VNNI and VL.
+    unsafe { tile_x86::<true>(a, panel, tile) }
+}
+
+/// The one body of both x86 kernels, inlined into each so that its
+/// intrinsics compile with that kernel's instruction set.
+///
+/// # Safety
+/// The CPU must have AVX2, and AVX-512 VNNI and VL when `VNNI`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn tile_x86<const VNNI: bool>(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
     use std::arch::x86_64::*;
     let kp = panel.len() / NR;
     assert!(a.iter().all(|r| r.len() >= kp));
     let mut acc = [[_mm256_setzero_si256(); 2]; MR];
     let b = panel.as_ptr();
     for p in 0..kp {
-        // SAFETY: as in `kernel_avx2`.
+        // SAFETY: p < kp, so the panel's words p·NR .. p·NR + 16 and each
+        // row's word p are in bounds (checked above); the caller vouches
+        // for the instructions.
         unsafe {
             let b0 = _mm256_loadu_si256(b.add(p * NR) as *const __m256i);
             let b1 = _mm256_loadu_si256(b.add(p * NR + 8) as *const __m256i);
             for r in 0..MR {
                 let x = _mm256_set1_epi32(*a[r].get_unchecked(p) as i32);
-                acc[r][0] = dpwssd(acc[r][0], x, b0);
-                acc[r][1] = dpwssd(acc[r][1], x, b1);
+                for (v, y) in acc[r].iter_mut().zip([b0, b1]) {
+                    *v = if VNNI {
+                        _mm256_dpwssd_epi32(*v, x, y)
+                    } else {
+                        _mm256_add_epi32(*v, _mm256_madd_epi16(x, y))
+                    };
+                }
             }
         }
     }
@@ -235,31 +232,6 @@ unsafe fn kernel_vnni(a: [&[u32]; MR], panel: &[u32], tile: &mut Tile) {
             _mm256_storeu_si256(t.as_mut_ptr().add(8) as *mut __m256i, v[1]);
         }
     }
-}
-
-/// `acc + x₀·b₀ + x₁·b₁` per i32 lane (`vpdpwssd`, wrapping).
-///
-/// # Safety
-/// The CPU must have AVX-512 VNNI and VL.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline]
-unsafe fn dpwssd(
-    mut acc: std::arch::x86_64::__m256i,
-    x: std::arch::x86_64::__m256i,
-    b: std::arch::x86_64::__m256i,
-) -> std::arch::x86_64::__m256i {
-    // SAFETY: register operands only; the caller vouches for the CPU.
-    unsafe {
-        std::arch::asm!(
-            "vpdpwssd {acc}, {x}, {b}",
-            acc = inout(ymm_reg) acc,
-            x = in(ymm_reg) x,
-            b = in(ymm_reg) b,
-            options(pure, nomem, nostack, preserves_flags),
-        );
-    }
-    acc
 }
 
 #[cfg(test)]
