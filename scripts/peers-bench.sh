@@ -93,7 +93,7 @@ import json, sys
 m, name, rnd, t0, t1 = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 t = json.load(open(m))["timings"]
 phases = {"load": t["load"] + t["normalise"], "matrix": t["similarity"], "similar": t["similar"],
-          "walks": t["selection"], "whole": sum(t.values())}
+          "walks": t["walks"], "whole": sum(t.values())}
 print(json.dumps({"corpus": name, "round": rnd, "side": "tool", "phases": phases, "wall": t1 - t0}))
 PY
 }

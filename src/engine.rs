@@ -39,7 +39,7 @@ enum Walker {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EngineTimes {
     /// The different orderings (the walk).
-    pub selection: f64,
+    pub walks: f64,
     /// The similar orderings (sorting on the CPU).
     pub similar: f64,
 }
@@ -140,7 +140,7 @@ impl Engine {
             }
             t.elapsed().as_secs_f64()
         };
-        let (selection, sorting) = match &mut self.walker {
+        let (walks, sorting) = match &mut self.walker {
             Walker::Gpu(g) => std::thread::scope(|s| {
                 let walk = s.spawn(|| {
                     let t = Instant::now();
@@ -153,8 +153,8 @@ impl Engine {
             Walker::Cpu(c) => {
                 let t = Instant::now();
                 c.different(starts.clone(), width, different);
-                let selection = t.elapsed().as_secs_f64();
-                (Ok(selection), sort_similar(similar, Some(c.matrix())))
+                let walks = t.elapsed().as_secs_f64();
+                (Ok(walks), sort_similar(similar, Some(c.matrix())))
             }
             // The walks' start rows also give the similar orderings.
             Walker::Rows(r) => {
@@ -165,7 +165,7 @@ impl Engine {
                 (Ok(t.elapsed().as_secs_f64() - sorting), sorting)
             }
         };
-        self.times.selection += selection?;
+        self.times.walks += walks?;
         self.times.similar += sorting;
         Ok(())
     }
@@ -215,12 +215,12 @@ impl Engine {
 fn record_gpu(g: &GpuTimings, timings: &mut Timings) {
     timings.detail("gpu_upload", g.upload);
     timings.detail("gpu_similarity", g.similarity);
-    timings.detail("gpu_selection", g.walk);
+    timings.detail("gpu_walks", g.walk);
     timings.detail("gpu_readback", g.readback);
     if let Some(t) = g.device_similarity {
         timings.detail("gpu_device_similarity", t);
     }
     if let Some(t) = g.device_walk {
-        timings.detail("gpu_device_selection", t);
+        timings.detail("gpu_device_walks", t);
     }
 }

@@ -206,7 +206,7 @@ pub fn run_loaded(opts: &Options, loaded: Loaded) -> Result<Precomputed> {
     let t = Instant::now();
     extras::write(Some(&mut engine), &q, &extras, writer.pending(), writer.data_dir())?;
     timings.phase_since("themes", t);
-    timings.phase("selection", engine.times.selection);
+    timings.phase("walks", engine.times.walks);
     timings.phase("similar", engine.times.similar);
     timings.phase("write", t_write);
     engine.record_details(&mut timings);

@@ -14,7 +14,7 @@ fn precompute_export_and_verify_agree() {
         err.contains("translate-me/0001") && err.contains("no embedding"),
         "{err}"
     );
-    for phase in ["load", "normalise", "similarity", "selection", "write"] {
+    for phase in ["load", "normalise", "similarity", "walks", "write"] {
         assert!(err.contains(phase), "timing breakdown lacks {phase}: {err}");
     }
     let out = dir.path().join("export.jsonl");

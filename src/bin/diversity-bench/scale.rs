@@ -89,7 +89,7 @@ pub struct Run {
     /// A shard's `I/N`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<String>,
-    /// A shard's precompute phases (load, similarity, selection, …), seconds.
+    /// A shard's precompute phases (load, similarity, walks, …), seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phases: Option<Timings>,
 }

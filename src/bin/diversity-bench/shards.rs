@@ -223,7 +223,7 @@ mod tests {
     fn shard_run(secs: f64, peak_rss: u64, load: f64) -> Run {
         let mut phases = Timings::default();
         phases.phase("load", load);
-        phases.phase("selection", secs - load);
+        phases.phase("walks", secs - load);
         Run {
             secs,
             peak_rss,
